@@ -1,0 +1,3 @@
+from daz.cli import main
+
+main()

@@ -1,0 +1,31 @@
+"""``daz config check FILE``: print the effective configuration (secrets masked) or its problems."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from daz.config import load_config, masked_dict
+from daz.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True)
+
+EXIT_CONFIG_ERROR = 2
+
+
+@app.command("check")
+def check(
+    file: Path = typer.Argument(..., help="The JSON configuration file to validate."),  # noqa: B008
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing when the file is valid."),
+) -> None:
+    """Validate FILE (plus DAZ_* environment overrides); exit 2 with one line per problem."""
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    if not quiet:
+        typer.echo(json.dumps(masked_dict(config), indent=2, sort_keys=False))

@@ -1,0 +1,11 @@
+"""CLI group: db (filled by its subsystem)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("todo")
+def _todo() -> None:
+    """Placeholder until the db subsystem lands."""
+    raise typer.Exit(1)

@@ -1,0 +1,507 @@
+"""The whole configuration: pydantic v2 models, a JSON file in the seed's shape, ``DAZ_*`` overrides.
+
+Every model forbids unknown fields so a typo is an error, not a silently ignored setting. Problems
+are reported as one line per field: ``retry.worker_count: must be at least 1 (got -3)``.
+Secrets are ``SecretStr`` and may also come from a file (``password_file``) or an environment
+variable; they are masked wherever the configuration is shown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from daz.backoff import JitterStrategy
+from daz.errors import ConfigError
+
+ENV_PREFIX = "DAZ_"
+DATABASE_URL_ENV = "DAZ_DATABASE_URL"
+DEFAULT_SQLITE_URL = "sqlite:///daz.db"
+DEFAULT_CYTUBE_BASE_URL = "https://cytu.be"
+MASK = "**********"
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+NonNegativeSeconds = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class BackoffConfig(_Model):
+    """Reconnect backoff: the seed's 2 s doubling, ±25 % jitter, 5-minute cap."""
+
+    strategy: JitterStrategy = JitterStrategy.PROPORTIONAL
+    base_seconds: PositiveSeconds = 2.0
+    multiplier: Annotated[float, Field(ge=1)] = 2.0
+    jitter: Annotated[float, Field(ge=0, lt=1)] = 0.25
+    max_seconds: PositiveSeconds = 300.0
+
+
+class ProbeConfig(_Model):
+    """Cheap reachability probe while backing off, so recovery is not a long backoff away."""
+
+    enabled: bool = True
+    interval_seconds: PositiveSeconds = 1.0
+    max_interval_seconds: PositiveSeconds = 3.0
+    timeout_seconds: PositiveSeconds = 2.0
+
+
+class CytubeConfig(_Model):
+    base_url: str = DEFAULT_CYTUBE_BASE_URL
+    join_timeout_seconds: PositiveSeconds = 10.0
+    login_timeout_seconds: PositiveSeconds = 10.0
+    connect_timeout_seconds: PositiveSeconds = 15.0
+    media_update_timeout_seconds: PositiveSeconds = 300.0
+    liveness_margin_seconds: NonNegativeSeconds = 5.0
+    stable_after_seconds: NonNegativeSeconds = 60.0
+    flap_window_seconds: PositiveSeconds = 600.0
+    flap_threshold: Annotated[int, Field(ge=1)] = 5
+    give_up_after_attempts: Annotated[int, Field(ge=1)] | None = None
+    rate_limit_min_wait_seconds: NonNegativeSeconds = 10.0
+    backoff: BackoffConfig = BackoffConfig()
+    probe: ProbeConfig = ProbeConfig()
+    outbound_buffer_size: Annotated[int, Field(ge=1)] = 1000
+    delivery_timeout_seconds: PositiveSeconds = 10.0
+    message_max_chars: Annotated[int, Field(ge=1, le=320)] = 320
+
+
+class RoomConfig(_Model):
+    """One channel to sit in. No ``username`` means a guest name is generated."""
+
+    channel: Annotated[str, Field(pattern=r"^[\w-]{1,30}$")]
+    username: Annotated[str, Field(pattern=r"^[\w-]{1,20}$")] | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    channel_password: SecretStr | None = None
+    server_url: str | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> RoomConfig:
+        sources = [s for s in (self.password, self.password_file, self.password_env) if s is not None]
+        if len(sources) > 1:
+            raise ValueError("give only one of password, password_file, password_env")
+        return self
+
+    def resolved_password(self) -> SecretStr | None:
+        """The bot password from whichever source was configured."""
+        if self.password is not None:
+            return self.password
+        if self.password_file is not None:
+            try:
+                return SecretStr(self.password_file.read_text(encoding="utf-8").strip())
+            except OSError as exc:
+                raise ConfigError(
+                    f"rooms.{self.channel}.password_file: cannot read {self.password_file} "
+                    f"({exc.strerror}); check the path and permissions"
+                ) from exc
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"rooms.{self.channel}.password_env: environment variable {self.password_env} "
+                    "is not set; export it or use password_file"
+                )
+            return SecretStr(value)
+        return None
+
+
+class PoolConfig(_Model):
+    min_size: Annotated[int, Field(ge=0)] = 2
+    max_size: Annotated[int, Field(ge=1)] = 10
+    acquire_timeout_seconds: PositiveSeconds = 5.0
+    max_lifetime_seconds: PositiveSeconds = 1800.0
+    lifetime_jitter: Fraction = 0.1
+    validate_on_checkout: bool = True
+    keepalive_interval_seconds: PositiveSeconds = 30.0
+    health_score_threshold: Fraction = 0.3
+    resize_interval_seconds: PositiveSeconds = 5.0
+
+    @model_validator(mode="after")
+    def _sizes(self) -> PoolConfig:
+        if self.min_size > self.max_size:
+            raise ValueError(f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})")
+        return self
+
+
+class DatabaseConfig(_Model):
+    """``url`` is ``sqlite:///path`` (default, embedded) or ``postgresql://…``."""
+
+    url: SecretStr = SecretStr(DEFAULT_SQLITE_URL)
+    require_database: bool = False
+    statement_timeout_seconds: PositiveSeconds = 30.0
+    pool: PoolConfig = PoolConfig()
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if not raw.startswith(("sqlite:///", "sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql:// (e.g. sqlite:///daz.db)")
+        return value
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.url.get_secret_value().startswith("sqlite") else "postgresql"
+
+    def sqlite_path(self) -> Path:
+        raw = self.url.get_secret_value()
+        return Path(raw.removeprefix("sqlite:///").removeprefix("sqlite://") or "daz.db")
+
+    def display_url(self) -> str:
+        return mask_dsn(self.url.get_secret_value())
+
+
+class RetryPolicyConfig(_Model):
+    """One operation type's policy, in the seed's shape plus timeout, jitter and breaker."""
+
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    initial_delay_seconds: NonNegativeSeconds = 2.0
+    max_delay_seconds: PositiveSeconds = 60.0
+    backoff_multiplier: Annotated[float, Field(ge=1)] = 2.0
+    timeout_seconds: PositiveSeconds = 30.0
+    jitter: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    breaker: str | None = None
+
+
+def _default_policies() -> dict[str, RetryPolicyConfig]:
+    return {
+        "cytube_command": RetryPolicyConfig(
+            max_retries=5, initial_delay_seconds=5, max_delay_seconds=300, backoff_multiplier=2.0
+        ),
+        "sql_operation": RetryPolicyConfig(
+            max_retries=3, initial_delay_seconds=2, max_delay_seconds=60, backoff_multiplier=1.5,
+            breaker="database",
+        ),
+    }
+
+
+class RetryConfig(_Model):
+    enabled: bool = True
+    poll_interval_seconds: PositiveSeconds = 10.0
+    worker_count: Annotated[int, Field(ge=1, le=64)] = 3
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    lease_seconds: PositiveSeconds = 30.0
+    heartbeat_interval_seconds: PositiveSeconds = 10.0
+    retention_days: PositiveSeconds = 7.0
+    breaker_release_per_second: PositiveSeconds = 50.0
+    default_policy: RetryPolicyConfig = RetryPolicyConfig()
+    retry_policies: dict[str, RetryPolicyConfig] = Field(default_factory=_default_policies)
+
+    @model_validator(mode="after")
+    def _heartbeat_inside_lease(self) -> RetryConfig:
+        if self.heartbeat_interval_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"heartbeat_interval_seconds ({self.heartbeat_interval_seconds}) must be shorter than "
+                f"lease_seconds ({self.lease_seconds})"
+            )
+        return self
+
+    def policy_for(self, operation_type: str) -> RetryPolicyConfig:
+        return self.retry_policies.get(operation_type, self.default_policy)
+
+
+class BreakerConfig(_Model):
+    """A circuit breaker: sliding window by count or time, failure-rate and slow-call thresholds."""
+
+    window_type: Literal["count", "time"] = "count"
+    window_size: Annotated[int, Field(ge=1)] = 20
+    window_seconds: PositiveSeconds = 60.0
+    minimum_calls: Annotated[int, Field(ge=1)] = 10
+    failure_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+    slow_call_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 1.0
+    slow_call_duration_seconds: PositiveSeconds = 5.0
+    break_seconds: PositiveSeconds = 5.0
+    break_multiplier: Annotated[float, Field(ge=1)] = 2.0
+    max_break_seconds: PositiveSeconds = 300.0
+    break_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    half_open_permits: Annotated[int, Field(ge=1)] = 3
+
+
+class RetryBudgetConfig(_Model):
+    """Retries may add at most ``ratio`` of base traffic plus ``min_per_second``, per dependency."""
+
+    enabled: bool = True
+    ratio: Annotated[float, Field(ge=0)] = 0.2
+    min_per_second: Annotated[float, Field(ge=0)] = 1.0
+    window_seconds: PositiveSeconds = 10.0
+
+
+class SpoolConfig(_Model):
+    path: Path = Path("daz-spool.sqlite")
+    max_items: Annotated[int, Field(ge=1)] = 100_000
+    drain_interval_seconds: PositiveSeconds = 1.0
+
+
+class HealthThresholds(_Model):
+    db_latency_warn_ms: Annotated[float, Field(gt=0)] = 100.0
+    db_latency_fail_ms: Annotated[float, Field(gt=0)] = 1000.0
+    memory_warn_mb: Annotated[float, Field(gt=0)] = 512.0
+    memory_fail_mb: Annotated[float, Field(gt=0)] = 1024.0
+    cpu_warn_percent: Annotated[float, Field(gt=0)] = 80.0
+    cpu_fail_percent: Annotated[float, Field(gt=0)] = 95.0
+    loop_lag_warn_ms: Annotated[float, Field(gt=0)] = 100.0
+    loop_lag_fail_ms: Annotated[float, Field(gt=0)] = 1000.0
+    open_fds_warn: Annotated[int, Field(gt=0)] = 800
+    open_fds_fail: Annotated[int, Field(gt=0)] = 1000
+    queue_oldest_pending_warn_seconds: Annotated[float, Field(gt=0)] = 600.0
+    queue_oldest_pending_fail_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    dead_letters_warn_per_hour: Annotated[int, Field(ge=0)] = 1
+    spool_warn_items: Annotated[int, Field(ge=0)] = 1
+    pool_saturation_warn: Fraction = 0.8
+    pool_saturation_fail: Fraction = 1.0
+
+
+class HealthConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    interval_seconds: PositiveSeconds = 5.0
+    check_timeout_seconds: PositiveSeconds = 2.0
+    history_size: Annotated[int, Field(ge=1)] = 120
+    recovery_min_interval_seconds: NonNegativeSeconds = 30.0
+    external_check: bool = True
+    admin_token: SecretStr | None = None
+    thresholds: HealthThresholds = HealthThresholds()
+
+
+class LoggingConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class ClusterConfig(_Model):
+    """Scale-out on PostgreSQL: rooms leased to exactly one instance."""
+
+    enabled: bool = False
+    instance_id: Annotated[str, Field(pattern=r"^[\w.-]{1,64}$")] | None = None
+    instance_id_file: Path = Path(".daz-instance-id")
+    lease_seconds: PositiveSeconds = 10.0
+    renew_interval_seconds: PositiveSeconds = 3.0
+    instance_timeout_seconds: PositiveSeconds = 15.0
+    rebalance_interval_seconds: PositiveSeconds = 30.0
+
+    @model_validator(mode="after")
+    def _renew_inside_lease(self) -> ClusterConfig:
+        if self.renew_interval_seconds * 2 > self.lease_seconds:
+            raise ValueError("renew_interval_seconds must be at most half of lease_seconds")
+        return self
+
+
+def _default_plugins() -> dict[str, dict[str, Any]]:
+    return {"commands": {}, "chatlog": {}}
+
+
+class DazConfig(_Model):
+    """The root of the configuration file."""
+
+    rooms: list[RoomConfig] = Field(default_factory=list)
+    cytube: CytubeConfig = CytubeConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    retry: RetryConfig = RetryConfig()
+    breakers: dict[str, BreakerConfig] = Field(
+        default_factory=lambda: {"default": BreakerConfig(), "database": BreakerConfig()}
+    )
+    retry_budget: RetryBudgetConfig = RetryBudgetConfig()
+    spool: SpoolConfig = SpoolConfig()
+    health: HealthConfig = HealthConfig()
+    logging: LoggingConfig = LoggingConfig()
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=_default_plugins,
+        description="plugin name -> its own settings (validated by the plugin)",
+    )
+    cluster: ClusterConfig = ClusterConfig()
+
+    @model_validator(mode="after")
+    def _unique_rooms(self) -> DazConfig:
+        seen: set[str] = set()
+        for room in self.rooms:
+            if room.channel in seen:
+                raise ValueError(f"room '{room.channel}' is listed twice")
+            seen.add(room.channel)
+        return self
+
+    def breaker_config(self, name: str) -> BreakerConfig:
+        return self.breakers.get(name, self.breakers.get("default", BreakerConfig()))
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redaction processor."""
+        values: list[str] = []
+        for room in self.rooms:
+            values.extend(
+                s.get_secret_value() for s in (room.password, room.channel_password) if s is not None
+            )
+            try:
+                resolved = room.resolved_password()
+            except ConfigError:
+                resolved = None
+            if resolved is not None:
+                values.append(resolved.get_secret_value())
+        password = dsn_password(self.database.url.get_secret_value())
+        if password:
+            values.append(password)
+        if self.health.admin_token is not None:
+            values.append(self.health.admin_token.get_secret_value())
+        return [v for v in values if v]
+
+
+# loading ---------------------------------------------------------------------------------------
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> DazConfig:
+    """Read ``path`` (JSON; optional), apply ``DAZ_*`` overrides, validate. Raises ``ConfigError``."""
+    environ = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_json(path)
+    apply_env_overrides(raw, environ)
+    return validate_config(raw, source=str(path) if path is not None else "environment")
+
+
+def validate_config(raw: Mapping[str, Any], source: str = "config") -> DazConfig:
+    try:
+        return DazConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [format_problem(err) for err in exc.errors()]
+        raise ConfigError(f"{source}: {len(problems)} problem(s) in the configuration", problems) from exc
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{path}: file not found; pass an existing JSON file (see docs/configuration.md)"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text; save the file as UTF-8 JSON") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object {{...}}, got {type(data).__name__}")
+    return data
+
+
+def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """``DAZ_RETRY__WORKER_COUNT=5`` sets ``retry.worker_count``; ``DAZ_DATABASE_URL`` the store URL.
+
+    Values are parsed as JSON when they parse (numbers, booleans, objects), else taken as strings.
+    Numeric segments index lists (``DAZ_ROOMS__0__PASSWORD``).
+    """
+    if DATABASE_URL_ENV in environ:
+        raw.setdefault("database", {})
+        if isinstance(raw["database"], dict):
+            raw["database"]["url"] = environ[DATABASE_URL_ENV]
+    for key, value in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX) or key == DATABASE_URL_ENV or "__" not in key:
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__")]
+        _set_path(raw, path, _parse_env_value(value))
+
+
+def _parse_env_value(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _set_path(node: Any, path: list[str], value: Any) -> None:
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                return  # an index past the list cannot be created from the environment
+            if last:
+                node[int(part)] = value
+                return
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+                return
+            node = node.setdefault(part, {})
+        else:
+            return
+
+
+_SECRET_FIELDS = {"password", "channel_password", "admin_token", "url", "pw"}
+
+
+def format_problem(err: Mapping[str, Any]) -> str:
+    """One line: ``field.path: what was wrong; expected …`` without echoing secret values."""
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+    kind = str(err.get("type", ""))
+    msg = str(err.get("msg", "invalid"))
+    field = str(err.get("loc", ("",))[-1]) if err.get("loc") else ""
+    shown = "" if field in _SECRET_FIELDS else _short(err.get("input"))
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown field; remove it or check its spelling (see docs/configuration.md)"
+    if kind == "missing":
+        return f"{loc}: required field is missing"
+    if msg.startswith("Value error, "):
+        msg = msg.removeprefix("Value error, ")
+    got = f" (got {shown})" if shown else ""
+    return f"{loc}: {msg[0].lower() + msg[1:] if msg else msg}{got}"
+
+
+def _short(value: Any) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    text = json.dumps(value) if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# display ---------------------------------------------------------------------------------------
+
+_DSN_PASSWORD = re.compile(
+    r"^(?P<head>[a-z][a-z0-9+.-]*://[^:/@]*:)(?P<pw>[^@]*)(?P<tail>@.*)$", re.IGNORECASE
+)
+
+
+def dsn_password(dsn: str) -> str | None:
+    match = _DSN_PASSWORD.match(dsn)
+    return match.group("pw") if match else None
+
+
+def mask_dsn(dsn: str) -> str:
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:**********@h/db``."""
+    match = _DSN_PASSWORD.match(dsn)
+    if not match:
+        return dsn
+    return f"{match.group('head')}{MASK}{match.group('tail')}"
+
+
+def masked_dict(config: DazConfig) -> dict[str, Any]:
+    """The effective configuration as plain data with every secret masked (for display)."""
+    data = config.model_dump(mode="json")
+    data["database"]["url"] = config.database.display_url()
+    for room in data["rooms"]:
+        for key in ("password", "channel_password"):
+            if room.get(key) is not None:
+                room[key] = MASK
+    if data["health"].get("admin_token") is not None:
+        data["health"]["admin_token"] = MASK
+    return data

@@ -1,0 +1,161 @@
+"""One error hierarchy for daz.
+
+Driver and library exceptions are translated at the boundary into these, chained with ``from exc``.
+Each error says whether retrying can help (``retryable``) and, where known, which operation and
+correlation id it belongs to, so the retry layer, breakers and logs never guess from message text.
+"""
+
+from __future__ import annotations
+
+
+class DazError(Exception):
+    """Root of every error daz raises on purpose."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        correlation_id: str | None = None,
+        operation_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if retryable is not None:
+            self.retryable = retryable
+        self.correlation_id = correlation_id
+        self.operation_type = operation_type
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(DazError):
+    """A configuration problem; ``problems`` holds one line per field (path: what, expected)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message, retryable=False)
+        self.problems = problems if problems is not None else [message]
+
+
+class StoreError(DazError):
+    """The retry store failed an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now; the operation may succeed later."""
+
+    retryable = True
+
+
+class StaleFence(StoreError):
+    """A worker presented a fence that no longer owns the item (its lease was reclaimed)."""
+
+
+class ItemNotFound(StoreError):
+    """No queue item has the given id."""
+
+
+class SpoolFull(DazError):
+    """The local durable spool reached its size limit."""
+
+
+class TransportError(DazError):
+    """A connection-level failure; keeps the server's reason where there is one."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, reason: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.reason = reason if reason is not None else message
+
+
+class ConnectFailed(TransportError):
+    """The connection could not be opened (refused, DNS, handshake)."""
+
+
+class RateLimited(ConnectFailed):
+    """The server refused the connection with ``Rate limit exceeded``."""
+
+
+class ServerDisconnected(TransportError):
+    """The server closed the connection (``transport error``, ``server disconnect``)."""
+
+
+class Kicked(TransportError):
+    """The server kicked this client; ``reason`` is the server's text (e.g. ``Duplicate login``)."""
+
+
+class NotConnected(TransportError):
+    """An emit was attempted without a live connection."""
+
+
+class ProtocolError(DazError):
+    """A wire frame did not have the shape the protocol promises."""
+
+
+class SessionError(DazError):
+    """Joining or logging in to a channel failed."""
+
+    retryable = True
+
+
+class LoginFailed(SessionError):
+    """The server answered ``login`` with ``success: false``; ``reason`` is its error text."""
+
+    def __init__(self, message: str, *, reason: str, retryable: bool = False) -> None:
+        super().__init__(message, retryable=retryable)
+        self.reason = reason
+
+
+class SessionTimeout(SessionError):
+    """The server did not answer a session step within its timeout."""
+
+
+class CircuitOpen(DazError):
+    """A circuit breaker refused the call; try again after ``retry_after`` seconds."""
+
+    retryable = True
+
+    def __init__(self, name: str, retry_after: float, **kwargs: object) -> None:
+        super().__init__(
+            f"circuit '{name}' is open; retry in {retry_after:.1f}s", **kwargs  # type: ignore[arg-type]
+        )
+        self.name = name
+        self.retry_after = retry_after
+
+
+class RetryBudgetExhausted(DazError):
+    """The process-wide retry budget has no tokens for this dependency now."""
+
+    retryable = True
+
+
+class SqlError(DazError):
+    """A SQL operation failed; ``sqlstate`` is the server's code where there is one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sqlstate: str | None = None,
+        retryable: bool | None = None,
+        correlation_id: str | None = None,
+        operation_type: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, retryable=retryable, correlation_id=correlation_id, operation_type=operation_type
+        )
+        self.sqlstate = sqlstate
+
+
+class RequestTimeout(DazError):
+    """A bus request got no reply within its timeout."""
+
+    retryable = True
+
+
+class NoHandler(DazError):
+    """A bus request or queue item has nobody to handle it."""
