@@ -1,0 +1,68 @@
+"""SQL for instance heartbeats and room leases. Every time comes from the database clock (now())."""
+
+from __future__ import annotations
+
+from typing import Final, LiteralString
+
+HEARTBEAT: Final[LiteralString] = """
+INSERT INTO daz_instances (instance_id, hostname, pid, version, started_at, heartbeat_at)
+VALUES ($1, $2, $3, $4, now(), now())
+ON CONFLICT (instance_id) DO UPDATE
+   SET heartbeat_at = now(), hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, version = EXCLUDED.version
+"""
+
+LIVE_INSTANCES: Final[LiteralString] = """
+SELECT instance_id, hostname, pid, version,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age,
+       extract(epoch FROM now() - started_at)::float8 AS uptime
+  FROM daz_instances
+ WHERE heartbeat_at > now() - make_interval(secs => $1)
+ ORDER BY instance_id
+"""
+
+FORGET_INSTANCE: Final[LiteralString] = "DELETE FROM daz_instances WHERE instance_id = $1"
+
+ENSURE_ROOMS: Final[LiteralString] = """
+INSERT INTO daz_room_leases (room, owner, lease_until, fence, updated_at)
+SELECT r, NULL, now(), 0, now() FROM unnest($1::text[]) AS r
+ON CONFLICT (room) DO NOTHING
+"""
+
+READ_LEASES: Final[LiteralString] = """
+SELECT room, owner, extract(epoch FROM lease_until - now())::float8 AS expires_in, fence,
+       extract(epoch FROM now() - acquired_at)::float8 AS held_for
+  FROM daz_room_leases
+ WHERE room = ANY($1::text[])
+"""
+
+# Take a room only if it is free, expired, or held by an instance that is no longer alive.
+# The fence moves on every take-over, so work done on behalf of the room can be checked.
+ACQUIRE: Final[LiteralString] = """
+UPDATE daz_room_leases AS l
+   SET owner = $2, lease_until = now() + make_interval(secs => $3), fence = l.fence + 1,
+       acquired_at = now(), updated_at = now(),
+       previous_owner = l.owner
+ WHERE l.room = $1
+   AND (l.owner IS NULL OR l.lease_until <= now()
+        OR NOT EXISTS (SELECT 1 FROM daz_instances i
+                        WHERE i.instance_id = l.owner
+                          AND i.heartbeat_at > now() - make_interval(secs => $4)))
+RETURNING l.fence, l.previous_owner
+"""
+
+RENEW: Final[LiteralString] = """
+UPDATE daz_room_leases
+   SET lease_until = now() + make_interval(secs => $3), updated_at = now()
+ WHERE room = ANY($1::text[]) AND owner = $2 AND lease_until > now()
+RETURNING room, fence
+"""
+
+RELEASE: Final[LiteralString] = """
+UPDATE daz_room_leases
+   SET owner = NULL, lease_until = now(), updated_at = now()
+ WHERE room = ANY($1::text[]) AND owner = $2
+"""
+
+CHECK_FENCE: Final[LiteralString] = """
+SELECT 1 FROM daz_room_leases WHERE room = $1 AND owner = $2 AND fence = $3 AND lease_until > now()
+"""

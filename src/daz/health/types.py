@@ -1,0 +1,82 @@
+"""The vocabulary of health: statuses, one measured result, and the ``Check`` protocol.
+
+A *component* (``room:lobby``, ``database``, ``process``) owns one or more *measurements*
+(``state``, ``liveness``, ``latency``). The component's status is the worst of its measurements;
+the overall status is the worst of the components marked critical.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+class Status(enum.StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2}
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """The most severe status; ``pass`` for an empty input."""
+    result = Status.PASS
+    for status in statuses:
+        if status.rank > result.rank:
+            result = status
+    return result
+
+
+def grade(value: float, warn_at: float, fail_at: float) -> Status:
+    """``fail`` at or above ``fail_at``, ``warn`` at or above ``warn_at``, else ``pass``."""
+    if value >= fail_at:
+        return Status.FAIL
+    if value >= warn_at:
+        return Status.WARN
+    return Status.PASS
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One measurement of one component at one time.
+
+    ``recovery`` names a recovery action this result asks for (e.g. ``room_reconnect``); the
+    monitor decides whether to run it (rate limit) and runs it through the check's ``recover``.
+    """
+
+    component: str
+    measurement: str
+    status: Status
+    observed_value: float | int | str | None
+    observed_unit: str | None
+    output: str
+    time: datetime
+    recovery: str | None = None
+
+
+class Check(Protocol):
+    """What the monitor runs. ``name`` is the component (``room:lobby``, ``database``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def critical(self) -> bool: ...
+
+    async def run(self) -> list[CheckResult]: ...
+
+
+@runtime_checkable
+class Recoverable(Protocol):
+    """A check that can act on its own failure; ``action`` comes from ``CheckResult.recovery``."""
+
+    async def recover(self, action: str, reason: str) -> None: ...
