@@ -40,7 +40,10 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # Docstrings under fields become their descriptions (scripts/gen_config_docs.py prints them).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True
+    )
 
 
 class BackoffConfig(_Model):
@@ -130,6 +133,7 @@ class PoolConfig(_Model):
     max_lifetime_seconds: PositiveSeconds = 1800.0
     lifetime_jitter: Fraction = 0.1
     validate_on_checkout: bool = True
+    validation_idle_seconds: NonNegativeSeconds = 1.0
     keepalive_interval_seconds: PositiveSeconds = 30.0
     health_score_threshold: Fraction = 0.3
     resize_interval_seconds: PositiveSeconds = 5.0
@@ -145,8 +149,11 @@ class DatabaseConfig(_Model):
     """``url`` is ``sqlite:///path`` (default, embedded) or ``postgresql://…``."""
 
     url: SecretStr = SecretStr(DEFAULT_SQLITE_URL)
+    """Store: `sqlite:///path` (embedded default) or `postgresql://user:pw@host/db`; also DAZ_DATABASE_URL."""
     require_database: bool = False
     statement_timeout_seconds: PositiveSeconds = 30.0
+    connect_timeout_seconds: PositiveSeconds = 5.0
+    sqlite_busy_timeout_seconds: NonNegativeSeconds = 5.0
     pool: PoolConfig = PoolConfig()
 
     @field_validator("url")
@@ -173,12 +180,19 @@ class RetryPolicyConfig(_Model):
     """One operation type's policy, in the seed's shape plus timeout, jitter and breaker."""
 
     max_retries: Annotated[int, Field(ge=0)] = 3
+    """Retries after the first failure before the operation is dead-lettered."""
     initial_delay_seconds: NonNegativeSeconds = 2.0
+    """Wait before the first retry."""
     max_delay_seconds: PositiveSeconds = 60.0
+    """Upper bound of the wait between retries."""
     backoff_multiplier: Annotated[float, Field(ge=1)] = 2.0
+    """Retry n waits initial_delay_seconds · backoff_multiplier^(n-1), capped."""
     timeout_seconds: PositiveSeconds = 30.0
+    """Time one attempt may take before it counts as failed."""
     jitter: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    """Random spread ±jitter·delay so retries of many items do not line up."""
     breaker: str | None = None
+    """Circuit breaker (a key of `breakers`) the attempts go through; none when unset."""
 
 
 def _default_policies() -> dict[str, RetryPolicyConfig]:
@@ -195,13 +209,22 @@ def _default_policies() -> dict[str, RetryPolicyConfig]:
 
 class RetryConfig(_Model):
     enabled: bool = True
+    """Run the persistent retry queue's workers."""
     poll_interval_seconds: PositiveSeconds = 10.0
+    """How often idle workers look for due items (NOTIFY wake-ups make it faster on PostgreSQL)."""
     worker_count: Annotated[int, Field(ge=1, le=64)] = 3
+    """Concurrent retry workers in this process."""
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
     lease_seconds: PositiveSeconds = 30.0
     heartbeat_interval_seconds: PositiveSeconds = 10.0
     retention_days: PositiveSeconds = 7.0
     breaker_release_per_second: PositiveSeconds = 50.0
+    stats_interval_seconds: PositiveSeconds = 15.0
+    """How often the queue refreshes daz_retry_queue_depth and the oldest-pending-age gauge."""
+    cleanup_interval_seconds: PositiveSeconds = 3600.0
+    """How often completed items older than retention_days are deleted."""
+    no_handler_delay_seconds: PositiveSeconds = 10.0
+    """An item nobody handles yet (no handler, no bus responder) is looked at again after this."""
     default_policy: RetryPolicyConfig = RetryPolicyConfig()
     retry_policies: dict[str, RetryPolicyConfig] = Field(default_factory=_default_policies)
 
@@ -264,6 +287,8 @@ class HealthThresholds(_Model):
     queue_oldest_pending_warn_seconds: Annotated[float, Field(gt=0)] = 600.0
     queue_oldest_pending_fail_seconds: Annotated[float, Field(gt=0)] = 3600.0
     dead_letters_warn_per_hour: Annotated[int, Field(ge=0)] = 1
+    dead_letters_fail_per_hour: Annotated[int, Field(ge=1)] = 100
+    breaker_open_fail_seconds: Annotated[float, Field(gt=0)] = 300.0
     spool_warn_items: Annotated[int, Field(ge=0)] = 1
     pool_saturation_warn: Fraction = 0.8
     pool_saturation_fail: Fraction = 1.0
@@ -278,13 +303,18 @@ class HealthConfig(_Model):
     history_size: Annotated[int, Field(ge=1)] = 120
     recovery_min_interval_seconds: NonNegativeSeconds = 30.0
     external_check: bool = True
+    external_interval_seconds: PositiveSeconds = 60.0
+    external_timeout_seconds: PositiveSeconds = 5.0
+    loop_lag_interval_seconds: PositiveSeconds = 0.5
     admin_token: SecretStr | None = None
     thresholds: HealthThresholds = HealthThresholds()
 
 
 class LoggingConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level printed (library loggers stay at warning)."""
     format: Literal["auto", "console", "json"] = "auto"
+    """`console` on a terminal and `json` otherwise when `auto`."""
 
 
 class ClusterConfig(_Model):
@@ -399,6 +429,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError as exc:  # found by the chaos fuzzer: "[" * 100000 overflows json's decoder
+        raise ConfigError(f"{path}: JSON nested too deeply to read") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a JSON object {{...}}, got {type(data).__name__}")
     return data
@@ -407,8 +439,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     """``DAZ_RETRY__WORKER_COUNT=5`` sets ``retry.worker_count``; ``DAZ_DATABASE_URL`` the store URL.
 
-    Values are parsed as JSON when they parse (numbers, booleans, objects), else taken as strings.
-    Numeric segments index lists (``DAZ_ROOMS__0__PASSWORD``).
+    Values are strings that pydantic converts to the field's type (``"5"`` → 5, ``"true"`` → True),
+    so a numeric password stays a string; values that look like JSON objects, lists or ``null``
+    are parsed as JSON. Numeric segments index existing list entries (``DAZ_ROOMS__0__PASSWORD``);
+    an index past the end is an error, not a silently ignored setting.
     """
     if DATABASE_URL_ENV in environ:
         raw.setdefault("database", {})
@@ -418,22 +452,29 @@ def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None
         if not key.startswith(ENV_PREFIX) or key == DATABASE_URL_ENV or "__" not in key:
             continue
         path = [p.lower() for p in key[len(ENV_PREFIX):].split("__")]
-        _set_path(raw, path, _parse_env_value(value))
+        _set_path(raw, path, _parse_env_value(value), key)
 
 
 def _parse_env_value(value: str) -> Any:
+    text = value.strip()
+    if not (text.startswith(("{", "[")) or text == "null"):
+        return value
     try:
-        return json.loads(value)
-    except json.JSONDecodeError:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
         return value
 
 
-def _set_path(node: Any, path: list[str], value: Any) -> None:
+def _set_path(node: Any, path: list[str], value: Any, env_key: str = "") -> None:
     for i, part in enumerate(path):
         last = i == len(path) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                return  # an index past the list cannot be created from the environment
+                where = ".".join(path[:i]) or "(top level)"
+                raise ConfigError(
+                    f"{env_key}: {where} has {len(node)} entries, so '{part}' is not an index into it; "
+                    "list entries must exist in the file before the environment can override them"
+                )
             if last:
                 node[int(part)] = value
                 return
@@ -448,22 +489,63 @@ def _set_path(node: Any, path: list[str], value: Any) -> None:
 
 
 _SECRET_FIELDS = {"password", "channel_password", "admin_token", "url", "pw"}
+_SECRET_WORDS = ("password", "secret", "token", "dsn", "passwd")
+
+# pydantic error type -> what the field needs, in the user's words (ctx values fill the braces).
+_EXPECTED: dict[str, str] = {
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "float_parsing": "must be a number, e.g. 30 or 2.5",
+    "float_type": "must be a number, e.g. 30 or 2.5",
+    "int_parsing": "must be a whole number, e.g. 3",
+    "int_type": "must be a whole number, e.g. 3",
+    "int_from_float": "must be a whole number, e.g. 3",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string in quotes",
+    "string_too_short": "must be at least {min_length} characters long",
+    "string_too_long": "must be at most {max_length} characters long",
+    "string_pattern_mismatch": "must match the pattern {pattern}",
+    "literal_error": "must be one of {expected}",
+    "enum": "must be one of {expected}",
+    "dict_type": "must be a JSON object {{...}}",
+    "model_type": "must be a JSON object {{...}}",
+    "model_attributes_type": "must be a JSON object {{...}}",
+    "list_type": "must be a JSON list [...]",
+    "path_type": "must be a file path string",
+}
+
+
+def _is_secret_field(field: str) -> bool:
+    name = field.lower()
+    return name in _SECRET_FIELDS or any(word in name for word in _SECRET_WORDS)
 
 
 def format_problem(err: Mapping[str, Any]) -> str:
-    """One line: ``field.path: what was wrong; expected …`` without echoing secret values."""
+    """One line: ``field.path: what is needed (got …)`` without echoing secret values.
+
+    Example: ``retry.worker_count: must be at least 1 (got -3)``.
+    """
     loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
     kind = str(err.get("type", ""))
     msg = str(err.get("msg", "invalid"))
     field = str(err.get("loc", ("",))[-1]) if err.get("loc") else ""
-    shown = "" if field in _SECRET_FIELDS else _short(err.get("input"))
+    shown = "" if _is_secret_field(field) else _short(err.get("input"))
     if kind == "extra_forbidden":
         return f"{loc}: unknown field; remove it or check its spelling (see docs/configuration.md)"
     if kind == "missing":
-        return f"{loc}: required field is missing"
+        return f"{loc}: required field is missing; add it (see docs/configuration.md)"
+    got = f" (got {shown})" if shown else ""
+    template = _EXPECTED.get(kind)
+    if template is not None:
+        try:
+            return f"{loc}: {template.format(**dict(err.get('ctx') or {}))}{got}"
+        except (KeyError, IndexError, ValueError):
+            pass  # an unexpected ctx shape: fall back to pydantic's own words below
     if msg.startswith("Value error, "):
         msg = msg.removeprefix("Value error, ")
-    got = f" (got {shown})" if shown else ""
     return f"{loc}: {msg[0].lower() + msg[1:] if msg else msg}{got}"
 
 

@@ -133,6 +133,10 @@ class RetryBudgetExhausted(DazError):
     retryable = True
 
 
+class UnknownBreaker(DazError):
+    """An operator named a circuit breaker that is neither configured nor in use."""
+
+
 class SqlError(DazError):
     """A SQL operation failed; ``sqlstate`` is the server's code where there is one."""
 
@@ -149,6 +153,10 @@ class SqlError(DazError):
             message, retryable=retryable, correlation_id=correlation_id, operation_type=operation_type
         )
         self.sqlstate = sqlstate
+
+
+class SqlRetryScheduled(SqlError):
+    """An idempotent exec failed now and was queued (``sql_operation``) to run again: it will apply once."""
 
 
 class RequestTimeout(DazError):

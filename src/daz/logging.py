@@ -19,7 +19,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -36,7 +36,9 @@ _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 _secret_pattern: re.Pattern[str] | None = None
-_DSN_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<at>@)", re.I)
+_DSN_PASSWORD = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<at>@)", re.IGNORECASE
+)
 _HANDLER_NAME = "daz.logging"
 
 
@@ -135,8 +137,8 @@ class _RedactingRenderer:
 def _level_number(level: str | int) -> int:
     if isinstance(level, int):
         return level
-    number = logging.getLevelName(level.upper())
-    if not isinstance(number, int):
+    number = logging.getLevelNamesMapping().get(level.upper())
+    if number is None:
         raise ValueError(f"unknown log level {level!r}; use debug, info, warning or error")
     return number
 
@@ -209,7 +211,6 @@ def configure_logging(
     lib_number = max(_level_number(library_level), number)
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(lib_number)
-    logging.captureWarnings(True)
 
     structlog.configure(
         processors=[
@@ -230,7 +231,6 @@ def reset_logging() -> None:
     for old in list(root.handlers):
         if old.get_name() == _HANDLER_NAME:
             root.removeHandler(old)
-    logging.captureWarnings(False)
     structlog.reset_defaults()
 
 
@@ -252,5 +252,3 @@ __all__ = [
     "redact_text",
     "reset_logging",
 ]
-
-_: MutableMapping[str, Any] | None = None  # keeps the typing import used by type checkers only

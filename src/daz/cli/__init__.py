@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from daz import __version__
-from daz.cli import breakers, config_cmd, db, demo, health, retry, run
+from daz.cli import breakers, config_cmd, db, debug, demo, health, retry, run
 
 app = typer.Typer(
     name="daz",
@@ -23,6 +23,7 @@ app.add_typer(retry.app, name="retry", help="Inspect and operate the persistent 
 app.add_typer(breakers.app, name="breakers", help="Show and operate circuit breakers.")
 app.add_typer(health.app, name="health", help="Query a running daz instance's health.")
 app.add_typer(db.app, name="db", help="Database schema and maintenance.")
+app.add_typer(debug.app, name="debug", hidden=True, help="Tools for testing daz itself.")
 app.command(name="run", help="Run the bot in the configured CyTube rooms.")(run.run_command)
 app.command(name="demo", help="Run the offline self-healing demo (fake CyTube server, SQLite).")(
     demo.demo_command

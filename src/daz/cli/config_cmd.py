@@ -1,8 +1,12 @@
-"""``daz config check FILE``: print the effective configuration (secrets masked) or its problems."""
+"""``daz config check FILE``: print the effective configuration (secrets masked) or its problems.
+
+``daz config example`` prints the example configuration that ships with the package.
+"""
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import typer
@@ -13,6 +17,12 @@ from daz.errors import ConfigError
 app = typer.Typer(no_args_is_help=True)
 
 EXIT_CONFIG_ERROR = 2
+EXAMPLE_RESOURCE = ("examples", "config.example.json")
+
+
+def example_text() -> str:
+    """The shipped example configuration (``src/daz/examples/config.example.json``)."""
+    return resources.files("daz").joinpath(*EXAMPLE_RESOURCE).read_text(encoding="utf-8")
 
 
 @app.command("check")
@@ -29,3 +39,9 @@ def check(
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
     if not quiet:
         typer.echo(json.dumps(masked_dict(config), indent=2, sort_keys=False))
+
+
+@app.command("example")
+def example() -> None:
+    """Print an example configuration file to start from (daz config example > daz.json)."""
+    typer.echo(example_text(), nl=False)

@@ -10,6 +10,9 @@ Publishing never blocks and never raises because of a subscriber: each subscribe
 bounded queue and worker task. When a queue is full the event is dropped for that subscriber only
 (drop-newest), counted in ``daz_bus_dropped_total{subscriber}`` and logged (rate-limited).
 A handler that raises is isolated: logged with its event and reported as ``bus.handler_failed``.
+
+Metric labels use the subscription's *label* (the ``name`` given to ``subscribe``, or the handler's
+qualified name), never the per-instance ``#n`` suffix, so label cardinality stays bounded.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import structlog
 
 from daz.clock import Clock, SystemClock
-from daz.errors import DazError, NoHandler, RequestTimeout
+from daz.errors import NoHandler, RequestTimeout
 from daz.metrics import DazMetrics
 
 log = structlog.get_logger("daz.events")
@@ -37,7 +40,9 @@ Responder = Callable[["Event"], Awaitable[Any]]
 
 HANDLER_FAILED = "bus.handler_failed"
 DEFAULT_QUEUE_SIZE = 10_000
+DEFAULT_CLOSE_TIMEOUT_SECONDS = 1.0
 _DROP_LOG_EVERY = 1000
+_ROUTE_CACHE_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +79,14 @@ def _match(pat: tuple[str, ...], parts: tuple[str, ...]) -> bool:
 class Subscription:
     """One subscriber: a pattern, a handler, a bounded queue and a drop counter."""
 
-    def __init__(self, bus: EventBus, pattern: str, handler: Handler, name: str, queue_size: int) -> None:
+    def __init__(
+        self, bus: EventBus, pattern: str, handler: Handler, name: str, queue_size: int, *, label: str
+    ) -> None:
         self.bus = bus
         self.pattern = pattern
         self.handler = handler
         self.name = name
+        self.label = label
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=queue_size)
         self.dropped = 0
         self.failures = 0
@@ -91,7 +99,7 @@ class Subscription:
         except asyncio.QueueFull:
             self.dropped += 1
             if self.bus.metrics is not None:
-                self.bus.metrics.bus_dropped.labels(subscriber=self.name).inc()
+                self.bus.metrics.bus_dropped.labels(subscriber=self.label).inc()
             if self.dropped == 1 or self.dropped % _DROP_LOG_EVERY == 0:
                 log.warning("bus.event_dropped", subscriber=self.name, event_name=event.name,
                             dropped=self.dropped, queue_size=self.queue.maxsize)
@@ -129,14 +137,19 @@ class EventBus:
         clock: Clock | None = None,
         metrics: DazMetrics | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT_SECONDS,
     ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.metrics = metrics
         self.queue_size = queue_size
+        self.close_timeout = close_timeout
         self._subs: list[Subscription] = []
         self._route_cache: dict[str, list[Subscription]] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._responders: dict[str, Subscription] = {}
+        self._taps: list[tuple[str, list[Event]]] = []
         self._group: asyncio.TaskGroup | None = None
         self._tasks: dict[Subscription, asyncio.Task[None]] = {}
         self._names = itertools.count(1)
@@ -151,6 +164,9 @@ class EventBus:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        # Cooperative first: on a clean exit, queued events get a short chance to be handled.
+        if exc_info[0] is None and self.close_timeout > 0:
+            await self.drain(self.close_timeout)
         group, self._group = self._group, None
         for task in self._tasks.values():
             task.cancel()
@@ -162,11 +178,22 @@ class EventBus:
             await group.__aexit__(*exc_info)  # type: ignore[arg-type]
 
     async def drain(self, timeout: float = 5.0) -> None:
-        """Wait until every queued event has been handled (or ``timeout`` passes)."""
+        """Wait until every queued event has been handled (or ``timeout`` passes).
+
+        Handlers may publish more events while we wait, so passes repeat until one ends with no new
+        publications and every queue empty.
+        """
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                for sub in list(self._subs):
-                    await sub.queue.join()
+                while True:
+                    before = self.published
+                    for sub in list(self._subs):
+                        if sub in self._tasks:
+                            await sub.queue.join()
+                    if self.published == before and all(
+                        s.queue.empty() for s in self._subs if s in self._tasks
+                    ):
+                        return
 
     def _start(self, sub: Subscription) -> None:
         if self._group is not None and sub not in self._tasks:
@@ -177,8 +204,14 @@ class EventBus:
         self, pattern: str, handler: Handler, *, name: str | None = None, queue_size: int | None = None
     ) -> Subscription:
         """Deliver every event whose name matches ``pattern`` to ``handler`` (sync or async)."""
-        sub_name = name or f"{getattr(handler, '__qualname__', 'handler')}#{next(self._names)}"
-        sub = Subscription(self, pattern, handler, sub_name, queue_size or self.queue_size)
+        label = name or str(getattr(handler, "__qualname__", "handler"))
+        sub_name = name or f"{label}#{next(self._names)}"
+        return self._add(pattern, handler, sub_name, label, queue_size)
+
+    def _add(
+        self, pattern: str, handler: Handler, name: str, label: str, queue_size: int | None
+    ) -> Subscription:
+        sub = Subscription(self, pattern, handler, name, queue_size or self.queue_size, label=label)
         self._subs.append(sub)
         self._route_cache.clear()
         self._start(sub)
@@ -189,19 +222,27 @@ class EventBus:
         if sub in self._subs:
             self._subs.remove(sub)
         self._route_cache.clear()
+        for request_name, responder in list(self._responders.items()):
+            if responder is sub:
+                del self._responders[request_name]
         task = self._tasks.pop(sub, None)
         if task is not None:
             task.cancel()
 
     @contextlib.asynccontextmanager
     async def recording(self, pattern: str = "**") -> AsyncIterator[list[Event]]:
-        """Collect matching events into a list for the duration of the block (tests, demo)."""
+        """Collect matching events into a list for the duration of the block (tests, demo).
+
+        Recording is synchronous (the event is in the list when ``publish`` returns) and unbounded
+        in count only for the block's lifetime; it is a tap, not a subscriber, so it never drops.
+        """
         seen: list[Event] = []
-        sub = self.subscribe(pattern, seen.append, name=f"recorder#{next(self._names)}")
+        tap = (pattern, seen)
+        self._taps.append(tap)
         try:
             yield seen
         finally:
-            self.unsubscribe(sub)
+            self._taps.remove(tap)
 
     # publish ---------------------------------------------------------------------------------
     def publish(
@@ -227,6 +268,9 @@ class EventBus:
 
     def dispatch(self, event: Event) -> None:
         self.published += 1
+        for pattern, seen in self._taps:
+            if pattern_matches(pattern, event.name):
+                seen.append(event)
         for sub in self._route(event.name):
             sub.offer(event)
 
@@ -234,14 +278,16 @@ class EventBus:
         subs = self._route_cache.get(name)
         if subs is None:
             subs = [s for s in self._subs if pattern_matches(s.pattern, name)]
+            if len(self._route_cache) >= _ROUTE_CACHE_MAX:
+                self._route_cache.clear()  # names come from code, but never let the cache grow unbounded
             self._route_cache[name] = subs
         return subs
 
     def report_handler_failure(self, sub: Subscription, event: Event, exc: Exception) -> None:
         if self.metrics is not None:
-            self.metrics.bus_handler_failures.labels(subscriber=sub.name).inc()
+            self.metrics.bus_handler_failures.labels(subscriber=sub.label).inc()
         log.error("bus.handler_failed", subscriber=sub.name, event_name=event.name,
-                  correlation_id=event.correlation_id, error=repr(exc))
+                  correlation_id=event.correlation_id, error=repr(exc), exc_info=exc)
         if event.name != HANDLER_FAILED:  # a failing failure-handler must not loop
             self.publish(
                 HANDLER_FAILED,
@@ -313,6 +359,3 @@ class EventBus:
             for s in self._subs
         ]
 
-
-def is_daz_error(exc: BaseException) -> bool:
-    return isinstance(exc, DazError)

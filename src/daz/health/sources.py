@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -87,7 +87,7 @@ class DeadLetterView:
     updated_at: str | None  # RFC 3339
 
 
-MaybeAwaitable = T | Awaitable[T]
+MaybeAwaitable: TypeAlias = T | Awaitable[T]
 RoomsSource = Callable[[], Sequence[RoomView]]
 QueueSource = Callable[[], MaybeAwaitable[QueueView]]
 DeadLettersSource = Callable[[int], MaybeAwaitable[Sequence[DeadLetterView]]]
@@ -102,7 +102,7 @@ ReplayAction = Callable[[int], MaybeAwaitable[bool]]  # False: no such dead lett
 async def resolve(value: MaybeAwaitable[T]) -> T:
     """Await ``value`` if it is awaitable (sources may be sync or async)."""
     if inspect.isawaitable(value):
-        return await value
+        return cast(T, await value)
     return value
 
 

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 
 class Status(enum.StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a health status, not a password
     WARN = "warn"
     FAIL = "fail"
 
@@ -77,6 +77,10 @@ class Check(Protocol):
 
 @runtime_checkable
 class Recoverable(Protocol):
-    """A check that can act on its own failure; ``action`` comes from ``CheckResult.recovery``."""
+    """A check that can act on a failure it reported.
 
-    async def recover(self, action: str, reason: str) -> None: ...
+    ``component`` and ``action`` come from the ``CheckResult`` that asked (``recovery``); ``reason``
+    is that result's measurement and output, for the log line of whoever carries the action out.
+    """
+
+    async def recover(self, component: str, action: str, reason: str) -> None: ...

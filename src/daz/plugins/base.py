@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, LiteralString, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -51,7 +51,8 @@ class SqlApi(Protocol):
     """The part of ``daz.sql.SqlPlugin`` plugins use. Placeholders are ``$1, $2`` on both backends."""
 
     async def exec_many(
-        self, sql: str, rows: Sequence[Sequence[Any]], *, idempotency_key: str | None = None
+        self, sql: LiteralString, rows: Sequence[Sequence[Any]], *, source: str | None = None,
+        idempotency_key: str | None = None,
     ) -> int: ...
 
 
@@ -78,7 +79,9 @@ class PluginContext:
     on_handler_error: Callable[[BaseException], None] | None = None
     subscriptions: list[Subscription] = field(default_factory=list)
 
-    def subscribe(self, pattern: str, handler: EventHandler, *, queue_size: int | None = None) -> Subscription:
+    def subscribe(
+        self, pattern: str, handler: EventHandler, *, queue_size: int | None = None
+    ) -> Subscription:
         """Subscribe ``handler``; if it raises, the plugin is reported crashed and restarted."""
         report = self.on_handler_error
 
@@ -144,4 +147,12 @@ def event_fields(event: Event) -> dict[str, Any]:
     for key, value in data.items():
         if key != "event":
             fields.setdefault(key, value)
+    # One vocabulary for plugins: the wire's names (msg, time) and the parsed ones (text, time_ms).
+    for alias, canonical in _ALIASES:
+        if alias in fields and fields.get(canonical) is None:
+            fields[canonical] = fields[alias]
     return fields
+
+
+_ALIASES = (("text", "msg"), ("time_ms", "time"), ("name", "username"), ("media_id", "id"),
+            ("media_type", "type"))

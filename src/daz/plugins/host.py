@@ -11,11 +11,10 @@ kept in a ``PluginStatus`` for health and the status page, and every transition 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from importlib.metadata import entry_points
 from typing import Any
@@ -215,6 +214,7 @@ class PluginHost:
         self.statuses = {n: PluginStatus(n) for n in self.order}
         self._stops = {n: asyncio.Event() for n in self.order}
         self._started = {n: asyncio.Event() for n in self.order}
+        self._stopped = {n: asyncio.Event() for n in self.order}
 
     def _build(self, name: str) -> Plugin:
         plugin = self._factories[name](self.sections[name])
@@ -222,6 +222,11 @@ class PluginHost:
             raise ConfigError(f"plugins.{name}: {plugin!r} does not implement the Plugin protocol")
         plugin.name = name
         return plugin
+
+    async def wait_started(self) -> None:
+        """Return once every plugin has been set up (or has crashed trying)."""
+        for name in self.order:
+            await self._started[name].wait()
 
     def status_list(self) -> list[dict[str, Any]]:
         return [self.statuses[n].as_dict() for n in self.order]
@@ -231,20 +236,22 @@ class PluginHost:
         return {n: plugin_verdict(self.statuses[n], now) for n in self.order}
 
     async def run(self, stopping: asyncio.Event) -> None:
+        tasks: dict[str, asyncio.Task[None]] = {}
         async with asyncio.TaskGroup() as tg:
             for name in self.order:
-                tg.create_task(self._supervise(name), name=f"plugin.{name}")
+                tasks[name] = tg.create_task(self._supervise(name), name=f"plugin.{name}")
                 # Dependents start only once their dependencies have been set up (or crashed).
-                await self._started[name].wait()
+                await _first_of(self._started[name], stopping)
             await stopping.wait()
+            # Stop dependents first so a plugin never outlives what it depends on.
             for name in reversed(self.order):
                 self._stops[name].set()
-                await self._wait_stopped(name)
-
-    async def _wait_stopped(self, name: str) -> None:
-        deadline = self.clock.monotonic() + self.stop_grace_seconds
-        while self.statuses[name].state is not PluginState.STOPPED and self.clock.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+                try:
+                    async with asyncio.timeout(self.stop_grace_seconds):
+                        await self._stopped[name].wait()
+                except TimeoutError:
+                    log.warning("plugin.stop_timeout", plugin=name, grace_seconds=self.stop_grace_seconds)
+                    tasks[name].cancel()
 
     def _transition(self, status: PluginStatus, to: PluginState, reason: str) -> None:
         before, status.state = status.state, to
@@ -290,6 +297,7 @@ class PluginHost:
             self._started[name].set()
             if status.state is not PluginState.STOPPED:
                 self._transition(status, PluginState.STOPPED, "stopping")
+            self._stopped[name].set()
 
     async def _run_once(
         self, name: str, plugin: Plugin, status: PluginStatus, stop: asyncio.Event
@@ -309,6 +317,7 @@ class PluginHost:
         )
         if status.state is not PluginState.STARTING:
             self._transition(status, PluginState.STARTING, "restart")
+        error: Exception | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 watcher = tg.create_task(_raise_on_crash(crashed), name=f"plugin.{name}.watch")
@@ -319,28 +328,31 @@ class PluginHost:
                 self._started[name].set()
                 await plugin.run(stop)
                 watcher.cancel()
-        except* _Crash as group:
-            return _first_cause(group)
-        except* Exception as group:
-            return _first_exception(group)
+        except* Exception as group:  # noqa: BLE001 - a plugin's crash must never reach the bot
+            error = _first_exception(group)
         finally:
             ctx.close()
-        return None
+        return error
 
 
 async def _raise_on_crash(crashed: asyncio.Future[BaseException]) -> None:
     raise _Crash(await crashed)
 
 
-def _first_cause(group: BaseExceptionGroup[_Crash]) -> Exception:
-    cause = group.exceptions[0].cause
-    return cause if isinstance(cause, Exception) else RuntimeError(repr(cause))
-
-
 def _first_exception(group: BaseExceptionGroup[Exception]) -> Exception:
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup) and first.exceptions:
-        first = first.exceptions[0]
+    """The plugin's own exception: a handler crash is preferred over the run it interrupted."""
+    flat: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            flat.append(exc)
+    for exc in flat:
+        if isinstance(exc, _Crash):
+            return exc.cause if isinstance(exc.cause, Exception) else RuntimeError(repr(exc.cause))
+    first = flat[0] if flat else group
     return first if isinstance(first, Exception) else RuntimeError(repr(first))
 
 
@@ -348,13 +360,27 @@ async def _sleep_or_stop(clock: Clock, seconds: float, stop: asyncio.Event) -> N
     """Sleep on ``clock`` but wake early when ``stop`` is set."""
     if stop.is_set():
         return
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.TaskGroup() as tg:
-            sleeper = tg.create_task(clock.sleep(seconds), name="plugin.backoff.sleep")
-            waiter = tg.create_task(stop.wait(), name="plugin.backoff.stop")
-            done = asyncio.Event()
-            sleeper.add_done_callback(lambda _: done.set())
-            waiter.add_done_callback(lambda _: done.set())
-            await done.wait()
-            sleeper.cancel()
-            waiter.cancel()
+    done = asyncio.Event()
+
+    async def sleeper() -> None:
+        await clock.sleep(seconds)
+        done.set()
+
+    async with asyncio.TaskGroup() as tg:
+        sleep_task = tg.create_task(sleeper(), name="plugin.backoff.sleep")
+        await _first_of(done, stop)
+        sleep_task.cancel()
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Return as soon as any of ``events`` is set."""
+    if any(e.is_set() for e in events):
+        return
+    async with asyncio.TaskGroup() as tg:
+        waiters = [tg.create_task(e.wait(), name="plugin.wait") for e in events]
+        finished = asyncio.Event()
+        for w in waiters:
+            w.add_done_callback(lambda _: finished.set())
+        await finished.wait()
+        for w in waiters:
+            w.cancel()

@@ -22,17 +22,20 @@ _RETRYABLE_CODES = frozenset({
     "57P02",  # crash_shutdown
     "57P03",  # cannot_connect_now
     "57014",  # query_canceled (statement_timeout)
-    "53000",  # insufficient_resources
-    "53200",  # out_of_memory
     "53300",  # too_many_connections
     "55P03",  # lock_not_available (lock_timeout)
-    "58030",  # io_error
 })
 # Whole classes: 08 connection exception. Everything else defaults to not retryable.
 _RETRYABLE_CLASSES = frozenset({"08"})
 
 _SQLITE_PRIMARY_MASK = 0xFF
 _SQLITE_RETRYABLE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+# What the drivers raise: anything else escaping a statement is the caller's own exception.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error, OSError,
+)
 
 
 @dataclass(frozen=True, slots=True)

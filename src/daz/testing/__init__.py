@@ -5,5 +5,6 @@ modules so that importing ``daz.testing`` stays cheap.
 """
 
 from daz.testing.clock import FakeClock
+from daz.testing.memory_store import InMemoryStore
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "InMemoryStore"]

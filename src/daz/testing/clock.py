@@ -49,6 +49,8 @@ class FakeClock:
         Sleepers are woken one deadline at a time and the event loop is given a few turns after each,
         so a woken task that sleeps again within the same span is woken too.
         """
+        if seconds < 0:
+            raise ValueError("a clock cannot go backwards; advance by 0 or more seconds")
         target = self._now + seconds
         while True:
             await _settle()
@@ -66,6 +68,7 @@ class FakeClock:
     async def run_until_idle(self, limit: float = 3600.0) -> None:
         """Advance to each next deadline until nobody sleeps or ``limit`` seconds have passed."""
         end = self._now + limit
+        await _settle()  # tasks created just before this call get to park their sleeps first
         while (deadline := self.next_deadline()) is not None and deadline <= end:
             await self.advance(deadline - self._now)
 

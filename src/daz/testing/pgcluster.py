@@ -195,7 +195,8 @@ class PgCluster:
         if reason is not None:
             raise PgClusterError(reason)
         pg_bin = self._bin or find_pg_bin()
-        assert pg_bin is not None  # unavailable_reason() checked it
+        if pg_bin is None:
+            raise PgClusterError("PostgreSQL server binaries not found")
         self._bin = pg_bin
         root = Path(tempfile.mkdtemp(prefix="daz-pg-"))
         self._root = root
@@ -352,7 +353,8 @@ class PgCluster:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _spawn(self) -> None:
-        assert self._bin is not None
+        if self._bin is None:
+            raise PgClusterError("cluster not created: call create() first")
         argv = [
             *self._as_user(),
             str(self._bin / "postgres"),
@@ -382,7 +384,8 @@ class PgCluster:
 
     def _wait_ready(self, timeout: float) -> bool:
         proc = self._proc
-        assert proc is not None
+        if proc is None:
+            return False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:

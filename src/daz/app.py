@@ -1,0 +1,352 @@
+"""The composition root: configuration in, a running bot out. Wiring only, no behaviour.
+
+``DazApp`` builds every part from a ``DazConfig``, owns their resources in one ``AsyncExitStack``
+(store, SQL backend, event bus) and runs their services under ``lifecycle.serve``. Lower rooms that
+must reach up (the retry queue re-running SQL operations and undelivered chat lines; health reading
+rooms, queue, breakers) get handlers, checks and status callables registered here, so no lower
+package imports a higher one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
+from typing import Any
+
+import structlog
+
+from daz.clock import Clock, SystemClock
+from daz.config import DazConfig
+from daz.cytube.outbox import OutboundLine
+from daz.cytube.rooms import RoomManager
+from daz.errors import DazError, StoreError
+from daz.events.bus import EventBus
+from daz.health.checks import BreakersCheck, DatabaseCheck, QueueCheck, RoomLimits, RoomsCheck
+from daz.health.http import HealthServer
+from daz.health.monitor import HealthMonitor
+from daz.health.sources import DeadLetterView, QueueView, StatusSources
+from daz.health.status import StatusBoard
+from daz.health.types import CheckResult, Status
+from daz.lifecycle import Service, serve
+from daz.metrics import DazMetrics
+from daz.plugins.host import PluginFactory, PluginHost, RestartPolicy, plugin_verdict
+from daz.resilience.gate import BreakerGate
+from daz.resilience.registry import BreakerRegistry
+from daz.retry.budget import RetryBudget
+from daz.retry.queue import RetryQueue
+from daz.sql.plugin import SqlPlugin
+from daz.store import open_store
+from daz.store.base import NewItem, QueueItem, RetryStore
+from daz.store.migrate import migrate
+from daz.transport.base import TransportFactory
+from daz.transport.socketio import socketio_transport_factory
+
+log = structlog.get_logger("daz.app")
+
+CYTUBE_COMMAND = "cytube_command"
+LINE_KEY_PREFIX = "line:"
+JOURNAL_LOAD_LIMIT = 10_000
+DEFAULT_STOP_GRACE_SECONDS = 10.0
+
+
+# the durable outbox journal ------------------------------------------------------------------
+
+class StoreJournal:
+    """``OutboundJournal`` on the retry store: every unsent line is a pending ``cytube_command`` item.
+
+    The room's in-memory outbox delivers the line; the item exists so a line survives a process
+    restart (``load`` restores it) and so a line stuck for longer than the policy allows becomes
+    visible in the queue and, in the end, the dead-letter queue. On the echo, ``ack`` completes the
+    item with ``ack_pending``. The item is due only after ``hold_seconds``: the queue does not touch
+    lines that are on their way.
+    """
+
+    def __init__(self, store: RetryStore, clock: Clock, *, hold_seconds: float, max_retries: int) -> None:
+        self.store = store
+        self.clock = clock
+        self.hold_seconds = hold_seconds
+        self.max_retries = max_retries
+        self.rooms: RoomManager | None = None
+
+    async def save(self, line: OutboundLine) -> None:
+        item = NewItem(
+            operation_type=CYTUBE_COMMAND,
+            payload={"room": line.room, "kind": line.kind, "text": line.text, "to": line.to,
+                     "key": line.key, "created_at": line.created_at},
+            target=line.room, event_type=f"cytube.{line.kind}", correlation_id=line.correlation_id,
+            idempotency_key=LINE_KEY_PREFIX + line.key, max_retries=self.max_retries,
+            retry_after=self.clock.now() + timedelta(seconds=self.hold_seconds),
+        )
+        try:
+            await self.store.schedule([item])
+        except StoreError as exc:
+            # The line is still in the room's memory outbox and will be sent; only its
+            # survival across a restart is lost while the store is down.
+            log.warning("journal.save_failed", room=line.room, key=line.key, error=str(exc))
+
+    async def ack(self, key: str) -> None:
+        try:
+            await self.store.ack_pending(LINE_KEY_PREFIX + key)
+        except StoreError as exc:
+            log.warning("journal.ack_failed", key=key, error=str(exc))
+
+    async def load(self, room: str) -> list[OutboundLine]:
+        try:
+            items = await self.store.list(status="pending", operation_type=CYTUBE_COMMAND,
+                                          limit=JOURNAL_LOAD_LIMIT)
+        except StoreError as exc:
+            log.warning("journal.load_failed", room=room, error=str(exc))
+            return []
+        lines = [_line_from(item) for item in sorted(items, key=lambda i: i.id) if item.target == room]
+        return [line for line in lines if line is not None]
+
+    async def handle(self, item: QueueItem) -> None:
+        """The queue's handler for a line still pending after ``hold_seconds``: it is overdue.
+
+        The line stays in the room's outbox and goes out once the room is READY; here it only
+        reports (retryable) so the item is rescheduled and ends as a visible dead letter if the
+        room never comes back within the policy.
+        """
+        room = str(item.payload.get("room", item.target or ""))
+        state = "unknown"
+        if self.rooms is not None and room in self.rooms.rooms():
+            status = self.rooms.room(room)
+            state = status.state.value
+        raise DazError(f"line for room {room} not delivered yet (room {state})", retryable=True,
+                       correlation_id=item.correlation_id, operation_type=CYTUBE_COMMAND)
+
+
+def _line_from(item: QueueItem) -> OutboundLine | None:
+    p = item.payload
+    try:
+        return OutboundLine(key=str(p["key"]), room=str(p["room"]),
+                            kind="pm" if p.get("kind") == "pm" else "chat", text=str(p["text"]),
+                            to=p.get("to"), correlation_id=item.correlation_id,
+                            created_at=float(p.get("created_at", 0.0)))
+    except (KeyError, TypeError, ValueError):
+        log.warning("journal.bad_item", id=item.id)
+        return None
+
+
+# plugin health -------------------------------------------------------------------------------
+
+class PluginsCheck:
+    """Component ``plugin:<name>``, measurement ``state``; never critical (a broken plugin is
+    reported, it does not make the bot unready)."""
+
+    name = "plugins"
+    critical = False
+
+    def __init__(self, host: PluginHost, clock: Clock) -> None:
+        self.host = host
+        self.clock = clock
+
+    async def run(self) -> list[CheckResult]:
+        now_wall = self.clock.now()
+        now = self.clock.monotonic()
+        results: list[CheckResult] = []
+        for name in self.host.order:
+            status = self.host.statuses[name]
+            verdict = Status(plugin_verdict(status, now))
+            output = "" if verdict is Status.PASS else (
+                f"{status.state.value}; restarts {status.restarts}; last error: {status.last_error}")
+            results.append(CheckResult(f"plugin:{name}", "state", verdict, status.state.value, None,
+                                       output, now_wall))
+        return results
+
+
+# the app -------------------------------------------------------------------------------------
+
+@dataclass
+class AppOptions:
+    """What tests, the demo and embedding code may replace. Defaults are production."""
+
+    clock: Clock = field(default_factory=SystemClock)
+    rng: random.Random = field(default_factory=random.Random)
+    metrics: DazMetrics | None = None
+    transport_factory: TransportFactory | None = None
+    plugin_factories: Mapping[str, PluginFactory] | None = None
+    plugin_policy: RestartPolicy | None = None
+    wrap_store: Callable[[RetryStore], RetryStore] | None = None
+    stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS
+    journal_hold_seconds: float | None = None
+
+
+class DazApp:
+    """``async with DazApp(config) as app: await app.run(stopping)``."""
+
+    def __init__(self, config: DazConfig, options: AppOptions | None = None) -> None:
+        self.config = config
+        self.options = options if options is not None else AppOptions()
+        self.clock = self.options.clock
+        self.rng = self.options.rng
+        self.metrics = self.options.metrics if self.options.metrics is not None else DazMetrics()
+        self.instance = uuid.uuid4().hex[:8]
+        self._stack = contextlib.AsyncExitStack()
+        # Set by __aenter__.
+        self.bus: EventBus
+        self.store: RetryStore
+        self.breakers: BreakerRegistry
+        self.queue: RetryQueue
+        self.sql: SqlPlugin
+        self.rooms: RoomManager
+        self.journal: StoreJournal
+        self.monitor: HealthMonitor
+        self.health_server: HealthServer | None = None
+        self.plugins: PluginHost
+        self.gate: BreakerGate
+        self.started = asyncio.Event()
+        self.migrated: list[int] = []
+        self.board: StatusBoard | None = None
+
+    @property
+    def db_url(self) -> str:
+        return self.config.database.url.get_secret_value()
+
+    async def __aenter__(self) -> DazApp:
+        try:
+            await self._build()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _build(self) -> None:
+        cfg, clock, rng, metrics = self.config, self.clock, self.rng, self.metrics
+        self.migrated = await migrate(self.db_url)
+        store = await open_store(self.db_url, clock=clock, apply_migrations=False, pool_min_size=1,
+                                 pool_max_size=max(2, cfg.retry.worker_count + 1))
+        self._stack.push_async_callback(store.close)
+        self.store = self.options.wrap_store(store) if self.options.wrap_store else store
+        self.bus = await self._stack.enter_async_context(EventBus(clock=clock, metrics=metrics))
+        self.breakers = BreakerRegistry(cfg, self.bus, metrics, clock, rng)
+        budget = RetryBudget(cfg.retry_budget, clock, metrics)
+        self.gate = BreakerGate(self.breakers, clock=clock, budget=budget, store=self.store,
+                                release_per_second=cfg.retry.breaker_release_per_second, metrics=metrics)
+        self.queue = RetryQueue(self.store, cfg.retry, self.bus, metrics, clock, rng, self.gate)
+        self.sql = SqlPlugin(self.db_url, self.bus, metrics, clock, self.breakers, self.queue,
+                             cfg.database, rng=rng)
+        await self.sql.start()
+        self._stack.push_async_callback(self.sql.close)
+        policy = cfg.retry.policy_for(CYTUBE_COMMAND)
+        hold = self.options.journal_hold_seconds
+        self.journal = StoreJournal(self.store, clock, max_retries=policy.max_retries,
+                                    hold_seconds=hold if hold is not None else policy.max_delay_seconds)
+        self.queue.register(CYTUBE_COMMAND, self.journal.handle)
+        transport_factory = self.options.transport_factory or _default_transport_factory()
+        self.rooms = RoomManager(cfg, self.bus, metrics, clock, rng, transport_factory, self.journal)
+        self.journal.rooms = self.rooms
+        self.bus.subscribe("room.line.delivered", self._on_delivered, name="app.line_delivered")
+        self.plugins = PluginHost(
+            cfg.plugins, bus=self.bus, clock=clock, metrics=metrics, rng=rng, sql=self.sql,
+            rooms=self.rooms, status=self.status_line, factories=self.options.plugin_factories,
+            policy=self.options.plugin_policy, stop_grace_seconds=self.options.stop_grace_seconds,
+        )
+        self.monitor = HealthMonitor(self._checks(), self.bus, metrics, clock, cfg.health)
+        if cfg.health.enabled:
+            board = StatusBoard(self.monitor, self._sources(), metrics, clock, cfg.health)
+            board.timeline.attach(self.bus)
+            self.board = board
+            self.health_server = HealthServer(self.monitor, board, metrics, cfg.health)
+
+    def _checks(self) -> list[Any]:
+        th = self.config.health.thresholds
+        return [
+            RoomsCheck(self._room_views, self.rooms.reconnect, self.clock,
+                       RoomLimits.from_config(self.config.cytube)),
+            DatabaseCheck(self.store.ping, self.clock, th),
+            QueueCheck(self.queue_view, self.clock, th),
+            BreakersCheck(self.breakers.snapshot, self.clock, th),
+            PluginsCheck(self.plugins, self.clock),
+        ]
+
+    def _sources(self) -> StatusSources:
+        return StatusSources(
+            rooms=self._room_views, queue=self.queue_view, dead_letters=self.dead_letters,
+            breakers=self.breakers.snapshot, breaker_action=self._breaker_action, replay=self.replay,
+            extra={"plugins": self.plugins.status_list},
+        )
+
+    def _room_views(self) -> list[Any]:
+        return [self.rooms.room(name) for name in self.rooms.rooms()]
+
+    async def queue_view(self) -> QueueView:
+        rows = await self.store.stats()
+        depth: dict[str, int] = {}
+        oldest: float | None = None
+        for row in rows:
+            depth[row.status] = depth.get(row.status, 0) + row.count
+            age = row.oldest_pending_age_seconds
+            if row.status == "pending" and age is not None:
+                oldest = max(oldest or 0.0, float(age))
+        dead = [i for i in await self.store.list(status="dead_letter", limit=1000)
+                if i.updated_at >= self.clock.now() - timedelta(hours=1)]
+        return QueueView(depth=depth, oldest_pending_age_seconds=oldest, dead_letters_last_hour=len(dead))
+
+    async def dead_letters(self, limit: int) -> Sequence[DeadLetterView]:
+        items = await self.store.list(status="dead_letter", limit=limit)
+        return [DeadLetterView(i.id, i.operation_type, i.correlation_id, i.attempt, i.last_error,
+                               i.updated_at.astimezone(UTC).isoformat()) for i in items]
+
+    def _breaker_action(self, name: str, action: str) -> None:
+        {"open": self.breakers.force_open, "close": self.breakers.force_close,
+         "reset": self.breakers.reset}[action](name)
+
+    async def replay(self, item_id: int) -> bool:
+        moved = await self.store.requeue(ids=[item_id])
+        self.queue.wake()
+        return moved > 0
+
+    async def _on_delivered(self, event: Any) -> None:
+        # The echo confirmed the line: its journal item (if the outbox has not acked it itself)
+        # must not be run by the queue.
+        key = event.data.get("key") if isinstance(event.data, dict) else None
+        if key:
+            await self.journal.ack(str(key))
+
+    async def status_line(self) -> str:
+        """The one-line summary ``!status`` prints: the health verdict, rooms, queue, breakers."""
+        report = self.monitor.latest()
+        parts: list[str] = []
+        if report is not None:
+            parts.append(report.status.value)
+        rooms = ", ".join(f"{n} {self.rooms.room(n).state.value}" for n in self.rooms.rooms())
+        parts.append(f"rooms: {rooms or 'none'}")
+        try:
+            view = await self.queue_view()
+            parts.append(f"queue: {view.depth.get('pending', 0)} pending, "
+                         f"{view.depth.get('dead_letter', 0)} dead")
+        except DazError:
+            parts.append("queue: store unreachable")
+        open_breakers = [b.get("name") for b in self.breakers.snapshot() if b.get("state") != "closed"]
+        parts.append(f"breakers: {', '.join(map(str, open_breakers)) or 'all closed'}")
+        bad = [n for n, v in self.plugins.verdicts().items() if v != "pass"]
+        if bad:
+            parts.append(f"plugins degraded: {', '.join(bad)}")
+        return "; ".join(parts)
+
+    def services(self) -> list[Service]:
+        services: list[Service] = [self.sql, self.queue, self.gate, self.rooms, self.monitor, self.plugins]
+        if self.health_server is not None:
+            services.append(self.health_server)
+        return services
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Run every service until ``stopping`` is set, then drain within the grace period."""
+        self.started.set()
+        await serve(self.services(), stopping=stopping, grace_seconds=self.options.stop_grace_seconds,
+                    clock=self.clock)
+        await self.bus.drain(timeout=2.0)
+
+
+def _default_transport_factory() -> TransportFactory:
+    return socketio_transport_factory
+

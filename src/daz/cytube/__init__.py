@@ -1,0 +1,1 @@
+"""CyTube rooms: discovery, the wire protocol, verified sessions, supervision and the send API."""

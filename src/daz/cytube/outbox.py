@@ -1,0 +1,136 @@
+"""Per-room ordered outbox of lines not yet confirmed by their echo, and its durability seam.
+
+A line stays in the outbox from ``send_chat`` until the server echoes it back (the only proof of
+delivery CyTube gives). ``OutboundJournal`` makes the outbox durable: the in-memory journal here
+is the default; ``app.py`` wires a RetryStore-backed one. The journal sees ``save`` when a line is
+accepted and ``ack`` when it is delivered (or abandoned), so after a restart ``load`` returns
+exactly the lines that still need sending, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from daz.errors import DazError
+
+
+class OutboxFull(DazError):
+    """The room's outbox holds ``outbound_buffer_size`` lines already; the line was not accepted."""
+
+    retryable = True
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundLine:
+    key: str
+    room: str
+    kind: Literal["chat", "pm"]
+    text: str
+    to: str | None = None
+    correlation_id: str | None = None
+    created_at: float = 0.0  # wall-clock epoch seconds
+
+
+class OutboundJournal(Protocol):
+    async def save(self, line: OutboundLine) -> None: ...
+    async def ack(self, key: str) -> None: ...
+    async def load(self, room: str) -> list[OutboundLine]: ...
+
+
+class InMemoryJournal:
+    """Keeps lines for the life of the process (durability comes with the RetryStore journal)."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, OrderedDict[str, OutboundLine]] = {}
+        self._room_of: dict[str, str] = {}
+
+    async def save(self, line: OutboundLine) -> None:
+        self._rooms.setdefault(line.room, OrderedDict())[line.key] = line
+        self._room_of[line.key] = line.room
+
+    async def ack(self, key: str) -> None:
+        room = self._room_of.pop(key, None)
+        if room is not None:
+            self._rooms.get(room, OrderedDict()).pop(key, None)
+
+    async def load(self, room: str) -> list[OutboundLine]:
+        return list(self._rooms.get(room, OrderedDict()).values())
+
+
+@dataclass(slots=True)
+class _Flight:
+    """Send bookkeeping for the head line."""
+
+    sent_at_ms: int | None = None  # wall ms of the last emit whose outcome is unknown ("in doubt")
+    echo_timeouts: int = 0
+
+
+@dataclass(slots=True)
+class Outbox:
+    """The ordered, bounded queue of one room's unconfirmed lines; one line in flight at a time."""
+
+    room: str
+    journal: OutboundJournal
+    capacity: int
+    _lines: OrderedDict[str, OutboundLine] = field(default_factory=OrderedDict)
+    _flight: _Flight = field(default_factory=_Flight)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    last_echo_ms: int | None = None  # server time of the newest echo that confirmed one of our lines
+
+    async def restore(self) -> int:
+        """Reload lines the journal still holds (e.g. after a process restart); returns how many."""
+        for line in await self.journal.load(self.room):
+            self._lines.setdefault(line.key, line)
+        if self._lines:
+            self._changed.set()
+        return len(self._lines)
+
+    async def put(self, line: OutboundLine) -> None:
+        if len(self._lines) >= self.capacity:
+            raise OutboxFull(
+                f"room {self.room}: outbox full ({self.capacity} lines)", operation_type="cytube_command"
+            )
+        await self.journal.save(line)
+        self._lines[line.key] = line
+        self._changed.set()
+
+    def head(self) -> OutboundLine | None:
+        return next(iter(self._lines.values()), None)
+
+    @property
+    def depth(self) -> int:
+        return len(self._lines)
+
+    @property
+    def in_doubt_since_ms(self) -> int | None:
+        return self._flight.sent_at_ms
+
+    def mark_sent(self, now_ms: int) -> None:
+        self._flight.sent_at_ms = now_ms
+
+    def mark_not_sent(self) -> None:
+        """The head line certainly did not reach the server (e.g. ``cooldown``)."""
+        self._flight.sent_at_ms = None
+
+    def note_echo_timeout(self) -> int:
+        self._flight.echo_timeouts += 1
+        return self._flight.echo_timeouts
+
+    async def ack_head(self, echo_ms: int | None) -> OutboundLine | None:
+        line = self.head()
+        if line is None:
+            return None
+        del self._lines[line.key]
+        self._flight = _Flight()
+        if echo_ms is not None:
+            self.last_echo_ms = max(echo_ms, self.last_echo_ms or echo_ms)
+        await self.journal.ack(line.key)
+        return line
+
+    async def wait_nonempty(self) -> None:
+        while not self._lines:
+            self._changed.clear()
+            await self._changed.wait()

@@ -1,0 +1,357 @@
+"""CyTube's wire protocol, pure: server payloads → frozen typed events, and outbound payloads.
+
+``parse(name, data)`` never raises. A payload of the wrong shape (wrong types, missing keys, huge
+strings) becomes ``Malformed`` with the event name and the raw size; an event we do not model
+becomes ``GenericEvent``. Chat text arrives HTML-escaped (links as ``<a href>``): ``text`` is the
+decoded plain text for plugins, ``raw`` is what the server sent.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_TEXT_CHARS = 10_000  # the server cuts chat at 320 chars; escaping and links can grow it a little
+MAX_NAME_CHARS = 64
+MAX_LIST_ITEMS = 5_000
+CHAT_LIMIT_CHARS = 320
+LIVE_MEDIA_TYPES = frozenset({"cu", "tw", "li", "us", "jt", "im", "hb"})
+_SECRET_KEYS = frozenset({"password", "pw"})
+
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    username: str
+    text: str
+    raw: str
+    time_ms: int
+    action: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateMessage:
+    username: str
+    to: str
+    text: str
+    raw: str
+    time_ms: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UserJoined:
+    name: str
+    rank: float
+    afk: bool = False
+    muted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UserLeft:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserList:
+    users: tuple[UserJoined, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UserCount:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaChanged:
+    media_id: str
+    media_type: str
+    title: str
+    seconds: float
+    current_time: float
+    paused: bool
+
+    @property
+    def live(self) -> bool:
+        """Live embeds send no ``mediaUpdate`` at all; the media timeout must not apply to them."""
+        return self.seconds <= 0 or self.media_type in LIVE_MEDIA_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class MediaUpdate:
+    current_time: float
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KickNotice:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    success: bool
+    name: str | None
+    guest: bool
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    milliseconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rank:
+    rank: float
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class NeedPassword:
+    wrong: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordAccepted:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GenericEvent:
+    """Any other event, passed through. Secret-bearing keys (``channelOpts.password``) are removed."""
+
+    name: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    event: str
+    size: int
+    detail: str
+
+
+ServerEvent = (
+    ChatMessage | PrivateMessage | UserJoined | UserLeft | UserList | UserCount | MediaChanged
+    | MediaUpdate | KickNotice | LoginResult | Cooldown | Rank | ErrorMessage | NeedPassword
+    | PasswordAccepted | GenericEvent | Malformed
+)
+
+KNOWN_EVENTS = frozenset({
+    "chatMsg", "pm", "addUser", "userLeave", "userlist", "usercount", "changeMedia", "mediaUpdate",
+    "kick", "login", "cooldown", "rank", "errorMsg", "needPassword", "cancelNeedPassword",
+    "setPermissions", "setPlaylistLocked", "emoteList", "drinkCount", "channelCSSJS", "setMotd",
+    "channelOpts", "setPlaylistMeta", "playlist", "setCurrent", "channelNotRegistered",
+    "setUserRank", "setAFK", "queue", "queueFail", "delete", "spamFiltered", "clearchat",
+    "announcement", "newPoll", "updatePoll", "closePoll",
+})
+
+
+class _Bad(Exception):
+    """Internal: the payload does not have the promised shape."""
+
+
+def metric_event_label(name: str) -> str:
+    """Bounded label for ``daz_messages_received_total{event}``: unknown names become ``other``."""
+    return name if name in KNOWN_EVENTS else "other"
+
+
+def raw_size(data: Any) -> int:
+    if isinstance(data, str | bytes):
+        return len(data)
+    try:
+        return len(json.dumps(data, default=str))
+    except (TypeError, ValueError):
+        return 0
+
+
+def parse(name: str, data: Any) -> ServerEvent:
+    """Turn one server event into a typed event; never raises."""
+    try:
+        return _parse(name, data)
+    except (_Bad, TypeError, ValueError, KeyError, AttributeError) as exc:
+        return Malformed(event=name[:MAX_NAME_CHARS], size=raw_size(data), detail=str(exc)[:200])
+
+
+def _parse(name: str, data: Any) -> ServerEvent:
+    if name == "chatMsg":
+        obj = _obj(data)
+        raw = _str(obj, "msg", MAX_TEXT_CHARS)
+        meta = obj.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise _Bad("meta is not an object")
+        return ChatMessage(
+            username=_str(obj, "username", MAX_NAME_CHARS), text=decode_text(raw), raw=raw,
+            time_ms=_int(obj, "time"), action=bool(meta.get("action", False)), meta=meta,
+        )
+    if name == "pm":
+        obj = _obj(data)
+        raw = _str(obj, "msg", MAX_TEXT_CHARS)
+        meta = obj.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise _Bad("meta is not an object")
+        return PrivateMessage(
+            username=_str(obj, "username", MAX_NAME_CHARS), to=_str(obj, "to", MAX_NAME_CHARS),
+            text=decode_text(raw), raw=raw, time_ms=_int(obj, "time"), meta=meta,
+        )
+    if name == "addUser":
+        return _user(data)
+    if name == "userLeave":
+        return UserLeft(_str(_obj(data), "name", MAX_NAME_CHARS))
+    if name == "userlist":
+        if not isinstance(data, list) or len(data) > MAX_LIST_ITEMS:
+            raise _Bad("userlist is not a list of users")
+        return UserList(tuple(_user(item) for item in data))
+    if name == "usercount":
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise _Bad("usercount is not an integer")
+        return UserCount(data)
+    if name == "changeMedia":
+        obj = _obj(data)
+        return MediaChanged(
+            media_id=_str(obj, "id", MAX_TEXT_CHARS), media_type=_str(obj, "type", MAX_NAME_CHARS),
+            title=_str(obj, "title", MAX_TEXT_CHARS), seconds=_num(obj, "seconds"),
+            current_time=_num(obj, "currentTime"), paused=bool(obj.get("paused", False)),
+        )
+    if name == "mediaUpdate":
+        obj = _obj(data)
+        return MediaUpdate(current_time=_num(obj, "currentTime"), paused=bool(obj.get("paused", False)))
+    if name == "kick":
+        obj = _obj(data)
+        return KickNotice(str(obj.get("reason", ""))[:MAX_TEXT_CHARS])
+    if name == "login":
+        obj = _obj(data)
+        success = obj.get("success")
+        if not isinstance(success, bool):
+            raise _Bad("login.success is not a boolean")
+        user = obj.get("name")
+        error = obj.get("error")
+        return LoginResult(
+            success=success, name=str(user)[:MAX_NAME_CHARS] if user is not None else None,
+            guest=bool(obj.get("guest", False)),
+            error=str(error)[:MAX_TEXT_CHARS] if error is not None else None,
+        )
+    if name == "cooldown":
+        if isinstance(data, bool) or not isinstance(data, int | float) or data < 0:
+            raise _Bad("cooldown is not a number of milliseconds")
+        return Cooldown(int(data))
+    if name == "rank":
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            raise _Bad("rank is not a number")
+        return Rank(float(data))
+    if name == "errorMsg":
+        return ErrorMessage(_str(_obj(data), "msg", MAX_TEXT_CHARS))
+    if name == "needPassword":
+        return NeedPassword(wrong=bool(data))
+    if name == "cancelNeedPassword":
+        return PasswordAccepted()
+    if isinstance(data, str) and len(data) > MAX_TEXT_CHARS * 10:
+        raise _Bad("string payload too large")
+    if name == "channelOpts" and isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in _SECRET_KEYS}
+    return GenericEvent(name[:MAX_NAME_CHARS], data)
+
+
+def _obj(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _Bad(f"expected an object, got {type(data).__name__}")
+    return data
+
+
+def _str(obj: dict[str, Any], key: str, limit: int) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise _Bad(f"{key} is not a string")
+    if len(value) > limit:
+        raise _Bad(f"{key} is longer than {limit} characters")
+    return value
+
+
+def _int(obj: dict[str, Any], key: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(f"{key} is not a number")
+    return int(value)
+
+
+def _num(obj: dict[str, Any], key: str) -> float:
+    value = obj.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(f"{key} is not a number")
+    return float(value)
+
+
+def _user(data: Any) -> UserJoined:
+    obj = _obj(data)
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise _Bad("user meta is not an object")
+    rank = obj.get("rank", 0)
+    if isinstance(rank, bool) or not isinstance(rank, int | float):
+        raise _Bad("rank is not a number")
+    return UserJoined(
+        name=_str(obj, "name", MAX_NAME_CHARS), rank=float(rank),
+        afk=bool(meta.get("afk", False)), muted=bool(meta.get("muted", False)),
+    )
+
+
+# text ------------------------------------------------------------------------------------------
+
+def decode_text(raw: str) -> str:
+    """Server chat HTML → plain text: tags removed (links keep their text), entities decoded."""
+    return html.unescape(_TAG.sub("", raw))
+
+
+def sent_key(text: str) -> str:
+    """The comparable form of a line we sent (the server cuts at 320 characters before escaping)."""
+    return _SPACE.sub(" ", text[:CHAT_LIMIT_CHARS]).strip()
+
+
+def echo_key(raw: str) -> str:
+    """The comparable form of an echoed line: the server's HTML decoded, whitespace folded."""
+    return _SPACE.sub(" ", decode_text(raw)).strip()
+
+
+def split_line(text: str, limit: int = CHAT_LIMIT_CHARS) -> list[str]:
+    """Split ``text`` into lines of at most ``limit`` characters, at whitespace where possible."""
+    parts: list[str] = []
+    for paragraph in text.splitlines():
+        rest = paragraph.strip()
+        while len(rest) > limit:
+            cut = rest.rfind(" ", 0, limit + 1)
+            if cut <= limit // 2:
+                cut = limit
+            parts.append(rest[:cut].rstrip())
+            rest = rest[cut:].lstrip()
+        if rest:
+            parts.append(rest)
+    return parts
+
+
+# outbound payloads ----------------------------------------------------------------------------
+
+def join_payload(channel: str) -> dict[str, Any]:
+    return {"name": channel}
+
+
+def login_payload(name: str, password: str | None = None) -> dict[str, Any]:
+    return {"name": name} if password is None else {"name": name, "pw": password}
+
+
+def chat_payload(text: str) -> dict[str, Any]:
+    return {"msg": text, "meta": {}}
+
+
+def pm_payload(to: str, text: str) -> dict[str, Any]:
+    return {"to": to, "msg": text, "meta": {}}

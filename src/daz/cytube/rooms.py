@@ -1,0 +1,147 @@
+"""``RoomManager``: every configured room, each under its own supervisor, and the send API.
+
+Rooms are independent: each supervisor runs in its own task and a crash in one is logged and
+restarted without touching the others. ``send_chat``/``send_pm`` work in every state: lines go to
+the room's ordered outbox (journalled through ``OutboundJournal``) and are delivered in order once
+the room is READY; a line counts as delivered only when its echo is seen (``room.line.delivered``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Callable
+
+import structlog
+
+from daz.clock import Clock
+from daz.config import DazConfig, RoomConfig
+from daz.cytube.discovery import Endpoint, HttpEndpoint
+from daz.cytube.outbox import InMemoryJournal, OutboundJournal, OutboundLine, Outbox
+from daz.cytube.protocol import split_line
+from daz.cytube.supervisor import RoomStatus, RoomSupervisor
+from daz.events.bus import EventBus
+from daz.metrics import DazMetrics
+from daz.transport.base import TransportFactory
+
+log = structlog.get_logger("daz.cytube")
+
+EndpointFactory = Callable[[RoomConfig], Endpoint]
+CRASH_RESTART_SECONDS = 5.0
+
+
+class UnknownRoom(KeyError):
+    pass
+
+
+class RoomManager:
+    name = "rooms"
+
+    def __init__(  # noqa: PLR0917 - the positional order is the documented contract
+        self,
+        config: DazConfig,
+        bus: EventBus,
+        metrics: DazMetrics,
+        clock: Clock,
+        rng: random.Random,
+        transport_factory: TransportFactory,
+        journal: OutboundJournal | None = None,
+        *,
+        endpoint_factory: EndpointFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.metrics = metrics
+        self.clock = clock
+        self.journal: OutboundJournal = journal if journal is not None else InMemoryJournal()
+        self._seq = itertools.count(1)
+        make_endpoint = endpoint_factory or self._http_endpoint
+        self._supervisors: dict[str, RoomSupervisor] = {}
+        for room in config.rooms:
+            if not room.enabled:
+                continue
+            room_rng = random.Random(rng.getrandbits(64))
+            self._supervisors[room.channel] = RoomSupervisor(
+                room=room, config=config.cytube, bus=bus, metrics=metrics, clock=clock, rng=room_rng,
+                transport_factory=transport_factory, endpoint=make_endpoint(room),
+                outbox=Outbox(room.channel, self.journal, config.cytube.outbound_buffer_size),
+                probe_rng=random.Random(rng.getrandbits(64)),
+            )
+
+    def _http_endpoint(self, room: RoomConfig) -> Endpoint:
+        cfg = self.config.cytube
+        return HttpEndpoint(
+            channel=room.channel, base_url=cfg.base_url, server_url=room.server_url,
+            timeout=cfg.probe.timeout_seconds,
+        )
+
+    # queries ---------------------------------------------------------------------------------
+    def rooms(self) -> list[str]:
+        return list(self._supervisors)
+
+    def room(self, name: str) -> RoomStatus:
+        return self._get(name).status()
+
+    def supervisor(self, name: str) -> RoomSupervisor:
+        return self._get(name)
+
+    def _get(self, name: str) -> RoomSupervisor:
+        try:
+            return self._supervisors[name]
+        except KeyError:
+            raise UnknownRoom(f"no room named {name!r} is configured") from None
+
+    # actions ---------------------------------------------------------------------------------
+    def reconnect(self, room: str, reason: str) -> None:
+        """Tear down and reconnect ``room`` now (health recovery); also restarts a kicked room."""
+        log.info("room.reconnect_requested", room=room, reason=reason)
+        self._get(room).request_reconnect(reason)
+
+    async def send_chat(self, room: str, text: str, *, correlation_id: str | None = None) -> list[str]:
+        """Queue ``text`` (split at the chat limit) for ``room``; returns one key per line."""
+        return await self._enqueue(room, "chat", text, None, correlation_id)
+
+    async def send_pm(
+        self, room: str, user: str, text: str, *, correlation_id: str | None = None
+    ) -> list[str]:
+        return await self._enqueue(room, "pm", text, user, correlation_id)
+
+    async def _enqueue(
+        self, room: str, kind: str, text: str, to: str | None, correlation_id: str | None
+    ) -> list[str]:
+        supervisor = self._get(room)
+        keys: list[str] = []
+        created = self.clock.now().timestamp()
+        for part in split_line(text, self.config.cytube.message_max_chars):
+            key = f"{room}:{created:.0f}:{next(self._seq)}"
+            line = OutboundLine(
+                key=key, room=room, kind="pm" if kind == "pm" else "chat", text=part, to=to,
+                correlation_id=correlation_id, created_at=created,
+            )
+            await supervisor.outbox.put(line)
+            self.metrics.messages_sent.labels(room=room, outcome="queued").inc()
+            keys.append(key)
+        return keys
+
+    # service ---------------------------------------------------------------------------------
+    async def run(self, stopping: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            for name, supervisor in self._supervisors.items():
+                group.create_task(self._guarded(supervisor, stopping), name=f"room.{name}")
+
+    async def _guarded(self, supervisor: RoomSupervisor, stopping: asyncio.Event) -> None:
+        """Run one supervisor; a bug in it restarts that room only, never its neighbours."""
+        while not stopping.is_set():
+            try:
+                await supervisor.run(stopping)
+            except Exception:  # isolation between rooms is the point
+                log.exception("room.supervisor_crashed", room=supervisor.name)
+                supervisor.reset_after_crash()
+                try:
+                    async with asyncio.timeout(CRASH_RESTART_SECONDS):
+                        await stopping.wait()
+                except TimeoutError:
+                    continue
+            else:
+                return

@@ -1,0 +1,248 @@
+"""One CyTube session over one connection: join → login, verified, then the inbound event stream.
+
+The server forgets a client on every reconnect, so a ``Session`` is made per connection. ``pump``
+reads the transport in arrival order and turns each frame into a typed event on the bus;
+``establish`` sends ``joinChannel`` then ``login`` and waits for each reply with its own timeout.
+The session is READY only when the login reply says ``success: true``.
+
+Backlog rule: the server replays up to 15 old chat lines as part of the join sequence, before
+``userlist``. Lines that arrive before the join completes are marked ``backlog`` (by position in
+the sequence, which needs no clock agreement with the server); the bot's own lines are ``own``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from daz.clock import Clock
+from daz.config import CytubeConfig
+from daz.cytube import protocol as p
+from daz.cytube.outbox import OutboundLine
+from daz.cytube.race import wait_for
+from daz.errors import Kicked, LoginFailed, SessionError, SessionTimeout, TransportError
+from daz.metrics import DazMetrics
+from daz.transport.base import Closed, Transport, WireEvent, WireMalformed
+
+log = structlog.get_logger("daz.cytube")
+
+Publish = Callable[[str, dict[str, Any]], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CooledDown:
+    milliseconds: int
+
+
+SendOutcome = Echo | CooledDown
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    name: str
+    password: str | None = None
+    channel_password: str | None = None
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        room: str,
+        channel: str,
+        credentials: Credentials,
+        transport: Transport,
+        clock: Clock,
+        config: CytubeConfig,
+        publish: Publish,
+        metrics: DazMetrics,
+    ) -> None:
+        self.room = room
+        self.channel = channel
+        self.credentials = credentials
+        self.transport = transport
+        self.clock = clock
+        self.config = config
+        self.metrics = metrics
+        self._publish = publish
+        self.name = credentials.name
+        self.joined = False
+        self.logged_in = False
+        self.backlog: list[p.ChatMessage] = []
+        self.kick_reason: str | None = None
+        self.closed_error: TransportError | None = None
+        self.media_playing = False
+        self.last_media_update_at: float | None = None
+        self._join_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._login_done: asyncio.Future[p.LoginResult] = asyncio.get_running_loop().create_future()
+        self._expect: tuple[OutboundLine, str, asyncio.Future[SendOutcome]] | None = None
+
+    # establishing ----------------------------------------------------------------------------
+    async def establish(self) -> None:
+        """Join, then log in; raise a ``SessionError`` (or the transport's error) unless it worked."""
+        await self.transport.emit("joinChannel", p.join_payload(self.channel))
+        await self._await(self._join_done, self.config.join_timeout_seconds, "join")
+        creds = self.credentials
+        await self.transport.emit("login", p.login_payload(creds.name, creds.password))
+        result = await self._await(self._login_done, self.config.login_timeout_seconds, "login")
+        if not result.success:
+            reason = result.error or "login refused"
+            raise LoginFailed(
+                f"room {self.room}: login as {creds.name} failed: {reason}", reason=reason, retryable=True
+            )
+        self.name = result.name or creds.name
+        self.logged_in = True
+
+    async def _await(self, fut: asyncio.Future[Any], timeout: float, step: str) -> Any:
+        try:
+            return await wait_for(self.clock, timeout, lambda: asyncio.shield(fut), label=f"session.{step}")
+        except TimeoutError as exc:
+            raise SessionTimeout(f"room {self.room}: no {step} reply within {timeout}s") from exc
+
+    # sending ---------------------------------------------------------------------------------
+    def expect(self, line: OutboundLine) -> asyncio.Future[SendOutcome]:
+        """Arm the echo matcher for ``line`` (one line in flight at a time)."""
+        fut: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
+        self._expect = (line, p.sent_key(line.text), fut)
+        return fut
+
+    def disarm(self) -> None:
+        self._expect = None
+
+    async def emit_line(self, line: OutboundLine) -> None:
+        if line.kind == "pm" and line.to is not None:
+            await self.transport.emit("pm", p.pm_payload(line.to, line.text))
+        else:
+            await self.transport.emit("chatMsg", p.chat_payload(line.text))
+
+    def backlog_confirms(self, line: OutboundLine, *, after_ms: int) -> p.ChatMessage | None:
+        """The replayed own line proving the server already has ``line`` (sent after ``after_ms``)."""
+        key = p.sent_key(line.text)
+        for msg in reversed(self.backlog):
+            if self._is_self(msg.username) and msg.time_ms > after_ms and p.echo_key(msg.raw) == key:
+                return msg
+        return None
+
+    # inbound ---------------------------------------------------------------------------------
+    async def pump(self) -> TransportError:
+        """Handle inbound frames until the connection ends; returns why it ended."""
+        while True:
+            item = await self.transport.receive()
+            if isinstance(item, Closed):
+                self._close(item.error)
+                return item.error
+            if isinstance(item, WireMalformed):
+                self._malformed(item.event, item.size, item.detail)
+                continue
+            await self._handle(item)
+
+    def _close(self, error: TransportError) -> None:
+        self.closed_error = error
+        if isinstance(error, Kicked) and self.kick_reason is None:
+            self.kick_reason = error.reason
+        for fut in (self._join_done, self._login_done):
+            if not fut.done():
+                fut.set_exception(error)
+        if self._expect is not None and not self._expect[2].done():
+            self._expect[2].set_exception(error)
+
+    def _malformed(self, event: str, size: int, detail: str) -> None:
+        self.metrics.protocol_malformed.labels(room=self.room).inc()
+        log.warning("protocol.malformed", room=self.room, wire_event=event, size=size, detail=detail)
+        self._publish("protocol.malformed", {"room": self.room, "event": event, "size": size})
+
+    def _is_self(self, username: str) -> bool:
+        return username.lower() == self.name.lower()
+
+    async def _handle(self, item: WireEvent) -> None:
+        self.metrics.messages_received.labels(room=self.room, event=p.metric_event_label(item.name)).inc()
+        event = p.parse(item.name, item.data)
+        if isinstance(event, p.Malformed):
+            self._malformed(event.event, event.size, event.detail)
+            return
+        room = self.room
+        if isinstance(event, p.ChatMessage | p.PrivateMessage):
+            self._chat(event)
+        elif isinstance(event, p.UserList):
+            if not self.joined:
+                self.joined = True
+                if not self._join_done.done():
+                    self._join_done.set_result(None)
+            self._publish("cytube.userlist", {"room": room, "event": event})
+        elif isinstance(event, p.UserJoined):
+            self._publish("cytube.user.joined", {"room": room, "event": event})
+        elif isinstance(event, p.UserLeft):
+            self._publish("cytube.user.left", {"room": room, "event": event})
+        elif isinstance(event, p.MediaChanged | p.MediaUpdate):
+            self._media(event)
+        elif isinstance(event, p.LoginResult):
+            if not self._login_done.done():
+                self._login_done.set_result(event)
+        elif isinstance(event, p.Cooldown):
+            if self._expect is not None and not self._expect[2].done():
+                self._expect[2].set_result(CooledDown(event.milliseconds))
+        elif isinstance(event, p.KickNotice):
+            self.kick_reason = event.reason
+        elif isinstance(event, p.NeedPassword):
+            await self._need_password(event)
+        elif isinstance(event, p.ErrorMessage):
+            log.warning("cytube.error_msg", room=room, message=event.message[:200])
+            self._publish("cytube.error", {"room": room, "event": event})
+        elif isinstance(event, p.GenericEvent):
+            self._publish(f"cytube.{event.name}", {"room": room, "event": event})
+        elif isinstance(event, p.UserCount):
+            self._publish("cytube.usercount", {"room": room, "event": event})
+        elif isinstance(event, p.Rank):
+            self._publish("cytube.rank", {"room": room, "event": event})
+
+    def _chat(self, event: p.ChatMessage | p.PrivateMessage) -> None:
+        own = self._is_self(event.username)
+        if isinstance(event, p.PrivateMessage):
+            if own:
+                self._match_echo(event.raw, event.time_ms, to=event.to)
+            self._publish("cytube.pm", {"room": self.room, "event": event, "backlog": False, "own": own})
+            return
+        backlog = not self.joined
+        if backlog:
+            self.backlog.append(event)
+        elif own:
+            self._match_echo(event.raw, event.time_ms, to=None)
+        self._publish("cytube.chat", {"room": self.room, "event": event, "backlog": backlog, "own": own})
+
+    def _media(self, event: p.MediaChanged | p.MediaUpdate) -> None:
+        self.last_media_update_at = self.clock.monotonic()
+        if isinstance(event, p.MediaChanged):
+            self.media_playing = not event.live and not event.paused
+            self._publish("cytube.media.changed", {"room": self.room, "event": event})
+        else:
+            # Live items never send mediaUpdate, so one arriving means a non-live item is loaded.
+            self.media_playing = not event.paused
+            self._publish("cytube.media.update", {"room": self.room, "event": event})
+
+    async def _need_password(self, event: p.NeedPassword) -> None:
+        password = self.credentials.channel_password
+        if event.wrong or password is None:
+            why = "wrong channel password" if event.wrong else "channel needs a password; none configured"
+            if not self._join_done.done():
+                self._join_done.set_exception(SessionError(f"room {self.room}: {why}", retryable=False))
+            return
+        await self.transport.emit("channelPassword", password)
+
+    def _match_echo(self, raw: str, time_ms: int, *, to: str | None) -> None:
+        if self._expect is None:
+            return
+        line, key, fut = self._expect
+        if fut.done() or p.echo_key(raw) != key:
+            return
+        if line.kind == "pm" and (to is None or line.to is None or to.lower() != line.to.lower()):
+            return
+        fut.set_result(Echo(time_ms))

@@ -1,0 +1,212 @@
+"""The local durable spool: where retries go while the retry store (the database) is unreachable.
+
+A small SQLite file (WAL, ``synchronous=FULL``: a ``put`` that returned survives SIGKILL and power
+loss) holding prepared ``NewItem``s in arrival order. ``RetryQueue`` calls ``Spool.put`` as its
+``on_store_unavailable`` fallback; ``SpoolDrainer`` (a ``Service``) moves items into the store in
+order once it answers again, and once at start-up for what a previous process left behind.
+
+Draining is idempotent: every item carries an idempotency key (one is minted at ``put`` for items
+without), so if the process dies between the store's insert and the spool's delete, the next drain
+re-inserts the same keys and the store dedupes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, LiteralString
+
+import structlog
+
+from daz.clock import Clock
+from daz.errors import SpoolFull, StoreError, StoreUnavailable
+from daz.metrics import DazMetrics
+from daz.store.base import NewItem, RetryStore
+
+log = structlog.get_logger("daz.retry.spool")
+
+DRAIN_BATCH = 100
+KEY_PREFIX = "spool:"
+
+_SCHEMA: LiteralString = (
+    "CREATE TABLE IF NOT EXISTS daz_spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL)"
+)
+_COUNT: LiteralString = "SELECT count(*) FROM daz_spool"
+_INSERT: LiteralString = "INSERT INTO daz_spool (item) VALUES (?)"
+_PEEK: LiteralString = "SELECT seq, item FROM daz_spool ORDER BY seq LIMIT ?"
+_DELETE_UPTO: LiteralString = "DELETE FROM daz_spool WHERE seq <= ?"
+
+
+def encode_item(item: NewItem) -> str:
+    data = asdict(item)
+    if item.retry_after is not None:
+        data["retry_after"] = item.retry_after.isoformat()
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode_item(text: str) -> NewItem:
+    data: dict[str, Any] = json.loads(text)
+    if data.get("retry_after") is not None:
+        data["retry_after"] = datetime.fromisoformat(data["retry_after"])
+    return NewItem(**data)
+
+
+class Spool:
+    """A bounded, fsync'd FIFO of ``NewItem``s in one SQLite file."""
+
+    def __init__(self, path: Path, *, max_items: int, metrics: DazMetrics | None = None) -> None:
+        self.path = path
+        self.max_items = max_items
+        self.metrics = metrics
+        self._lock = threading.Lock()  # one sqlite3 connection, used from worker threads in turn
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def _set_gauge(self, count: int) -> None:
+        if self.metrics is not None:
+            self.metrics.spool_items.set(count)
+
+    # the RetryQueue fallback -----------------------------------------------------------------
+    async def __call__(self, items: list[NewItem]) -> None:
+        await self.put(items)
+
+    async def put(self, items: Sequence[NewItem]) -> None:
+        """Append all of ``items`` durably, or none of them (``SpoolFull``)."""
+        keyed = [i if i.idempotency_key else replace(i, idempotency_key=f"{KEY_PREFIX}{uuid.uuid4().hex}")
+                 for i in items]
+        rows = [(encode_item(i),) for i in keyed]
+        await asyncio.to_thread(self._put, rows)
+
+    def _put(self, rows: list[tuple[str]]) -> None:
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                count = int(db.execute(_COUNT).fetchone()[0])
+                full = count + len(rows) > self.max_items
+                if not full:
+                    db.executemany(_INSERT, rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("ROLLBACK" if full else "COMMIT")
+            if full:
+                if self.metrics is not None:
+                    self.metrics.spool_full.inc()
+                raise SpoolFull(
+                    f"spool {self.path} is full ({count} of spool.max_items={self.max_items}); "
+                    f"{len(rows)} item(s) refused", retryable=True,
+                )
+            self._set_gauge(count + len(rows))
+        log.warning("spool.items_spooled", count=len(rows), depth=count + len(rows))
+
+    # draining --------------------------------------------------------------------------------
+    async def peek(self, limit: int = DRAIN_BATCH) -> list[tuple[int, NewItem]]:
+        rows = await asyncio.to_thread(self._peek, limit)
+        return [(seq, decode_item(text)) for seq, text in rows]
+
+    def _peek(self, limit: int) -> list[tuple[int, str]]:
+        with self._lock:
+            return [(int(s), str(t)) for s, t in self._db().execute(_PEEK, (limit,)).fetchall()]
+
+    async def remove_through(self, seq: int) -> None:
+        """Delete every item up to and including ``seq`` (they are in the store now)."""
+        await asyncio.to_thread(self._remove_through, seq)
+
+    def _remove_through(self, seq: int) -> None:
+        with self._lock:
+            db = self._db()
+            db.execute(_DELETE_UPTO, (seq,))
+            self._set_gauge(int(db.execute(_COUNT).fetchone()[0]))
+
+    async def count(self) -> int:
+        return await asyncio.to_thread(self._count)
+
+    def _count(self) -> int:
+        with self._lock:
+            count = int(self._db().execute(_COUNT).fetchone()[0])
+        self._set_gauge(count)
+        return count
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+
+class SpoolDrainer:
+    """A ``Service``: drains at start-up, then every ``interval_seconds`` while items wait."""
+
+    name = "retry.spool"
+
+    def __init__(
+        self,
+        spool: Spool,
+        store: RetryStore,
+        *,
+        clock: Clock,
+        interval_seconds: float,
+        metrics: DazMetrics | None = None,
+        on_drained: Callable[[], None] | None = None,
+        batch: int = DRAIN_BATCH,
+    ) -> None:
+        self.spool = spool
+        self.store = store
+        self.clock = clock
+        self.interval_seconds = interval_seconds
+        self.metrics = metrics
+        self.on_drained = on_drained
+        self.batch = batch
+
+    async def drain_once(self) -> int:
+        """Move everything now in the spool into the store, oldest first; returns how many moved."""
+        moved = 0
+        while True:
+            batch = await self.spool.peek(self.batch)
+            if not batch:
+                break
+            await self.store.schedule([item for _, item in batch])  # keys dedupe a repeated batch
+            await self.spool.remove_through(batch[-1][0])
+            moved += len(batch)
+            if self.metrics is not None:
+                self.metrics.spool_drained.inc(len(batch))
+        if moved:
+            log.info("spool.drained", count=moved)
+            if self.on_drained is not None:
+                self.on_drained()
+        return moved
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.drain_once()
+            except StoreUnavailable as exc:
+                log.info("spool.store_unavailable", error=str(exc))
+            except StoreError as exc:
+                log.error("spool.drain_failed", error=str(exc))  # noqa: TRY400 - a known store error
+            await _sleep_or_stop(self.clock, self.interval_seconds, stopping)
+
+
+async def _sleep_or_stop(clock: Clock, seconds: float, stopping: asyncio.Event) -> None:
+    async with asyncio.TaskGroup() as group:
+        sleeper = group.create_task(clock.sleep(seconds), name="retry.spool.sleep")
+        waiter = group.create_task(stopping.wait(), name="retry.spool.stop")
+        sleeper.add_done_callback(lambda _: waiter.cancel())
+        waiter.add_done_callback(lambda _: sleeper.cancel())

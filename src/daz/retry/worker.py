@@ -1,0 +1,340 @@
+"""One retry worker: claim a batch under a lease, run each item's handler, persist the outcomes.
+
+Claims are leased and fenced: the store bumps the item's fence on every claim, and every outcome
+is written with the fence the claim returned. A worker whose lease expired (it stalled, or its
+process was paused) and whose item another worker reclaimed gets ``StaleFence``: its late result
+is discarded, logged and counted. Outcomes are written under ``asyncio.shield`` so a shutdown that
+cancels the worker still records what already happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Final, Protocol, TypeVar
+
+import structlog
+
+from daz.clock import Clock
+from daz.errors import DazError, NoHandler, StaleFence, StoreError
+from daz.events.bus import EventBus
+from daz.metrics import DazMetrics
+from daz.retry.policy import DeadLetter, Retry, RetryPolicy, decide, describe
+from daz.store.base import QueueItem, RetryStore
+
+log = structlog.get_logger("daz.retry")
+T = TypeVar("T")
+
+Handler = Callable[[QueueItem], Awaitable[None]]
+BUS_HANDLER_PREFIX: Final = "retry.handle."
+# Below this an idle worker would spin on items it cannot take (other owners' targets, locked rows).
+IDLE_FLOOR_SECONDS: Final = 0.25
+STORE_ERROR_PAUSE_SECONDS: Final = 1.0
+PERSIST_ATTEMPTS: Final = 3
+PERSIST_RETRY_SECONDS: Final = 0.2
+PERSIST_GRACE_SECONDS: Final = 10.0
+
+
+class AttemptGate(Protocol):
+    """Consulted around every attempt (implemented by ``daz.resilience.gate.BreakerGate``)."""
+
+    def before_attempt(self, item: QueueItem, policy: RetryPolicy) -> float | None:
+        """None to go ahead, or seconds to defer the item without charging an attempt."""
+        ...
+
+    def record(self, item: QueueItem, policy: RetryPolicy, outcome: BaseException | None,
+               duration: float) -> None:
+        """``outcome`` is the attempt's exception, or None when it succeeded."""
+        ...
+
+
+class AttemptTimeout(DazError):
+    """The handler did not finish within the policy's ``timeout_seconds``."""
+
+    retryable = True
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    item: QueueItem
+    policy: RetryPolicy
+    duration: float
+    error: BaseException | None = None
+    decision: Retry | DeadLetter | None = None
+    defer_seconds: float | None = None
+    deferred_by: str | None = None
+
+
+@dataclass(slots=True)
+class WorkerDeps:
+    """What a worker needs from its ``RetryQueue``: shared, read live (handlers may be added later)."""
+
+    store: RetryStore
+    clock: Clock
+    rng: random.Random
+    metrics: DazMetrics
+    bus: EventBus | None
+    gate: AttemptGate | None
+    handlers: dict[str, Handler]
+    policy: Callable[[str], RetryPolicy]
+    batch_size: int
+    lease_seconds: float
+    heartbeat_seconds: float
+    poll_seconds: float
+    no_handler_delay_seconds: float
+    targets: Sequence[str] | None = None
+    operation_types: Sequence[str] | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+    def publish(self, name: str, item: QueueItem, **data: object) -> None:
+        if self.bus is None:
+            return
+        self.bus.publish(
+            name,
+            {"id": item.id, "operation_type": item.operation_type, "target": item.target,
+             "attempt": item.attempt, "correlation_id": item.correlation_id, **data},
+            correlation_id=item.correlation_id,
+            source="retry",
+        )
+
+
+class Worker:
+    """A claim loop. ``wake()`` makes an idle worker look for work now."""
+
+    def __init__(self, deps: WorkerDeps, owner: str) -> None:
+        self.deps = deps
+        self.owner = owner
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        d = self.deps
+        while not stopping.is_set():
+            self._wake.clear()  # before the claim, so a wake-up during it is not lost
+            try:
+                items = await d.store.claim_due(
+                    d.batch_size, d.lease_seconds, self.owner,
+                    operation_types=d.operation_types, targets=d.targets,
+                )
+            except StoreError as exc:
+                log.warning("retry.claim_failed", owner=self.owner, error=str(exc))
+                d.count("claim_errors")
+                await self._idle(stopping, STORE_ERROR_PAUSE_SECONDS)
+                continue
+            if items:
+                await self.process(items)
+                continue
+            await self._idle(stopping, await self._until_due())
+
+    async def _until_due(self) -> float:
+        d = self.deps
+        try:
+            due = await d.store.next_due_at()
+        except StoreError:
+            return d.poll_seconds
+        if due is None:
+            return d.poll_seconds
+        wait = (due - d.clock.now()).total_seconds()
+        return min(d.poll_seconds, max(wait, IDLE_FLOOR_SECONDS))
+
+    async def _idle(self, stopping: asyncio.Event, seconds: float) -> None:
+        if stopping.is_set() or self._wake.is_set():
+            return
+        async with asyncio.TaskGroup() as group:
+            waiters = [
+                group.create_task(self.deps.clock.sleep(seconds), name=f"{self.owner}.sleep"),
+                group.create_task(self._wake.wait(), name=f"{self.owner}.wake"),
+                group.create_task(stopping.wait(), name=f"{self.owner}.stop"),
+            ]
+
+            def finish(_: object) -> None:
+                for waiter in waiters:
+                    waiter.cancel()
+
+            for waiter in waiters:
+                waiter.add_done_callback(finish)
+
+    # one batch ---------------------------------------------------------------------------------
+    async def process(self, items: Sequence[QueueItem]) -> None:
+        d = self.deps
+        reclaimed = [i for i in items if i.reclaimed]
+        if reclaimed:
+            d.metrics.retry_reclaimed.inc(len(reclaimed))
+            d.count("reclaimed", len(reclaimed))
+            for item in reclaimed:
+                log.warning("retry.reclaimed", id=item.id, operation_type=item.operation_type,
+                            fence=item.fence, correlation_id=item.correlation_id, owner=self.owner)
+                d.publish("retry.reclaimed", item, fence=item.fence)
+        async with asyncio.TaskGroup() as group:
+            beat = group.create_task(self._heartbeats(items), name=f"{self.owner}.heartbeat")
+            if len(items) == 1:  # the common idle-pickup case: no task per attempt
+                outcomes = [await self._attempt(items[0])]
+            else:
+                tasks = [group.create_task(self._attempt(i), name=f"retry.attempt.{i.id}") for i in items]
+                await asyncio.wait(tasks)
+                outcomes = [t.result() for t in tasks]
+            beat.cancel()
+        persist = asyncio.ensure_future(self._persist(outcomes))
+        try:
+            await asyncio.shield(persist)
+        except asyncio.CancelledError:
+            # Cancelled mid-write: let the write finish (bounded) so no outcome is lost, then stop.
+            await asyncio.wait({persist}, timeout=PERSIST_GRACE_SECONDS)
+            raise
+
+    async def _heartbeats(self, items: Sequence[QueueItem]) -> None:
+        d = self.deps
+        alive = {i.id: i.fence for i in items}
+        while alive:
+            await d.clock.sleep(d.heartbeat_seconds)
+            for item_id, fence in list(alive.items()):
+                try:
+                    ok = await d.store.heartbeat(item_id, fence, d.lease_seconds)
+                except StoreError as exc:
+                    log.warning("retry.heartbeat_failed", id=item_id, error=str(exc))
+                    continue
+                if not ok:
+                    alive.pop(item_id)
+                    log.warning("retry.lease_lost", id=item_id, fence=fence, owner=self.owner)
+
+    async def _attempt(self, item: QueueItem) -> Outcome:
+        d = self.deps
+        policy = d.policy(item.operation_type)
+        if d.gate is not None:
+            defer = d.gate.before_attempt(item, policy)
+            if defer is not None:
+                return Outcome(item, policy, 0.0, defer_seconds=defer, deferred_by=policy.breaker)
+        handler = d.handlers.get(item.operation_type)
+        started = d.clock.monotonic()
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(item.timeout_seconds):
+                if handler is not None:
+                    await handler(item)
+                else:
+                    await self._via_bus(item)
+        except TimeoutError:
+            error = AttemptTimeout(f"attempt timed out after {item.timeout_seconds:g}s",
+                                   correlation_id=item.correlation_id, operation_type=item.operation_type)
+        except NoHandler as exc:
+            d.count("no_handler")
+            log.warning("retry.no_handler", id=item.id, operation_type=item.operation_type)
+            return Outcome(item, policy, 0.0, error=exc, defer_seconds=d.no_handler_delay_seconds)
+        except Exception as exc:  # noqa: BLE001 - any handler failure is an outcome to record
+            error = exc
+        duration = d.clock.monotonic() - started
+        if d.gate is not None:
+            d.gate.record(item, policy, error, duration)
+        if error is None:
+            return Outcome(item, policy, duration)
+        return Outcome(item, policy, duration, error=error,
+                       decision=decide(item, error, policy, d.clock.now(), d.rng))
+
+    async def _via_bus(self, item: QueueItem) -> None:
+        bus = self.deps.bus
+        name = BUS_HANDLER_PREFIX + item.operation_type
+        if bus is None:
+            raise NoHandler(f"no handler for '{item.operation_type}'", operation_type=item.operation_type)
+        await bus.request(name, item, timeout=item.timeout_seconds, correlation_id=item.correlation_id,
+                          source="retry")
+
+    # persisting outcomes ----------------------------------------------------------------------
+    async def _persist(self, outcomes: Sequence[Outcome]) -> None:
+        d = self.deps
+        done = [o for o in outcomes if o.error is None and o.defer_seconds is None]
+        if done:
+            stale = await self._with_retries(
+                lambda: d.store.complete_many([(o.item.id, o.item.fence) for o in done]), "complete"
+            )
+            if stale is None:
+                return_to_lease = [o.item.id for o in done]
+                log.error("retry.outcomes_unrecorded", ids=return_to_lease[:20], count=len(return_to_lease))
+                done = []
+            stale_ids = set(stale or [])
+            for o in done:
+                if o.item.id in stale_ids:
+                    self._stale(o)
+                    continue
+                op = o.item.operation_type
+                d.metrics.retry_success.labels(operation_type=op).inc()
+                d.metrics.retry_duration.labels(operation_type=op, outcome="success").observe(o.duration)
+                d.publish("retry.succeeded", o.item, duration=o.duration)
+            d.count("succeeded", len(done) - len(stale_ids))
+        for o in outcomes:
+            if o.error is not None or o.defer_seconds is not None:
+                await self._persist_other(o)
+
+    async def _persist_other(self, o: Outcome) -> None:
+        d = self.deps
+        item, op = o.item, o.item.operation_type
+        try:
+            if o.defer_seconds is not None:
+                at = d.clock.now() + timedelta(seconds=o.defer_seconds)
+                await self._with_retries(lambda: d.store.reschedule(
+                    item.id, item.fence, at, None, count_attempt=False, deferred_by=o.deferred_by
+                ), "defer", raise_stale=True)
+                d.count("deferred")
+                d.publish("retry.deferred", item, delay=o.defer_seconds, deferred_by=o.deferred_by)
+                return
+            d.metrics.retry_failure.labels(operation_type=op).inc()
+            if isinstance(o.decision, Retry):
+                decision = o.decision
+                await self._with_retries(lambda: d.store.reschedule(
+                    item.id, item.fence, decision.at, decision.error
+                ), "reschedule", raise_stale=True)
+                d.metrics.retry_duration.labels(operation_type=op, outcome="retry").observe(o.duration)
+                d.count("rescheduled")
+                log.info("retry.rescheduled", id=item.id, operation_type=op, attempt=item.attempt + 1,
+                         delay=round(decision.delay_seconds, 3), error=decision.error,
+                         correlation_id=item.correlation_id)
+                d.publish("retry.rescheduled", item, delay=decision.delay_seconds, error=decision.error)
+            elif isinstance(o.decision, DeadLetter):
+                reason = o.decision.reason
+                await self._with_retries(lambda: d.store.dead_letter(item.id, item.fence, reason),
+                                         "dead_letter", raise_stale=True)
+                d.metrics.retry_dead_letter.labels(operation_type=op).inc()
+                d.metrics.retry_duration.labels(operation_type=op, outcome="dead_letter").observe(o.duration)
+                d.count("dead_lettered")
+                log.warning("retry.dead_lettered", id=item.id, operation_type=op, attempt=item.attempt + 1,
+                            reason=reason, correlation_id=item.correlation_id)
+                d.publish("retry.dead_lettered", item, reason=reason,
+                          error=describe(o.error) if o.error is not None else reason)
+        except StaleFence:
+            self._stale(o)
+
+    def _stale(self, o: Outcome) -> None:
+        d = self.deps
+        d.metrics.retry_stale_fence.inc()
+        d.count("stale_fence")
+        log.warning("retry.stale_fence", id=o.item.id, fence=o.item.fence, owner=self.owner,
+                    operation_type=o.item.operation_type, correlation_id=o.item.correlation_id)
+
+    async def _with_retries(
+        self, write: Callable[[], Awaitable[T]], what: str, *, raise_stale: bool = False
+    ) -> T | None:
+        """A failed write is retried briefly; after that the lease expiry hands the item to a reclaim."""
+        for attempt in range(1, PERSIST_ATTEMPTS + 1):
+            try:
+                return await write()
+            except StaleFence:
+                if raise_stale:
+                    raise
+                return None
+            except StoreError as exc:
+                if attempt == PERSIST_ATTEMPTS:
+                    log.error("retry.persist_failed", what=what, owner=self.owner,  # noqa: TRY400
+                              error=str(exc))
+                    self.deps.count("persist_failed")
+                    return None
+                await self.deps.clock.sleep(PERSIST_RETRY_SECONDS * attempt)
+        return None
+
+

@@ -1,0 +1,206 @@
+"""The retry store seam: the records it keeps and the protocol every backend implements.
+
+Three implementations follow this protocol exactly (PostgreSQL, SQLite, and the in-memory one in
+``daz.testing``); ``tests/contract/`` runs one behaviour suite against all of them. Stores take
+"now" from an injected ``Clock`` rather than the database's clock, so lease expiry and due times
+are testable with ``FakeClock`` on every backend alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_LIST_LIMIT = 100
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    # Kept for the seed's operators' queries; daz itself never parks an item here.
+    FAILED = "failed"
+    DEAD_LETTER = "dead_letter"
+
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+# What ``purge`` removes when no status is given: items that will never run again.
+TERMINAL_STATUSES: tuple[str, ...] = (Status.COMPLETED, Status.FAILED, Status.DEAD_LETTER)
+REQUEUEABLE_STATUSES: tuple[str, ...] = (Status.DEAD_LETTER, Status.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """What ``schedule`` takes. ``None`` fields get the store's (or the retry queue's) defaults."""
+
+    operation_type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    event_type: str | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+    priority: int = 0
+    max_retries: int | None = None
+    retry_after: datetime | None = None
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """One row of ``daz_retry_queue``. ``reclaimed`` is set on a claim that took over an expired lease."""
+
+    id: int
+    correlation_id: str
+    idempotency_key: str | None
+    operation_type: str
+    target: str | None
+    event_type: str | None
+    payload: dict[str, Any]
+    status: str
+    priority: int
+    attempt: int
+    max_retries: int
+    retry_after: datetime
+    lease_until: datetime | None
+    lease_owner: str | None
+    fence: int
+    timeout_seconds: float
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    deferred_by: str | None = None
+    reclaimed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRow:
+    """One row of the ``daz_retry_queue_stats`` view."""
+
+    operation_type: str
+    status: str
+    count: int
+    avg_attempts: float
+    max_attempts: int
+    oldest_pending_age_seconds: float | None
+
+
+WakeCallback = Callable[[], None]
+
+
+class RetryStore(Protocol):
+    """Durable queue operations. Unreachable → ``StoreUnavailable``; a moved-on fence → ``StaleFence``."""
+
+    backend: str
+
+    async def schedule(self, items: Sequence[NewItem]) -> list[int]:
+        """Insert ``items`` in one round-trip; an existing idempotency key returns the existing id."""
+        ...
+
+    async def claim_due(
+        self,
+        batch: int,
+        lease_seconds: float,
+        owner: str,
+        *,
+        operation_types: Sequence[str] | None = None,
+        targets: Sequence[str] | None = None,
+    ) -> list[QueueItem]:
+        """Lease up to ``batch`` due items (expired leases first); each claim increments the fence.
+
+        ``targets`` restricts items that HAVE a target to those targets; untargeted items still match.
+        """
+        ...
+
+    async def heartbeat(self, id: int, fence: int, lease_seconds: float) -> bool:
+        """Extend the lease; False when the fence no longer owns the item."""
+        ...
+
+    async def complete(self, id: int, fence: int) -> None: ...
+
+    async def complete_many(self, claims: Sequence[tuple[int, int]]) -> list[int]:
+        """Complete ``(id, fence)`` pairs in one round-trip; returns the ids whose fence was stale."""
+        ...
+
+    async def reschedule(
+        self,
+        id: int,
+        fence: int,
+        at: datetime,
+        error: str | None,
+        *,
+        count_attempt: bool = True,
+        deferred_by: str | None = None,
+    ) -> None: ...
+
+    async def dead_letter(self, id: int, fence: int, reason: str) -> None:
+        """Park the item with ``reason`` as its last error; counts the attempt that led here."""
+        ...
+
+    async def requeue(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        operation_type: str | None = None,
+        all_dead: bool = False,
+    ) -> int:
+        """Dead letters back to pending, due now, attempts reset. Returns how many moved."""
+        ...
+
+    async def release_deferred(self, breaker_name: str, limit: int) -> int:
+        """Make up to ``limit`` items deferred by ``breaker_name`` due now (oldest first)."""
+        ...
+
+    async def ack_pending(self, idempotency_key: str) -> bool:
+        """Complete an unclaimed pending item by key (its work already happened elsewhere)."""
+        ...
+
+    async def purge(self, older_than: timedelta, status: str | None = None) -> int:
+        """Delete items last updated before now - ``older_than`` (terminal statuses unless given)."""
+        ...
+
+    async def cleanup(self, retention: timedelta) -> int:
+        """Delete completed items older than ``retention``."""
+        ...
+
+    async def stats(self) -> list[StatsRow]: ...
+
+    async def get(self, id: int) -> QueueItem:
+        """The item, or ``ItemNotFound``."""
+        ...
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        operation_type: str | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> list[QueueItem]: ...
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest moment a claim could return something (due time or lease expiry)."""
+        ...
+
+    def wakeups(self, on_wake: WakeCallback) -> contextlib.AbstractAsyncContextManager[None]:
+        """While entered, call ``on_wake`` when another party schedules or requeues work."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def no_wakeups() -> AsyncIterator[None]:
+    """For stores with no cross-process notification: workers rely on polling and local wake-ups."""
+    yield
+
+
+def validate_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"unknown status '{status}'; expected one of {', '.join(STATUSES)}")
