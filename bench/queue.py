@@ -13,14 +13,19 @@ Prints ``RESULT system=daz test=<backend> n=… enqueue_s=… drain_jobs_per_s=�
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/queue.py is named like the stdlib's `queue`; keep the bench folder off the import path so
+# concurrent.futures, psycopg and asyncio get the real module.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 import argparse
 import asyncio
 import logging
 import statistics
-import subprocess
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -38,7 +43,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def result_line(**fields: Any) -> str:
-    return "RESULT " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+    shown = (f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+    return "RESULT " + " ".join(shown)
 
 
 async def fresh_store(args: argparse.Namespace) -> tuple[RetryStore, str]:
@@ -46,11 +52,11 @@ async def fresh_store(args: argparse.Namespace) -> tuple[RetryStore, str]:
         store = await open_store(args.dsn, pool_min_size=args.workers + 2, pool_max_size=args.workers + 4)
         pool = store._pool  # type: ignore[attr-defined]  # bench-only: reset the table between runs
         await pool.execute("TRUNCATE daz_retry_queue RESTART IDENTITY")
-        subprocess.run(["psql", args.dsn, "-qAtc", "CHECKPOINT"], check=True)
+        await pool.execute("CHECKPOINT")  # same start state for every run, as the peers do
         return store, args.dsn
     path = Path(args.sqlite_path or tempfile.mkdtemp(prefix="daz-bench-")) / "bench.db"
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+        Path(f"{path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240 - set-up, before timing
     url = f"sqlite:///{path}"
     return await open_store(url), url
 

@@ -26,7 +26,14 @@ from daz.cytube.outbox import OutboundLine
 from daz.cytube.rooms import RoomManager
 from daz.errors import DazError, StoreError
 from daz.events.bus import EventBus
-from daz.health.checks import BreakersCheck, DatabaseCheck, QueueCheck, RoomLimits, RoomsCheck
+from daz.health.checks import (
+    BreakersCheck,
+    DatabaseCheck,
+    QueueCheck,
+    RoomLimits,
+    RoomsCheck,
+    SpoolCheck,
+)
 from daz.health.http import HealthServer
 from daz.health.monitor import HealthMonitor
 from daz.health.sources import DeadLetterView, QueueView, StatusSources
@@ -39,6 +46,7 @@ from daz.resilience.gate import BreakerGate
 from daz.resilience.registry import BreakerRegistry
 from daz.retry.budget import RetryBudget
 from daz.retry.queue import RetryQueue
+from daz.retry.spool import Spool, SpoolDrainer
 from daz.sql.plugin import SqlPlugin
 from daz.store import open_store
 from daz.store.base import NewItem, QueueItem, RetryStore
@@ -231,7 +239,13 @@ class DazApp:
         budget = RetryBudget(cfg.retry_budget, clock, metrics)
         self.gate = BreakerGate(self.breakers, clock=clock, budget=budget, store=self.store,
                                 release_per_second=cfg.retry.breaker_release_per_second, metrics=metrics)
-        self.queue = RetryQueue(self.store, cfg.retry, self.bus, metrics, clock, rng, self.gate)
+        self.spool = Spool(cfg.spool.path, max_items=cfg.spool.max_items, metrics=metrics)
+        self._stack.callback(self.spool.close)
+        self.queue = RetryQueue(self.store, cfg.retry, self.bus, metrics, clock, rng, self.gate,
+                                on_store_unavailable=self.spool)
+        self.spool_drainer = SpoolDrainer(self.spool, self.store, clock=clock, metrics=metrics,
+                                          interval_seconds=cfg.spool.drain_interval_seconds,
+                                          on_drained=self.queue.wake)
         self.sql = SqlPlugin(self.db_url, self.bus, metrics, clock, self.breakers, self.queue,
                              cfg.database, rng=rng)
         await self.sql.start()
@@ -265,6 +279,7 @@ class DazApp:
             DatabaseCheck(self.store.ping, self.clock, th),
             QueueCheck(self.queue_view, self.clock, th),
             BreakersCheck(self.breakers.snapshot, self.clock, th),
+            SpoolCheck(self.spool.count, self.clock, th, self.config.spool.max_items),
             PluginsCheck(self.plugins, self.clock),
         ]
 
@@ -272,6 +287,7 @@ class DazApp:
         return StatusSources(
             rooms=self._room_views, queue=self.queue_view, dead_letters=self.dead_letters,
             breakers=self.breakers.snapshot, breaker_action=self._breaker_action, replay=self.replay,
+            spool=self.spool.count,
             extra={"plugins": self.plugins.status_list},
         )
 
@@ -334,7 +350,8 @@ class DazApp:
         return "; ".join(parts)
 
     def services(self) -> list[Service]:
-        services: list[Service] = [self.sql, self.queue, self.gate, self.rooms, self.monitor, self.plugins]
+        services: list[Service] = [self.sql, self.queue, self.spool_drainer, self.gate, self.rooms,
+                                   self.monitor, self.plugins]
         if self.health_server is not None:
             services.append(self.health_server)
         return services

@@ -127,16 +127,28 @@ class RoomConfig(_Model):
 
 
 class PoolConfig(_Model):
+    """PostgreSQL connection pool managed by daz (docs/sql.md)."""
+
     min_size: Annotated[int, Field(ge=0)] = 2
+    """Connections opened at start (warm-up) and kept at least."""
     max_size: Annotated[int, Field(ge=1)] = 10
+    """Most connections the pool grows to under load."""
     acquire_timeout_seconds: PositiveSeconds = 5.0
+    """How long a caller waits for a free connection before a retryable SqlError."""
     max_lifetime_seconds: PositiveSeconds = 1800.0
+    """A connection is replaced after this age (minus up to lifetime_jitter of it)."""
     lifetime_jitter: Fraction = 0.1
+    """Fraction of max_lifetime_seconds taken off at random so connections do not expire together."""
     validate_on_checkout: bool = True
+    """Ping a connection idle longer than validation_idle_seconds before handing it out."""
     validation_idle_seconds: NonNegativeSeconds = 1.0
+    """Idle time after which checkout validation pings (0 = ping on every checkout)."""
     keepalive_interval_seconds: PositiveSeconds = 30.0
+    """Idle connections are pinged this often; failures are evicted."""
     health_score_threshold: Fraction = 0.3
+    """Connections scoring below this (latency x errors x age, 0..1) are evicted and replaced."""
     resize_interval_seconds: PositiveSeconds = 5.0
+    """How often the pool re-plans its size from wait time and utilisation."""
 
     @model_validator(mode="after")
     def _sizes(self) -> PoolConfig:
@@ -151,9 +163,13 @@ class DatabaseConfig(_Model):
     url: SecretStr = SecretStr(DEFAULT_SQLITE_URL)
     """Store: `sqlite:///path` (embedded default) or `postgresql://user:pw@host/db`; also DAZ_DATABASE_URL."""
     require_database: bool = False
+    """Fail start-up when the database is unreachable; otherwise start degraded and keep trying."""
     statement_timeout_seconds: PositiveSeconds = 30.0
+    """PostgreSQL statement_timeout for the SQL plugin's connections (57014, retryable)."""
     connect_timeout_seconds: PositiveSeconds = 5.0
+    """Timeout for opening one PostgreSQL connection."""
     sqlite_busy_timeout_seconds: NonNegativeSeconds = 5.0
+    """How long SQLite waits on a locked database before SQLITE_BUSY (retryable)."""
     pool: PoolConfig = PoolConfig()
 
     @field_validator("url")
@@ -245,68 +261,133 @@ class BreakerConfig(_Model):
     """A circuit breaker: sliding window by count or time, failure-rate and slow-call thresholds."""
 
     window_type: Literal["count", "time"] = "count"
+    """`count`: rates over the last `window_size` calls; `time`: over the last `window_seconds`."""
     window_size: Annotated[int, Field(ge=1)] = 20
+    """Calls in a count window (must be at least `minimum_calls`)."""
     window_seconds: PositiveSeconds = 60.0
+    """Length of a time window (kept in ten buckets)."""
     minimum_calls: Annotated[int, Field(ge=1)] = 10
+    """No opening on rates until the window holds this many calls."""
     failure_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """Open when this share of the window's calls failed (retryable errors only)."""
     slow_call_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Open when this share of the window's calls were slow (1.0: only when all were)."""
     slow_call_duration_seconds: PositiveSeconds = 5.0
+    """A call taking at least this long is slow, whether it succeeded or not."""
     break_seconds: PositiveSeconds = 5.0
+    """How long the first opening lasts before half-open probes."""
     break_multiplier: Annotated[float, Field(ge=1)] = 2.0
+    """Each consecutive re-opening (a failed probe) multiplies the break by this."""
     max_break_seconds: PositiveSeconds = 300.0
+    """Cap on the break; also the `retry_after` a forced-open breaker reports."""
     break_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    """Break drawn uniformly from ±this share of its nominal value (never beyond the cap)."""
     half_open_permits: Annotated[int, Field(ge=1)] = 3
+    """Probe calls admitted while half-open; all must succeed to close, any failure re-opens."""
+
+    @model_validator(mode="after")
+    def _can_open(self) -> BreakerConfig:
+        if self.window_type == "count" and self.minimum_calls > self.window_size:
+            raise ValueError(
+                f"minimum_calls ({self.minimum_calls}) must not exceed window_size ({self.window_size}): "
+                "the breaker could never open"
+            )
+        if self.break_seconds > self.max_break_seconds:
+            raise ValueError(
+                f"break_seconds ({self.break_seconds}) must not exceed max_break_seconds "
+                f"({self.max_break_seconds})"
+            )
+        return self
 
 
 class RetryBudgetConfig(_Model):
     """Retries may add at most ``ratio`` of base traffic plus ``min_per_second``, per dependency."""
 
     enabled: bool = True
+    """Off: retries are never deferred for budget reasons."""
     ratio: Annotated[float, Field(ge=0)] = 0.2
+    """Retries per window may add this share of the window's first attempts (0.2 = +20 %)."""
     min_per_second: Annotated[float, Field(ge=0)] = 1.0
+    """Floor: this many retries per second are allowed even without base traffic."""
     window_seconds: PositiveSeconds = 10.0
+    """Sliding window (ten buckets) over which first attempts and retries are counted."""
 
 
 class SpoolConfig(_Model):
+    """Local durable spool for retries while the retry store is unreachable (docs/sql.md)."""
+
     path: Path = Path("daz-spool.sqlite")
+    """SQLite file (WAL, synchronous=FULL) holding spooled retries."""
     max_items: Annotated[int, Field(ge=1)] = 100_000
+    """Items the spool holds at most; beyond it scheduling fails with SpoolFull."""
     drain_interval_seconds: PositiveSeconds = 1.0
+    """How often the drainer tries to move spooled items into the store."""
 
 
 class HealthThresholds(_Model):
     db_latency_warn_ms: Annotated[float, Field(gt=0)] = 100.0
+    """`database:latency` (SELECT 1) warns at or above this."""
     db_latency_fail_ms: Annotated[float, Field(gt=0)] = 1000.0
+    """`database:latency` fails at or above this."""
     memory_warn_mb: Annotated[float, Field(gt=0)] = 512.0
+    """`process:memory` (RSS, MiB) warns at or above this."""
     memory_fail_mb: Annotated[float, Field(gt=0)] = 1024.0
+    """`process:memory` fails at or above this."""
     cpu_warn_percent: Annotated[float, Field(gt=0)] = 80.0
+    """`process:cpu` (percent of one core since the last tick) warns at or above this."""
     cpu_fail_percent: Annotated[float, Field(gt=0)] = 95.0
+    """`process:cpu` fails at or above this."""
     loop_lag_warn_ms: Annotated[float, Field(gt=0)] = 100.0
+    """`process:loop_lag` (worst recent wake-up delay) warns at or above this."""
     loop_lag_fail_ms: Annotated[float, Field(gt=0)] = 1000.0
+    """`process:loop_lag` fails at or above this."""
     open_fds_warn: Annotated[int, Field(gt=0)] = 800
+    """`process:open_fds` warns at or above this."""
     open_fds_fail: Annotated[int, Field(gt=0)] = 1000
+    """`process:open_fds` fails at or above this."""
     queue_oldest_pending_warn_seconds: Annotated[float, Field(gt=0)] = 600.0
+    """`retry_queue:oldest_pending` warns when the oldest pending item waits this long."""
     queue_oldest_pending_fail_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    """`retry_queue:oldest_pending` fails at this age."""
     dead_letters_warn_per_hour: Annotated[int, Field(ge=0)] = 1
+    """`retry_queue:dead_letters` warns at this many dead letters in the last hour (0: never warns)."""
     dead_letters_fail_per_hour: Annotated[int, Field(ge=1)] = 100
+    """`retry_queue:dead_letters` fails at this many dead letters in the last hour."""
     breaker_open_fail_seconds: Annotated[float, Field(gt=0)] = 300.0
+    """`breaker:state` warns while OPEN and fails once OPEN this long (forced open only warns)."""
     spool_warn_items: Annotated[int, Field(ge=0)] = 1
+    """`spool:items` warns at this many waiting items (0: never warns); a full spool fails."""
     pool_saturation_warn: Fraction = 0.8
+    """`database:saturation` (in use / max size) warns at or above this share."""
     pool_saturation_fail: Fraction = 1.0
+    """`database:saturation` fails at or above this share while callers wait."""
 
 
 class HealthConfig(_Model):
     enabled: bool = True
+    """Off: no health HTTP server (the monitor still runs; `!status` reads it)."""
     host: str = "127.0.0.1"
+    """Address the health server binds; loopback by default (only admin routes are authenticated)."""
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    """Port of /livez, /readyz, /health, /metrics and the status page (0: any free port)."""
     interval_seconds: PositiveSeconds = 5.0
+    """How often the monitor runs every check."""
     check_timeout_seconds: PositiveSeconds = 2.0
+    """A check that takes longer fails (`<check>:check`); also bounds each status-page source."""
     history_size: Annotated[int, Field(ge=1)] = 120
+    """Statuses kept per component, and throughput samples kept for the page's chart."""
     recovery_min_interval_seconds: NonNegativeSeconds = 30.0
+    """At most one recovery action (e.g. room reconnect) per component within this time."""
     external_check: bool = True
+    """Check that the CyTube site's /socketconfig endpoint answers (non-critical)."""
     external_interval_seconds: PositiveSeconds = 60.0
+    """The external check runs at most this often (it reports its last result in between)."""
     external_timeout_seconds: PositiveSeconds = 5.0
+    """HTTP timeout of the external check."""
     loop_lag_interval_seconds: PositiveSeconds = 0.5
+    """Sleep length of the event-loop lag probe (lag = how late each wake-up is)."""
     admin_token: SecretStr | None = None
+    """Enables the admin API (header X-Daz-Admin-Token, compared in constant time); unset: no admin routes."""
     thresholds: HealthThresholds = HealthThresholds()
 
 

@@ -55,10 +55,13 @@ async def test_schedule_applies_defaults_and_roundtrips_payload(store: RetryStor
     assert item.payload == payload
     assert (item.status, item.attempt, item.fence, item.target, item.event_type) == (
         "pending", 0, 0, "lobby", "chat")
-    assert item.max_retries == 3 and item.timeout_seconds == 30.0
-    assert item.correlation_id and len(item.correlation_id) >= 16
+    assert item.max_retries == 3
+    assert item.timeout_seconds == 30.0
+    assert item.correlation_id
+    assert len(item.correlation_id) >= 16
     assert _close(item.retry_after, clock.now())
-    assert item.lease_until is None and item.lease_owner is None
+    assert item.lease_until is None
+    assert item.lease_owner is None
 
 
 async def test_ids_follow_input_order(store: RetryStore) -> None:
@@ -74,7 +77,8 @@ async def test_idempotency_key_dedupes_within_and_across_batches(store: RetrySto
         NewItem("op", {"v": 2}),
         NewItem("op", {"v": 3}, idempotency_key="k1"),
     ])
-    assert first[0] == first[2] and first[1] != first[0]
+    assert first[0] == first[2]
+    assert first[1] != first[0]
     again = await store.schedule([NewItem("op", {"v": 4}, idempotency_key="k1"),
                                   NewItem("op", {"v": 5}, idempotency_key="k2")])
     assert again[0] == first[0]
@@ -89,7 +93,7 @@ async def test_claims_only_due_items_in_priority_order(store: RetryStore, clock:
     ])
     claimed = await store.claim_due(10, LEASE, "w1")
     assert [c.id for c in claimed] in ([high, low], [low, high])
-    assert sorted(claimed, key=lambda c: -c.priority)[0].id == high
+    assert max(claimed, key=lambda c: c.priority).id == high
     assert all(c.status == "processing" and c.fence == 1 and c.lease_owner == "w1" for c in claimed)
     assert all(_close(c.lease_until, clock.now() + timedelta(seconds=LEASE)) for c in claimed)
     assert not any(c.reclaimed for c in claimed)
@@ -102,7 +106,8 @@ async def test_claims_only_due_items_in_priority_order(store: RetryStore, clock:
 async def test_batch_limit_and_priority_decides_who_is_claimed_first(store: RetryStore) -> None:
     ids = await store.schedule([NewItem("op", priority=i % 3) for i in range(9)])
     first = await store.claim_due(3, LEASE, "w")
-    assert len(first) == 3 and all(c.priority == 2 for c in first)
+    assert len(first) == 3
+    assert all(c.priority == 2 for c in first)
     rest = await store.claim_due(100, LEASE, "w")
     assert sorted(c.id for c in first + rest) == sorted(ids)
 
@@ -116,7 +121,10 @@ async def test_expired_lease_is_reclaimed_and_old_fence_is_rejected(
     assert await store.claim_due(1, LEASE, "rescuer") == []
     await clock.advance(2)
     [new] = await store.claim_due(1, LEASE, "rescuer")
-    assert new.id == item_id and new.reclaimed and new.fence == old.fence + 1 and new.lease_owner == "rescuer"
+    assert new.id == item_id
+    assert new.reclaimed
+    assert new.fence == old.fence + 1
+    assert new.lease_owner == "rescuer"
     with pytest.raises(StaleFence):
         await store.complete(item_id, old.fence)
     with pytest.raises(StaleFence):
@@ -257,7 +265,8 @@ async def test_claim_filters_by_operation_type_and_target(store: RetryStore) -> 
     got = await store.claim_due(10, LEASE, "w", targets=["lobby"])
     assert sorted(c.id for c in got) == sorted([ids[0], ids[2]])
     assert await store.claim_due(10, LEASE, "w", operation_types=["sql_operation"]) == []
-    assert [c.id for c in await store.claim_due(10, LEASE, "w", operation_types=["cytube_command"])] == [ids[1]]
+    got = await store.claim_due(10, LEASE, "w", operation_types=["cytube_command"])
+    assert [c.id for c in got] == [ids[1]]
 
 
 async def test_next_due_at_covers_pending_and_leases(store: RetryStore, clock: FakeClock) -> None:

@@ -31,7 +31,7 @@ class _Failure(Exception):
         self.code = code
 
 
-async def _request(method: str, url: str, token: str | None) -> dict[str, Any]:
+async def _request(method: str, url: str, token: str | None) -> Any:
     import aiohttp
 
     headers = {"X-Daz-Admin-Token": token} if token else {}
@@ -55,12 +55,12 @@ async def _request(method: str, url: str, token: str | None) -> dict[str, Any]:
         raise _Failure(f"refused ({status}): {error or 'admin token missing or wrong'}{hint}", EXIT_AUTH)
     if status == 404:
         raise _Failure(f"not found: {error or url}", EXIT_NOT_FOUND)
-    if status >= 400 or not isinstance(body, dict):
+    if status >= 400 or not isinstance(body, dict | list):
         raise _Failure(f"unexpected answer {status} from {url}: {error or 'no JSON body'}", EXIT_ERROR)
     return body
 
 
-def _run(method: str, url: str, token: str | None) -> dict[str, Any]:
+def _run(method: str, url: str, token: str | None) -> Any:
     try:
         return asyncio.run(_request(method, url, token))
     except _Failure as failure:
@@ -100,20 +100,26 @@ def show(ctx: typer.Context, url: str = _URL, token: str | None = _TOKEN) -> Non
     if ctx.invoked_subcommand is not None:
         ctx.obj = {"url": url, "token": token}
         return
-    body = _run("GET", f"{url.rstrip('/')}/api/breakers", token)
-    rows = body.get("breakers")
-    typer.echo(format_table(rows if isinstance(rows, list) else []))
+    typer.echo(format_table(_rows(_run("GET", f"{url.rstrip('/')}/api/breakers", token))))
+
+
+def _rows(body: Any) -> list[dict[str, Any]]:
+    """The breaker rows of a ``GET /api/breakers`` answer (a list, or ``{"breakers": [...]}``)."""
+    rows = body.get("breakers") if isinstance(body, dict) else body
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
 def _act(ctx: typer.Context, action: str, name: str, url: str | None, token: str | None) -> None:
     parent = ctx.obj if isinstance(ctx.obj, dict) else {}
     url = url or parent.get("url") or DEFAULT_URL
     token = token or parent.get("token")
-    body = _run("POST", f"{url.rstrip('/')}/api/breakers/{name}/{action}", token)
-    breaker = body.get("breaker")
-    if not isinstance(breaker, dict):
-        breaker = {}
-    typer.echo(f"{name}: {breaker.get('state', '?')}")
+    base = url.rstrip("/")
+    body = _run("POST", f"{base}/api/breakers/{name}/{action}", token)
+    new_state = body.get("state") if isinstance(body, dict) else None
+    if new_state is None:  # the server did not say: read it back
+        found = [r for r in _rows(_run("GET", f"{base}/api/breakers", token)) if r.get("name") == name]
+        new_state = found[0].get("state") if found else "?"
+    typer.echo(f"{name}: {new_state}")
 
 
 @app.command("open")

@@ -32,6 +32,11 @@ from daz.health.types import CheckResult, Status
 log = structlog.get_logger("daz.health")
 
 ROOM_RECONNECT = "room_reconnect"
+# Queue statuses that will not run again (the store's terminal statuses): not part of the depth.
+FINISHED_STATUSES = frozenset({"completed", "failed", "dead_letter"})
+# CyTube's handshake values (docs: cytube-protocol.md), used until a room reports its own.
+CYTUBE_PING_INTERVAL_SECONDS = 25.0
+CYTUBE_PING_TIMEOUT_SECONDS = 120.0
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
 _MAX_ERROR_CHARS = 200
 
@@ -128,7 +133,9 @@ class RoomsCheck:
             since = room.connected_since if room.connected_since is not None else room.state_since
             frame_age = now - (room.last_frame_at if room.last_frame_at is not None else since)
             limits = verdicts.LivenessLimits(
-                room.ping_interval, room.ping_timeout, self.limits.liveness_margin_seconds
+                room.ping_interval if room.ping_interval is not None else CYTUBE_PING_INTERVAL_SECONDS,
+                room.ping_timeout if room.ping_timeout is not None else CYTUBE_PING_TIMEOUT_SECONDS,
+                self.limits.liveness_margin_seconds,
             )
             live = verdicts.liveness(frame_age, limits)
             media_from = room.last_media_update_at if room.last_media_update_at is not None else since
@@ -236,7 +243,7 @@ class QueueCheck:
         except Exception as exc:  # noqa: BLE001
             out.add(self.name, "depth", (Status.FAIL, f"queue unreadable: {describe_error(exc)}"), None, None)
             return out.items
-        waiting = sum(n for status, n in view.depth.items() if status not in ("done", "succeeded", "dead"))
+        waiting = sum(n for status, n in view.depth.items() if status not in FINISHED_STATUSES)
         by_status = ", ".join(f"{k}={v}" for k, v in sorted(view.depth.items()))
         out.add(self.name, "depth", (Status.PASS, by_status), waiting, None)
         out.add(self.name, "oldest_pending", verdicts.oldest_pending(

@@ -72,7 +72,7 @@ class _Routes:
 
     async def livez(self, _request: web.Request) -> web.Response:
         # Only the process and its loop: never CyTube, never the database (no restart storms).
-        lag = self.monitor.lag_probe.lag if self.monitor.lag_probe is not None else None
+        lag = self.monitor.lag_probe.lag
         return _json({"status": "pass", "loop_lag_ms": None if lag is None else round(lag * 1000, 2),
                       "monitor_ticks": self.monitor.ticks})
 
@@ -172,6 +172,7 @@ class HealthServer:
     def __init__(self, monitor: HealthMonitor, board: StatusBoard, metrics: DazMetrics,
                  config: HealthConfig) -> None:
         self.app = build_app(monitor, board, metrics, config)
+        self.board = board
         self.config = config
         self.port: int | None = None
         self.started = asyncio.Event()
@@ -181,6 +182,12 @@ class HealthServer:
         return f"http://{self.config.host}:{self.port}"
 
     async def run(self, stopping: asyncio.Event) -> None:
+        # The page's throughput samples belong to the page: sampled while it is served.
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.board.throughput.run(stopping), name="health.throughput")
+            await self._serve(stopping)
+
+    async def _serve(self, stopping: asyncio.Event) -> None:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:

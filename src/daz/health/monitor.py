@@ -82,7 +82,9 @@ class HealthMonitor:
         self._metrics = metrics
         self._clock = clock
         self.config = config
-        self.lag_probe = lag_probe
+        # The lag probe always runs with the monitor, so daz_event_loop_lag_seconds is always live.
+        self.lag_probe: LoopLagProbe = lag_probe if lag_probe is not None else LoopLagProbe(
+            clock, config.loop_lag_interval_seconds, metrics)
         self._latest: HealthReport | None = None
         self._history: dict[str, collections.deque[tuple[datetime, Status]]] = {}
         self._last_recovery: dict[str, float] = {}
@@ -105,12 +107,22 @@ class HealthMonitor:
     # the loop ------------------------------------------------------------------------------
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
-            if self.lag_probe is not None:
-                tg.create_task(self.lag_probe.run(stopping), name="health.loop_lag")
+            tg.create_task(self.lag_probe.run(stopping), name="health.loop_lag")
             while not stopping.is_set():
-                await self.run_once()
+                if await self._tick_or_stop(stopping):
+                    break
                 if await sleep_or_stop(self._clock, self.config.interval_seconds, stopping):
                     break
+
+    async def _tick_or_stop(self, stopping: asyncio.Event) -> bool:
+        """One tick, abandoned (cancelled) when ``stopping`` is set first; True when stopping."""
+        async with asyncio.TaskGroup() as tg:
+            tick = tg.create_task(self.run_once(), name="health.tick")
+            stop = tg.create_task(stopping.wait(), name="health.tick.stop")
+            await asyncio.wait({tick, stop}, return_when=asyncio.FIRST_COMPLETED)
+            tick.cancel()
+            stop.cancel()
+        return stopping.is_set()
 
     async def run_once(self) -> HealthReport:
         checks = list(self._checks)

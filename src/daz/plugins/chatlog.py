@@ -59,9 +59,9 @@ def _epoch_ms(value: Any, fallback: Event) -> int:
     return int(fallback.timestamp.timestamp() * 1000)
 
 
-def row_for(kind: str, event: Event) -> Row | None:
+def row_for(kind: str, event: Event, fields: Mapping[str, Any] | None = None) -> Row | None:
     """The chatlog row for a bus event, with its idempotency key; None if it is not loggable. Pure."""
-    f = event_fields(event)
+    f = fields if fields is not None else event_fields(event)
     room = str(f.get("room") or "")
     if not room:
         return None
@@ -122,7 +122,7 @@ class ChatlogPlugin:
         f = event_fields(event)
         if f.get("backlog") and (kind != "chat" or not self.settings.log_backlog):
             return
-        row = row_for(kind, event)
+        row = row_for(kind, event, f)
         if row is None:
             return
         if kind == "media":

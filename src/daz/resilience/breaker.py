@@ -7,8 +7,9 @@ reports through it.
 
 Which outcomes count against the dependency: a ``DazError`` counts as a failure only when it is
 ``retryable`` (a non-retryable one is the caller's fault: the dependency answered, so it is recorded
-as a success for the dependency's health); ``CancelledError`` never counts; any other exception
-(an untranslated driver error) counts as a failure, the conservative reading.
+as a success for the dependency's health); ``CancelledError`` never counts, nor does ``CircuitOpen``
+from a nested breaker (the dependency was not asked); any other exception (an untranslated driver
+error) counts as a failure, the conservative reading.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def classify(exc: BaseException | None) -> CallOutcome:
     """The outcome class of an exception (``None`` = the call returned); slowness is added later."""
     if exc is None:
         return CallOutcome.SUCCESS
+    if isinstance(exc, CircuitOpen):
+        return CallOutcome.CANCELLED  # refused by a (nested) breaker: the dependency was not asked
     if isinstance(exc, DazError):
         return CallOutcome.FAILURE if exc.retryable else CallOutcome.CALLER_ERROR
     if isinstance(exc, Exception):
@@ -85,6 +88,7 @@ class _NotCalled(BaseException):
 
 
 _NOT_CALLED = _NotCalled()
+_NO_STATS = WindowStats()
 
 
 class CircuitBreaker:
@@ -106,10 +110,18 @@ class CircuitBreaker:
         self._rng = rng
         self._bus = bus
         self._metrics = metrics
+        # Labelled children resolved once: ``labels()`` per call costs more than the breaker itself.
+        self._call_counters = (
+            {o: metrics.breaker_calls.labels(name=name, outcome=o.value) for o in CallOutcome}
+            if metrics is not None else {}
+        )
         self._window = make_window(config.window_type, size=config.window_size, seconds=config.window_seconds)
         self._machine = Machine(since=clock.monotonic())
         self._on_close: list[CloseCallback] = []
-        self._held: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
+        self._on_request: list[Callable[[], None]] = []
+        # Admissions held by the current task: a nested call through the same breaker is covered by
+        # them (``None`` marks a nested ``async with`` that took no permit of its own).
+        self._held: contextvars.ContextVar[tuple[Permit | None, ...]] = contextvars.ContextVar(
             f"daz.breaker.{name}", default=()
         )
         self.last_reason: str | None = None
@@ -153,6 +165,10 @@ class CircuitBreaker:
         """Call ``callback(breaker)`` whenever the breaker becomes CLOSED from another state."""
         self._on_close.append(callback)
 
+    def on_request(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` for every first-attempt request (admitted or refused), not for retries."""
+        self._on_request.append(callback)
+
     def snapshot(self) -> dict[str, Any]:
         """Plain data for the CLI, the HTTP API and the status page."""
         now = self._clock.monotonic()
@@ -187,8 +203,15 @@ class CircuitBreaker:
         }
 
     # calling ---------------------------------------------------------------------------------
-    def try_acquire(self) -> Permit | None:
-        """A permit to call the dependency, or None (refusal counted) while the breaker is open."""
+    def try_acquire(self, *, retry: bool = False) -> Permit | None:
+        """A permit to call the dependency, or None (refusal counted) while the breaker is open.
+
+        ``retry=False`` (a first attempt) also reports the request to ``on_request`` listeners: the
+        retry budget counts these as the base traffic retries are measured against.
+        """
+        if not retry:
+            for listener in self._on_request:
+                listener()
         now = self._clock.monotonic()
         outcome = self._apply(Trigger.ACQUIRE, now)
         if not outcome.admitted:
@@ -198,26 +221,36 @@ class CircuitBreaker:
             return None
         return Permit(self, self._machine.epoch, now)
 
-    def acquire(self) -> Permit:
+    def acquire(self, *, retry: bool = False) -> Permit:
         """Like ``try_acquire`` but raises ``CircuitOpen(name, retry_after)`` when refused."""
-        permit = self.try_acquire()
+        permit = self.try_acquire(retry=retry)
         if permit is None:
             raise CircuitOpen(self.name, self.retry_after())
         return permit
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn()`` through the breaker."""
+        """Run ``fn()`` through the breaker.
+
+        Re-entrant: inside another admission of this breaker in the same task (an outer ``call``,
+        ``async with``, or a permit ``hold``-ed by the retry gate) the call is covered by that
+        admission and is neither admitted nor counted again.
+        """
+        if self._covered():
+            return await fn()
         permit = self.acquire()
+        self.hold(permit)
         try:
             result = await fn()
         except BaseException as exc:
             permit.done(exc)
             raise
+        finally:
+            self.unhold(permit)
         permit.done(None)
         return result
 
     async def __aenter__(self) -> CircuitBreaker:
-        permit = self.acquire()
+        permit = None if self._covered() else self.acquire()
         self._held.set((*self._held.get(), permit))
         return self
 
@@ -226,7 +259,23 @@ class CircuitBreaker:
         if not held:
             return
         self._held.set(held[:-1])
-        held[-1].done(exc)
+        if held[-1] is not None:
+            held[-1].done(exc)
+
+    def hold(self, permit: Permit) -> None:
+        """Mark ``permit`` as covering calls through this breaker in the current task (see ``call``)."""
+        self._held.set((*self._held.get(), permit))
+
+    def unhold(self, permit: Permit | None = None) -> list[Permit]:
+        """Stop ``permit`` (None: every permit) covering calls in the current task; returns those dropped."""
+        held = self._held.get()
+        dropped = [p for p in held if p is not None and (permit is None or p is permit)]
+        if dropped:
+            self._held.set(tuple(p for p in held if p is None or p not in dropped))
+        return dropped
+
+    def _covered(self) -> bool:
+        return any(p is None or not p.finished for p in self._held.get())
 
     # reporting -------------------------------------------------------------------------------
     def report(self, permit: Permit, exc: BaseException | None, duration: float | None) -> CallOutcome:
@@ -238,8 +287,8 @@ class CircuitBreaker:
             kind = classify(exc)
             if kind is not CallOutcome.CANCELLED:
                 self.calls[kind] += 1
-            if self._metrics is not None:
-                self._metrics.breaker_calls.labels(name=self.name, outcome=kind.value).inc()
+            if self._call_counters:
+                self._call_counters[kind].inc()
         slow = kind is not CallOutcome.CANCELLED and elapsed >= self.config.slow_call_duration_seconds
         if kind is CallOutcome.SUCCESS and slow:
             kind = CallOutcome.SLOW
@@ -264,8 +313,10 @@ class CircuitBreaker:
 
     # internals -------------------------------------------------------------------------------
     def _apply(self, trigger: Trigger, now: float, *, epoch: int | None = None) -> Outcome:
-        outcome = transition(self._machine, trigger, now=now, config=self.config,
-                             stats=self._window.stats(now), epoch=epoch, draw=self._rng.random())
+        # Admission never reads the window, so the closed fast path skips computing its figures.
+        stats = _NO_STATS if trigger is Trigger.ACQUIRE else self._window.stats(now)
+        outcome = transition(self._machine, trigger, now=now, config=self.config, stats=stats, epoch=epoch,
+                             draw=self._rng.random())
         self._machine = outcome.machine
         if outcome.reset_window:
             self._window.reset()

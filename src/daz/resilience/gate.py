@@ -36,6 +36,11 @@ log = structlog.get_logger("daz.resilience")
 MIN_DEFER_SECONDS = 0.1
 RELEASE_TICK_SECONDS = 0.2
 RELEASE_ERROR_PAUSE_SECONDS = 1.0
+# A permit never settled by ``record`` (the worker was cancelled mid-attempt, or skipped ``record``) is
+# handed back once its attempt's timeout plus this margin has passed, so a half-open breaker cannot
+# be left waiting for a probe that will never report.
+PERMIT_GRACE_SECONDS = 5.0
+DEFAULT_ATTEMPT_TIMEOUT_SECONDS = 60.0
 
 
 class ItemLike(Protocol):
@@ -52,6 +57,8 @@ class PolicyLike(Protocol):
 
 
 class BudgetLike(Protocol):
+    def record_base(self, dependency: str, count: int = 1) -> None: ...
+
     def try_acquire(self, dependency: str) -> bool: ...
 
     def retry_after(self, dependency: str) -> float: ...
@@ -88,24 +95,38 @@ class BreakerGate:
         self._tick = self._batch / release_per_second
         self._on_release = on_release
         self._metrics = metrics
-        self._permits: dict[int, Permit] = {}
-        self._hooked: set[str] = set()
+        self._permits: dict[int, tuple[Permit, float]] = {}  # item id → (permit, hand back after)
         self._to_release: set[str] = set()
         self._wake = asyncio.Event()
         self.deferred_by_breaker = 0
         self.deferred_by_budget = 0
         self.released = 0
+        # Every breaker, present and future: closes trigger releases, and its first-attempt requests
+        # are the base traffic of the retry budget (so callers need not report them themselves).
+        for breaker in registry.existing():
+            self._hook(breaker)
+        registry.on_create(self._hook)
+
+    def set_on_release(self, callback: Callable[[], None] | None) -> None:
+        """Called after each released batch (wire the retry queue's ``wake``)."""
+        self._on_release = callback
 
     # AttemptGate -----------------------------------------------------------------------------
     def before_attempt(self, item: ItemLike, policy: PolicyLike) -> float | None:
         """None to go ahead, or seconds to defer the item without charging an attempt."""
         stale = self._permits.pop(item.id, None)
         if stale is not None:
-            stale.cancel()
+            stale[0].cancel()
         permit: Permit | None = None
+        breaker: CircuitBreaker | None = None
         if policy.breaker is not None:
             breaker = self._breaker(policy.breaker)
-            permit = breaker.try_acquire()
+            # This task starts a new attempt: whatever it still holds belongs to an unsettled one.
+            for leftover in breaker.unhold():
+                leftover.cancel()
+            permit = breaker.try_acquire(retry=True)
+            if permit is None and self._hand_back_expired(breaker):
+                permit = breaker.try_acquire(retry=True)
             if permit is None:
                 self.deferred_by_breaker += 1
                 if self._metrics is not None:
@@ -117,24 +138,43 @@ class BreakerGate:
                 permit.cancel()
             self.deferred_by_budget += 1
             return max(self._budget.retry_after(dependency), MIN_DEFER_SECONDS)
-        if permit is not None:
-            self._permits[item.id] = permit
+        if permit is not None and breaker is not None:
+            timeout = getattr(item, "timeout_seconds", None) or DEFAULT_ATTEMPT_TIMEOUT_SECONDS
+            self._permits[item.id] = (permit, self._clock.monotonic() + timeout + PERMIT_GRACE_SECONDS)
+            # The handler's own calls through this breaker (e.g. the SQL plugin's) are covered by
+            # this permit instead of being admitted and counted a second time.
+            breaker.hold(permit)
         return None
 
     def record(self, item: ItemLike, policy: PolicyLike, outcome: BaseException | None,
                duration: float) -> None:
         """Settle the attempt: ``outcome`` is the handler's exception, or None when it succeeded."""
-        permit = self._permits.pop(item.id, None)
-        if permit is not None:
-            permit.done(outcome, duration)
+        held = self._permits.pop(item.id, None)
+        if held is None:
+            return
+        permit = held[0]
+        permit.breaker.unhold(permit)
+        permit.done(outcome, duration)
+
+    def _hand_back_expired(self, breaker: CircuitBreaker) -> bool:
+        now = self._clock.monotonic()
+        expired = [i for i, (p, until) in self._permits.items() if p.breaker is breaker and until <= now]
+        for item_id in expired:
+            permit, _ = self._permits.pop(item_id)
+            log.warning("breaker.permit_expired", breaker=breaker.name, item_id=item_id)
+            permit.cancel()
+        return bool(expired)
 
     # release loop ----------------------------------------------------------------------------
     def _breaker(self, name: str) -> CircuitBreaker:
-        breaker = self._registry.get(name)
-        if name not in self._hooked:
-            self._hooked.add(name)
-            breaker.on_close(self._closed)
-        return breaker
+        return self._registry.get(name)
+
+    def _hook(self, breaker: CircuitBreaker) -> None:
+        breaker.on_close(self._closed)
+        budget = self._budget
+        if budget is not None:
+            name = breaker.name
+            breaker.on_request(lambda: budget.record_base(name))
 
     def _closed(self, breaker: CircuitBreaker) -> None:
         self._to_release.add(breaker.name)

@@ -8,7 +8,7 @@ configured, so an HTTP caller cannot mint metric label values.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -27,6 +27,8 @@ OPERATOR_ACTION = "breaker.operator_action"
 DEFAULT_BREAKER = "default"
 # Config keys that give settings to a family of breakers (``cytube:<room>``) rather than name one.
 FAMILIES = frozenset({"cytube", "http"})
+ACTIONS = {"open": Trigger.FORCE_OPEN, "close": Trigger.FORCE_CLOSE, "reset": Trigger.RESET,
+           "disable": Trigger.DISABLE}
 
 
 class BreakerRegistry:
@@ -46,6 +48,7 @@ class BreakerRegistry:
         self._clock = clock
         self._rng = rng
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._on_create: list[Callable[[CircuitBreaker], None]] = []
 
     def config_for(self, name: str) -> BreakerConfig:
         family = name.split(":", 1)[0]
@@ -60,7 +63,17 @@ class BreakerRegistry:
             breaker = CircuitBreaker(name, self.config_for(name), clock=self._clock, rng=self._rng,
                                      bus=self._bus, metrics=self._metrics)
             self._breakers[name] = breaker
+            for callback in self._on_create:
+                callback(breaker)
         return breaker
+
+    def existing(self) -> list[CircuitBreaker]:
+        """The breakers created so far."""
+        return list(self._breakers.values())
+
+    def on_create(self, callback: Callable[[CircuitBreaker], None]) -> None:
+        """Call ``callback(breaker)`` for every breaker created from now on (see ``existing``)."""
+        self._on_create.append(callback)
 
     def names(self) -> list[str]:
         """Breakers in use plus configured names (not families or ``default``), sorted."""
@@ -81,6 +94,16 @@ class BreakerRegistry:
 
     def reset(self, name: str) -> CircuitBreaker:
         return self._operate(name, Trigger.RESET)
+
+    def act(self, name: str, action: str) -> None:
+        """An operator action by its API name: ``open``, ``close``, ``reset`` or ``disable``.
+
+        Shaped for ``daz.health.sources.StatusSources.breaker_action``.
+        """
+        trigger = ACTIONS.get(action)
+        if trigger is None:
+            raise ValueError(f"unknown breaker action '{action}'; expected one of {', '.join(ACTIONS)}")
+        self._operate(name, trigger)
 
     def _operate(self, name: str, trigger: Trigger) -> CircuitBreaker:
         if name not in self._breakers and name not in self.names():

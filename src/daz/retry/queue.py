@@ -69,7 +69,9 @@ class RetryQueue:
             no_handler_delay_seconds=config.no_handler_delay_seconds,
         )
         prefix = owner_prefix or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.workers = [Worker(self.deps, f"{prefix}:w{i}") for i in range(config.worker_count)]
+        self.workers = [
+            Worker(self.deps, f"{prefix}:w{i}", on_full_batch=self.wake) for i in range(config.worker_count)
+        ]
 
     # configuration -----------------------------------------------------------------------------
     def register(self, operation_type: str, handler: Handler) -> None:
@@ -143,7 +145,15 @@ class RetryQueue:
         return ids
 
     def wake(self) -> None:
-        """Make idle workers look for work now (they recompute their next due time)."""
+        """Make one idle worker look for work now; it brings in more if it finds a full batch.
+
+        Waking one rather than all keeps a single new item from starting a claim race on every
+        worker. With no worker idle, all are flagged: each one in a claim re-checks right after it.
+        """
+        for worker in self.workers:
+            if worker.idle:
+                worker.wake()
+                return
         for worker in self.workers:
             worker.wake()
 

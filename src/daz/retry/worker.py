@@ -107,10 +107,12 @@ class WorkerDeps:
 class Worker:
     """A claim loop. ``wake()`` makes an idle worker look for work now."""
 
-    def __init__(self, deps: WorkerDeps, owner: str) -> None:
+    def __init__(self, deps: WorkerDeps, owner: str, on_full_batch: Callable[[], None] | None = None) -> None:
         self.deps = deps
         self.owner = owner
+        self.idle = False
         self._wake = asyncio.Event()
+        self._on_full_batch = on_full_batch
 
     def wake(self) -> None:
         self._wake.set()
@@ -130,9 +132,15 @@ class Worker:
                 await self._idle(stopping, STORE_ERROR_PAUSE_SECONDS)
                 continue
             if items:
+                if len(items) >= d.batch_size and self._on_full_batch is not None:
+                    self._on_full_batch()  # a backlog: bring another idle worker in
                 await self.process(items)
                 continue
-            await self._idle(stopping, await self._until_due())
+            self.idle = True
+            try:
+                await self._idle(stopping, await self._until_due())
+            finally:
+                self.idle = False
 
     async def _until_due(self) -> float:
         d = self.deps

@@ -34,7 +34,7 @@ _SQLITE_RETRYABLE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 # What the drivers raise: anything else escaping a statement is the caller's own exception.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error, OSError,
+    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, sqlite3.Error, OSError,
 )
 
 
@@ -86,6 +86,10 @@ def classify(exc: BaseException) -> Classification:
         if isinstance(exc, ValueError | TypeError):
             return Classification(False, None, "client")
         return Classification(True, None, "connection")
+    if isinstance(exc, asyncpg.InternalClientError):
+        # The client's protocol state is broken (e.g. a rollback on a connection lost mid-query
+        # finds "another operation in progress"); a fresh connection can succeed.
+        return Classification(True, None, "connection")
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         if isinstance(code, int) and (code & _SQLITE_PRIMARY_MASK) in _SQLITE_RETRYABLE:
@@ -106,4 +110,6 @@ def is_connection_loss(exc: BaseException) -> bool:
         return code[:2] == "08" or code in {"57P01", "57P02", "57P03"}
     if isinstance(exc, asyncpg.InterfaceError):
         return not isinstance(exc, ValueError | TypeError)
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True
     return isinstance(exc, ConnectionError | OSError) and not isinstance(exc, sqlite3.Error)

@@ -72,7 +72,7 @@ _IDS_BY_KEY: Final[LiteralString] = (
 
 _CLAIM: Final[LiteralString] = """
 WITH expired AS (
-    SELECT id, true AS reclaimed FROM daz_retry_queue
+    SELECT id FROM daz_retry_queue
     WHERE status = 'processing' AND lease_until < $1
       AND ($5::text[] IS NULL OR operation_type = ANY($5))
       AND ($6::text[] IS NULL OR target IS NULL OR target = ANY($6))
@@ -80,24 +80,23 @@ WITH expired AS (
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), due AS (
-    SELECT id, false AS reclaimed FROM daz_retry_queue
+    SELECT id FROM daz_retry_queue
     WHERE status = 'pending' AND retry_after <= $1
       AND ($5::text[] IS NULL OR operation_type = ANY($5))
       AND ($6::text[] IS NULL OR target IS NULL OR target = ANY($6))
     ORDER BY priority DESC, retry_after, id
     LIMIT greatest($2 - (SELECT count(*) FROM expired), 0)
     FOR UPDATE SKIP LOCKED
-), picked AS (
-    SELECT id, reclaimed FROM expired UNION ALL SELECT id, reclaimed FROM due
 )
+-- ARRAY(...) is computed once, so the update reaches its rows by primary key (a join here made the
+-- planner hash the whole table).
 UPDATE daz_retry_queue q
 SET status = 'processing', fence = q.fence + 1, lease_until = $3, lease_owner = $4, updated_at = $1
-FROM picked
-WHERE q.id = picked.id
+WHERE q.id = ANY(ARRAY(SELECT id FROM expired UNION ALL SELECT id FROM due))
 RETURNING q.id, q.correlation_id, q.idempotency_key, q.operation_type, q.target, q.event_type,
           q.payload::text, q.status, q.priority, q.attempt, q.max_retries, q.retry_after, q.lease_until,
           q.lease_owner, q.fence, q.timeout_seconds, q.last_error, q.created_at, q.updated_at,
-          q.deferred_by, picked.reclaimed
+          q.deferred_by, q.id = ANY(ARRAY(SELECT id FROM expired))
 """
 
 _HEARTBEAT: Final[LiteralString] = """
@@ -108,8 +107,9 @@ WHERE id = $1 AND fence = $2 AND status = 'processing'
 _COMPLETE_MANY: Final[LiteralString] = """
 UPDATE daz_retry_queue q
 SET status = 'completed', lease_until = NULL, lease_owner = NULL, updated_at = $3
-FROM unnest($1::bigint[], $2::bigint[]) AS c(id, fence)
-WHERE q.id = c.id AND q.fence = c.fence AND q.status = 'processing'
+WHERE q.id = ANY($1::bigint[]) AND q.status = 'processing'
+  -- a lookup, not a join: joined with unnest() the generic plan hashed the whole table
+  AND q.fence = ($2::bigint[])[array_position($1::bigint[], q.id)]
 RETURNING q.id
 """
 

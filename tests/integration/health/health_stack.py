@@ -54,7 +54,6 @@ async def health_stack(
     stopping = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
         tg.create_task(monitor.run(stopping), name="test.monitor")
-        tg.create_task(board.throughput.run(stopping), name="test.throughput")
         tg.create_task(server.run(stopping), name="test.http")
         try:
             async with asyncio.timeout(10):

@@ -12,8 +12,8 @@ class FakeRoom:
     state_since: float = 0.0
     attempt: int = 0
     last_frame_at: float | None = 0.0
-    ping_interval: float = 25.0
-    ping_timeout: float = 120.0
+    ping_interval: float | None = 25.0
+    ping_timeout: float | None = 120.0
     media_playing: bool = False
     last_media_update_at: float | None = None
     flaps_in_window: int = 0

@@ -164,7 +164,7 @@ async def test_pool_saturation_and_health() -> None:
 
 async def test_queue_check() -> None:
     clock = FakeClock()
-    view = [QueueView({"pending": 3, "in_flight": 1, "dead": 2}, 10.0, 0, reclaims=4)]
+    view = [QueueView({"pending": 3, "processing": 1, "dead_letter": 2, "completed": 9}, 10.0, 0, reclaims=4)]
 
     async def stats() -> QueueView:
         return view[0]
@@ -172,7 +172,7 @@ async def test_queue_check() -> None:
     check = QueueCheck(stats, clock, T)
     results = by_measurement(await check.run())
     assert results["depth"].observed_value == 4
-    assert "dead=2" in results["depth"].output
+    assert "dead_letter=2" in results["depth"].output
     assert {k: r.status for k, r in results.items()} == {
         "depth": P, "oldest_pending": P, "dead_letters": P, "reclaims": P}
     assert results["reclaims"].observed_value == 4
@@ -268,3 +268,13 @@ def test_describe_error_bounds_and_masks() -> None:
     text = describe_error(ValueError("postgresql://u:pw@h/db " + "x" * 500))
     assert "pw@" not in text
     assert len(text) < 260
+
+
+async def test_room_without_handshake_values_uses_cytube_defaults() -> None:
+    clock = FakeClock()
+    room = FakeRoom(ping_interval=None, ping_timeout=None, last_frame_at=0.0)
+    check = rooms_check(clock, room, limits=RoomLimits(liveness_margin_seconds=0))
+    await clock.advance(144)
+    assert by_measurement(await check.run())["liveness"].status is W
+    await clock.advance(2)
+    assert by_measurement(await check.run())["liveness"].status is F

@@ -288,3 +288,30 @@ async def test_forced_open_refuses_and_disabled_admits_everything() -> None:
     breaker.operate(Trigger.RESET)
     assert state(breaker) is BreakerState.CLOSED
     assert breaker.calls[CallOutcome.FAILURE] == 0
+
+
+async def test_nested_calls_through_the_same_breaker_count_once() -> None:
+    breaker, _ = make()
+
+    async def inner() -> None:
+        raise Down("x")
+
+    async def outer() -> None:
+        async with breaker:
+            await breaker.call(inner)
+
+    for _ in range(3):
+        with pytest.raises(Down):
+            await breaker.call(outer)
+    assert breaker.stats().calls == 3
+    assert breaker.calls[CallOutcome.FAILURE] == 3
+
+
+async def test_finished_admissions_do_not_cover_later_calls() -> None:
+    breaker, _ = make()
+    for _ in range(4):
+        with pytest.raises(Down):
+            await breaker.call(fail)
+    assert state(breaker) is BreakerState.OPEN
+    with pytest.raises(CircuitOpen):
+        await breaker.call(ok)  # no permit is held here: the earlier calls' permits were finished

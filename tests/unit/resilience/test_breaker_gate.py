@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ import pytest
 from resilience_harness import HarnessWorker, Policy
 
 from daz.config import BreakerConfig, RetryBudgetConfig
-from daz.errors import DazError
+from daz.errors import CircuitOpen, DazError
 from daz.metrics import DazMetrics
 from daz.resilience.gate import MIN_DEFER_SECONDS, BreakerGate
 from daz.resilience.machine import BreakerState, Trigger
@@ -20,7 +21,8 @@ from daz.store.base import NewItem, QueueItem, Status
 from daz.testing import FakeClock
 from daz.testing.memory_store import InMemoryStore
 
-CONFIG = BreakerConfig(minimum_calls=2, window_size=4, break_seconds=10, break_jitter=0.0, half_open_permits=1)
+CONFIG = BreakerConfig(minimum_calls=2, window_size=4, break_seconds=10, break_jitter=0.0,
+                       half_open_permits=1)
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,20 @@ class Item:
     operation_type: str = "sql_operation"
 
 
+@dataclass(frozen=True)
+class TimedItem:
+    id: int
+    operation_type: str = "sql_operation"
+    timeout_seconds: float = 30.0
+
+
 class Down(DazError):
     retryable = True
+
+
+def attempt(gate: BreakerGate, item: Item | TimedItem, policy: Policy) -> float | None:
+    """``before_attempt`` as a worker runs it: each attempt in its own task (its own context)."""
+    return contextvars.copy_context().run(gate.before_attempt, item, policy)
 
 
 def setup(budget: RetryBudget | None = None) -> tuple[BreakerGate, BreakerRegistry, FakeClock]:
@@ -57,11 +71,11 @@ async def test_half_open_probe_is_one_item_and_its_success_closes_the_breaker() 
     registry.get("database").operate(Trigger.FORCE_CLOSE)
     policy = Policy("database")
     for i in range(2):
-        gate.before_attempt(Item(i), policy)
+        attempt(gate, Item(i), policy)
         gate.record(Item(i), policy, Down("x"), 0.01)
     await clock.advance(10)
-    assert gate.before_attempt(Item(1), policy) is None
-    assert gate.before_attempt(Item(2), policy) is not None, "only one probe permit"
+    assert attempt(gate, Item(1), policy) is None
+    assert attempt(gate, Item(2), policy) is not None, "only one probe permit"
     gate.record(Item(1), policy, None, 0.01)
     assert registry.get("database").state is BreakerState.CLOSED
 
@@ -70,13 +84,13 @@ async def test_a_second_before_attempt_for_the_same_item_hands_back_the_first_pe
     gate, registry, clock = setup()
     policy = Policy("database")
     for i in range(2):
-        gate.before_attempt(Item(i), policy)
+        attempt(gate, Item(i), policy)
         gate.record(Item(i), policy, Down("x"), 0.01)
     await clock.advance(10)
-    assert gate.before_attempt(Item(1), policy) is None
+    assert attempt(gate, Item(1), policy) is None
     assert registry.get("database").state is BreakerState.HALF_OPEN
-    assert gate.before_attempt(Item(2), policy) is not None, "the single probe permit is taken"
-    assert gate.before_attempt(Item(1), policy) is None, "the stale permit was handed back first"
+    assert attempt(gate, Item(2), policy) is not None, "the single probe permit is taken"
+    assert attempt(gate, Item(1), policy) is None, "the stale permit was handed back first"
 
 
 def test_no_breaker_and_no_budget_never_defers() -> None:
@@ -136,7 +150,8 @@ async def test_retry_budget_with_the_dependency_down_bounds_retries_and_keeps_ev
     assert worker.stats.attempts <= bound
     assert worker.stats.attempts >= config.ratio * base, "the budget still lets retries through"
     assert worker.stats.deferrals > 0
-    assert metrics.retry_budget_exhausted.labels(dependency="sql_operation")._value.get() == worker.stats.deferrals
+    exhausted = metrics.retry_budget_exhausted.labels(dependency="sql_operation")._value.get()
+    assert exhausted == worker.stats.deferrals
     assert len(rows) == items
     assert all(r.status == Status.PENDING for r in rows), "deferred, never dropped"
     assert sum(r.attempt for r in rows) == worker.stats.attempts, "deferrals charge nothing"
@@ -190,3 +205,84 @@ async def test_release_after_close_is_rate_limited_and_survives_a_store_blip() -
     times = [t for t, n in store.calls if n]
     assert times[-1] - times[0] >= (35 / 10) - 1, f"released too fast: {store.calls}"
     assert len(wakes) == len(times)
+
+
+async def test_the_handlers_own_calls_through_the_breaker_are_covered_not_counted_twice() -> None:
+    gate, registry, _ = setup()
+    breaker = registry.get("database")
+    policy = Policy("database")
+    reached = 0
+
+    async def query() -> None:
+        nonlocal reached
+        reached += 1
+
+    async def one_attempt(item: Item) -> None:
+        assert gate.before_attempt(item, policy) is None
+        await breaker.call(query)  # what the SQL plugin does inside the queue's handler
+        gate.record(item, policy, None, 0.01)
+
+    for i in range(3):
+        await asyncio.create_task(one_attempt(Item(i)))
+    assert reached == 3
+    assert breaker.stats().calls == 3, "one window entry per attempt, not two"
+
+
+async def test_a_nested_circuit_open_is_not_a_dependency_failure() -> None:
+    gate, registry, _ = setup()
+    policy = Policy("database")
+    for i in range(10):
+        assert attempt(gate, Item(i), policy) is None
+        gate.record(Item(i), policy, CircuitOpen("other", 5.0), 0.0)
+    assert registry.get("database").state is BreakerState.CLOSED
+    assert registry.get("database").stats().calls == 0
+
+
+async def test_a_permit_left_unsettled_by_its_task_is_handed_back_at_its_next_attempt() -> None:
+    gate, registry, clock = setup()
+    policy = Policy("database")
+    for i in range(2):
+        attempt(gate, Item(i), policy)
+        gate.record(Item(i), policy, Down("x"), 0.01)
+    await clock.advance(10)
+
+    async def worker_task() -> list[float | None]:
+        first = gate.before_attempt(Item(1), policy)  # its attempt is then cancelled: no record()
+        second = gate.before_attempt(Item(2), policy)  # the same task's next attempt
+        return [first, second]
+
+    assert await asyncio.create_task(worker_task()) == [None, None]
+    assert registry.get("database").state is BreakerState.HALF_OPEN
+
+
+async def test_a_probe_permit_that_never_reports_expires_after_its_timeout() -> None:
+    gate, _, clock = setup()
+    policy = Policy("database")
+    for i in range(2):
+        attempt(gate, Item(i), policy)
+        gate.record(Item(i), policy, Down("x"), 0.01)
+    await clock.advance(10)
+    assert attempt(gate, TimedItem(1, timeout_seconds=30), policy) is None
+    assert attempt(gate, Item(2), policy) is not None
+    await clock.advance(34)
+    assert attempt(gate, Item(2), policy) is not None, "not before timeout + grace"
+    await clock.advance(2)
+    assert attempt(gate, Item(2), policy) is None, "the lost probe's permit was handed back"
+
+
+async def test_first_attempts_through_a_breaker_are_the_budgets_base_traffic_retries_are_not() -> None:
+    clock = FakeClock()
+    budget = RetryBudget(RetryBudgetConfig(ratio=0.5, min_per_second=0.0, window_seconds=10), clock)
+    registry = BreakerRegistry({"database": CONFIG}, None, None, clock, random.Random(3))
+    registry.get("database")  # created before the gate: hooked too
+    gate = BreakerGate(registry, clock=clock, budget=budget)
+    for _ in range(8):
+        await registry.get("database").call(_noop)
+    await registry.get("http:example.org").call(_noop)
+    granted = [attempt(gate, Item(i), Policy("database")) is None for i in range(10)]
+    assert granted == [True] * 4 + [False] * 6, "0.5 x 8 first attempts; the gate's own admissions add none"
+    assert {r["dependency"]: r["base"] for r in budget.snapshot()} == {"database": 8, "http:example.org": 1}
+
+
+async def _noop() -> None:
+    return None

@@ -214,3 +214,13 @@ def test_failure_rate_is_checked_before_slow_rate() -> None:
     out = transition(closed(), Trigger.FAILURE, now=0, config=CONFIG, stats=WindowStats(4, 2, 4), epoch=3)
     assert out.change is not None
     assert out.change.reason is Reason.FAILURE_RATE
+
+
+def test_docs_list_every_row_of_the_table() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "resilience.md").read_text(encoding="utf-8")
+    for r in TRANSITION_TABLE:
+        line = f"| {r.source.value} | {r.trigger.value} | {r.condition} | {r.target.value} | " \
+               f"{r.reason.value if r.reason else '—'} |"
+        assert line in page, f"docs/resilience.md lacks: {line}"

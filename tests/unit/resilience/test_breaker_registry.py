@@ -84,3 +84,13 @@ def test_snapshot_shows_window_figures_and_next_probe() -> None:
     assert row["next_probe_at"] is not None
     assert row["retry_after_seconds"] > 0
     assert row["opened_total"] == 1
+
+
+def test_act_maps_api_action_names() -> None:
+    reg = registry()
+    for action, expected in (("open", BreakerState.FORCED_OPEN), ("disable", BreakerState.DISABLED),
+                             ("close", BreakerState.CLOSED)):
+        reg.act("database", action)
+        assert reg.get("database").state is expected
+    with pytest.raises(ValueError, match="unknown breaker action 'explode'"):
+        reg.act("database", "explode")

@@ -48,6 +48,7 @@ def test_message_text_is_never_consulted() -> None:
         (asyncpg.exceptions.DeadlockDetectedError("x"), True),
         (asyncpg.exceptions.QueryCanceledError("x"), True),
         (asyncpg.exceptions.AdminShutdownError("x"), True),
+        (asyncpg.InternalClientError("cannot switch to state 15; another operation is in progress"), True),
         (asyncpg.exceptions.UniqueViolationError("x"), False),
         (asyncpg.exceptions.DataError("x"), False),
         (asyncpg.exceptions.UndefinedTableError("x"), False),
@@ -75,5 +76,6 @@ def test_connection_loss_discards_the_connection_only_for_connection_failures() 
     assert is_connection_loss(asyncpg.exceptions.AdminShutdownError("x"))
     assert is_connection_loss(ConnectionResetError())
     assert is_connection_loss(asyncpg.exceptions.InterfaceError("connection is closed"))
+    assert is_connection_loss(asyncpg.InternalClientError("another operation is in progress"))
     assert not is_connection_loss(asyncpg.exceptions.SerializationError("x"))
     assert not is_connection_loss(asyncpg.exceptions.QueryCanceledError("x"))

@@ -37,9 +37,6 @@ CREATE INDEX IF NOT EXISTS daz_retry_queue_leases
 CREATE INDEX IF NOT EXISTS daz_retry_queue_deferred
     ON daz_retry_queue (deferred_by, retry_after) WHERE status = 'pending' AND deferred_by IS NOT NULL;
 
--- purge/cleanup and the CLI's listings by status.
-CREATE INDEX IF NOT EXISTS daz_retry_queue_status_updated
-    ON daz_retry_queue (status, updated_at);
 
 CREATE OR REPLACE VIEW daz_retry_queue_stats AS
 SELECT operation_type,

@@ -35,8 +35,6 @@ CREATE INDEX IF NOT EXISTS daz_retry_queue_leases
 CREATE INDEX IF NOT EXISTS daz_retry_queue_deferred
     ON daz_retry_queue (deferred_by, retry_after) WHERE status = 'pending' AND deferred_by IS NOT NULL;
 
-CREATE INDEX IF NOT EXISTS daz_retry_queue_status_updated
-    ON daz_retry_queue (status, updated_at);
 
 DROP VIEW IF EXISTS daz_retry_queue_stats;
 CREATE VIEW daz_retry_queue_stats AS

@@ -1,0 +1,199 @@
+"""Scenarios 3 and 4: a database outage under load, and the writer crashing during it.
+
+A throwaway PostgreSQL cluster; ``chaos_writer.py`` (daz's SQL plugin, retry queue, breaker gate,
+retry budget and spool) in a subprocess issuing idempotent chat-log-like writes at
+``DAZ_CHAOS_DB_RATE`` per second (default 1000). The cluster is stopped for
+``DAZ_CHAOS_DB_OUTAGE_SECONDS`` (default 8; the issue's full value, 60, in the long run) and started
+again. The table has no unique key on purpose: a duplicate would show up as a second row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from chaos_support import record_figures, until
+from conftest import DB_PASSWORD, LogSources, env_float, env_int
+
+from daz.store.migrate import migrate
+from daz.testing.pgcluster import PgCluster
+from daz.testing.process import DazProcess
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.cluster]
+
+WRITER = Path(__file__).with_name("chaos_writer.py")
+RATE = env_float("DAZ_CHAOS_DB_RATE", 1000.0)
+OUTAGE_SECONDS = env_float("DAZ_CHAOS_DB_OUTAGE_SECONDS", 8.0)
+BEFORE_SECONDS = 2.0
+AFTER_SECONDS = 3.0
+KILLS = env_int("DAZ_CHAOS_KILLS", 3)
+SETTLE_TIMEOUT = 240.0
+
+
+def _count() -> int:
+    return int(RATE * (BEFORE_SECONDS + OUTAGE_SECONDS + AFTER_SECONDS))
+
+
+def _dsn(cluster: PgCluster) -> str:
+    # Trust auth accepts any password: it is there to be leaked, so the secrets scan can catch it.
+    return cluster.dsn.replace("postgres@", f"postgres:{DB_PASSWORD}@", 1)
+
+
+async def _prepare(cluster: PgCluster) -> None:
+    await migrate(cluster.dsn)
+    conn = await asyncpg.connect(cluster.dsn)
+    try:
+        await conn.execute("CREATE TABLE chaos_rows (k text NOT NULL, at timestamptz NOT NULL DEFAULT now())")
+    finally:
+        await conn.close()
+
+
+async def _rows(dsn: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT k, count(*) AS n FROM chaos_rows GROUP BY k")
+    finally:
+        await conn.close()
+    return {r["k"]: r["n"] for r in rows}
+
+
+async def _queue_statuses(dsn: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT status, count(*) AS n FROM daz_retry_queue GROUP BY status")
+    finally:
+        await conn.close()
+    return {r["status"]: r["n"] for r in rows}
+
+
+def _writer(cluster: PgCluster, tmp_path: Path, log_files: LogSources, start: int, *extra: str) -> DazProcess:
+    argv = [sys.executable, str(WRITER), "--dsn", _dsn(cluster), "--spool", str(tmp_path / "spool.sqlite"),
+            "--start", str(start), "--count", str(_count()), "--rate", str(RATE), *extra]
+    return DazProcess(argv, output_path=log_files.add_file(tmp_path / "writer.out"), name="chaos-writer",
+                      cwd=tmp_path)
+
+
+def _acks(proc: DazProcess) -> list[int]:
+    return [int(line.split()[1]) for line in proc.lines() if line.startswith("ack ")]
+
+
+def _done(proc: DazProcess) -> dict[str, Any]:
+    for line in reversed(proc.lines()):
+        if line.startswith("done "):
+            result: dict[str, Any] = json.loads(line[5:])
+            return result
+    raise AssertionError(f"writer printed no result:\n{proc.tail()}")
+
+
+def _check_rows(rows: dict[str, int], acked: set[int]) -> tuple[int, int]:
+    lost = len({f"k{i}" for i in acked} - set(rows))
+    duplicates = sum(n - 1 for n in rows.values() if n > 1)
+    return lost, duplicates
+
+
+async def _wait_done(proc: DazProcess) -> float:
+    started = time.monotonic()
+    await proc.wait_for_line(r"^done ", timeout=SETTLE_TIMEOUT)
+    await proc.wait(30)
+    return time.monotonic() - started
+
+
+async def test_database_outage_under_load(pg_cluster: PgCluster, tmp_path: Path, log_files: LogSources) -> None:
+    await _prepare(pg_cluster)
+    proc = _writer(pg_cluster, tmp_path, log_files, 0)
+    async with proc:
+        await proc.wait_for_line("^started", timeout=60)
+        began = time.monotonic()
+        await until(lambda: len(_acks(proc)) >= RATE * BEFORE_SECONDS, timeout=60, what="load before outage")
+        await pg_cluster.astop("fast")
+        stopped = time.monotonic()
+        await asyncio.sleep(OUTAGE_SECONDS)
+        await pg_cluster.astart()
+        restarted = time.monotonic()
+        drain_seconds = await _wait_done(proc)
+    done = _done(proc)
+    acks = _acks(proc)
+    rows = await _rows(pg_cluster.dsn)
+    statuses = await _queue_statuses(pg_cluster.dsn)
+    lost, duplicates = _check_rows(rows, set(acks))
+    record_figures("database_outage", {
+        "writes": _count(), "acked": len(acks), "target_rate": RATE,
+        "achieved_rate": round(len(acks) / max(1e-9, restarted + drain_seconds - began), 1),
+        "outage_seconds": round(restarted - stopped, 1), "recover_seconds": round(drain_seconds, 2),
+        "lost": lost, "duplicates": duplicates, "queued": done["queued"], "spool_peak": done["spool_peak"],
+        "spool_drained": done["spool_drained"], "breaker_opened": done["breaker_opened"],
+        "breaker_closed": done["breaker_closed"], "budget_max_use": done["budget_max_use"],
+        "queue_statuses": statuses,
+    })
+    assert proc.exit_codes[-1] == 0, proc.tail()
+    assert done["lost"] == 0
+    assert len(acks) == _count()
+    assert lost == 0, f"{lost} acknowledged writes missing"
+    assert duplicates == 0, f"{duplicates} writes applied twice"
+    assert len(rows) == _count()
+    assert done["settled"] is True
+    assert done["spool"] == 0, "spool not drained"
+    assert done["spool_drained"] > 0, "the outage never reached the spool: the scenario tested nothing"
+    assert done["breaker_opened"] >= 1 and done["breaker_closed"] >= 1, "breaker must open and close"
+    assert done["budget_violations"] == 0, f"retry budget exceeded (max use {done['budget_max_use']})"
+    assert statuses.get("processing", 0) == 0 and statuses.get("pending", 0) == 0, statuses
+
+
+async def test_writer_killed_three_times_during_the_outage(
+    pg_cluster: PgCluster, tmp_path: Path, log_files: LogSources
+) -> None:
+    rng = random.Random(env_int("DAZ_CHAOS_SEED", 4321))
+    await _prepare(pg_cluster)
+    span = BEFORE_SECONDS + OUTAGE_SECONDS + AFTER_SECONDS
+    kill_at = sorted(rng.uniform(1.0, span) for _ in range(KILLS))
+    proc = _writer(pg_cluster, tmp_path, log_files, 0)
+    kills: list[dict[str, Any]] = []
+    async with proc:
+        await proc.wait_for_line("^started", timeout=60)
+        began = time.monotonic()
+        timeline: list[tuple[float, str]] = [(BEFORE_SECONDS, "db_stop"), (BEFORE_SECONDS + OUTAGE_SECONDS,
+                                                                          "db_start")]
+        timeline += [(t, "kill") for t in kill_at]
+        for at, action in sorted(timeline):
+            await asyncio.sleep(max(0.0, began + at - time.monotonic()))
+            if action == "db_stop":
+                await pg_cluster.astop("fast")
+            elif action == "db_start":
+                await pg_cluster.astart()
+            else:
+                acked = _acks(proc)
+                await proc.kill()
+                start = max(acked) + 1 if acked else 0
+                kills.append({"at_seconds": round(at, 2), "acked": len(acked), "restart_from": start})
+                proc.argv[proc.argv.index("--start") + 1] = str(start)
+                await proc.start()
+                await proc.wait_for_line("^started", timeout=60)
+        drain_seconds = await _wait_done(proc)
+    done = _done(proc)
+    acks = _acks(proc)
+    rows = await _rows(pg_cluster.dsn)
+    statuses = await _queue_statuses(pg_cluster.dsn)
+    lost, duplicates = _check_rows(rows, set(acks))
+    record_figures("crash_under_load", {
+        "kills": kills, "writes": _count(), "acked": len(set(acks)), "lost": lost, "duplicates": duplicates,
+        "recover_seconds": round(drain_seconds, 2), "spool_peak_last_run": done["spool_peak"],
+        "queue_statuses": statuses,
+    })
+    assert len(kills) == KILLS
+    assert proc.exit_codes[:KILLS] == [-9] * KILLS
+    assert proc.exit_codes[-1] == 0, proc.tail()
+    assert set(acks) == set(range(_count())), "every index acknowledged by some run"
+    assert lost == 0, f"{lost} acknowledged writes missing"
+    assert duplicates == 0, f"{duplicates} writes applied twice"
+    assert done["settled"] is True
+    assert done["spool"] == 0
+    assert statuses.get("processing", 0) == 0, f"items stuck in processing: {statuses}"
+    assert statuses.get("pending", 0) == 0, statuses
+    assert set(statuses) <= {"completed", "dead_letter", "succeeded", "done"}, statuses

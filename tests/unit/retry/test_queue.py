@@ -1,0 +1,363 @@
+"""RetryQueue with the in-memory store and a FakeClock: outcomes, events, metrics, fencing, gates."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+
+import pytest
+
+from daz.config import RetryConfig, RetryPolicyConfig
+from daz.errors import DazError, StoreUnavailable
+from daz.events.bus import Event, EventBus
+from daz.metrics import DazMetrics
+from daz.retry import RetryPolicy, RetryQueue
+from daz.store import NewItem, QueueItem
+from daz.testing import FakeClock, InMemoryStore
+
+LEASE = 30.0
+
+
+def config(**policy: float) -> RetryConfig:
+    fields: dict[str, float] = {"max_retries": 3, "initial_delay_seconds": 5, "max_delay_seconds": 60,
+                                "backoff_multiplier": 2, "jitter": 0, "timeout_seconds": 20}
+    fields.update(policy)
+    return RetryConfig(
+        worker_count=2, batch_size=10, lease_seconds=LEASE, heartbeat_interval_seconds=10,
+        poll_interval_seconds=10, retry_policies={"op": RetryPolicyConfig(**fields)},
+    )
+
+
+async def settle(turns: int = 200) -> None:
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+@dataclasses.dataclass
+class Harness:
+    queue: RetryQueue
+    store: InMemoryStore
+    clock: FakeClock
+    bus: EventBus
+    metrics: DazMetrics
+    events: list[Event]
+    stopping: asyncio.Event
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    async def advance(self, seconds: float) -> None:
+        await settle()
+        await self.clock.advance(seconds)
+        await settle()
+        await self.bus.drain()
+
+
+def make_harness(
+    store_cls: type[InMemoryStore] = InMemoryStore, cfg: RetryConfig | None = None
+) -> tuple[InMemoryStore, FakeClock, DazMetrics, RetryConfig]:
+    clock = FakeClock()
+    return store_cls(clock), clock, DazMetrics(), cfg or config()
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    async with Running(*make_harness()) as harness:
+        yield harness
+
+
+@dataclasses.dataclass
+class _Running:
+    harness: Harness
+    group: asyncio.TaskGroup
+
+
+class Running:
+    """Run a RetryQueue in a TaskGroup for the duration of the block."""
+
+    def __init__(self, store: InMemoryStore, clock: FakeClock, metrics: DazMetrics, cfg: RetryConfig,
+                 gate: object | None = None) -> None:
+        self.args = (store, clock, metrics, cfg, gate)
+
+    async def __aenter__(self) -> Harness:
+        store, clock, metrics, cfg, gate = self.args
+        self.bus = EventBus(clock=clock, metrics=metrics)
+        await self.bus.__aenter__()
+        self.recording = self.bus.recording("retry.**")
+        events = await self.recording.__aenter__()
+        queue = RetryQueue(store, cfg, self.bus, metrics, clock, random.Random(1), gate)  # type: ignore[arg-type]
+        self.stopping = asyncio.Event()
+        self.group = asyncio.TaskGroup()
+        await self.group.__aenter__()
+        self.task = self.group.create_task(queue.run(self.stopping), name="test.queue")
+        await settle()
+        return Harness(queue, store, clock, self.bus, metrics, events, self.stopping)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stopping.set()
+        await settle()
+        await self.group.__aexit__(None, None, None)
+        await self.recording.__aexit__(None, None, None)
+        await self.bus.__aexit__(None, None, None)
+
+
+def names(events: Sequence[Event]) -> list[str]:
+    return [e.name for e in events]
+
+
+async def test_success_runs_handler_once_with_keys_and_publishes_events(h: Harness) -> None:
+    seen: list[QueueItem] = []
+
+    async def handler(item: QueueItem) -> None:
+        seen.append(item)
+
+    h.queue.register("op", handler)
+    [item_id] = await h.queue.schedule(
+        NewItem("op", {"x": 1}, idempotency_key="k-1", correlation_id="corr-1")
+    )
+    await h.advance(4.9)
+    assert seen == []  # the first retry waits initial_delay_seconds
+    await h.advance(0.2)
+    assert [(i.id, i.idempotency_key, i.correlation_id, i.payload) for i in seen] == [
+        (item_id, "k-1", "corr-1", {"x": 1})]
+    assert (await h.store.get(item_id)).status == "completed"
+    assert names(h.events) == ["retry.scheduled", "retry.succeeded"]
+    assert {e.correlation_id for e in h.events} == {"corr-1"}
+    assert h.metric("daz_retry_success_total", operation_type="op") == 1
+    assert h.metric("daz_retry_scheduled_total", operation_type="op") == 1
+    assert h.metric("daz_retry_duration_seconds_count", operation_type="op", outcome="success") == 1
+
+
+async def test_always_failing_item_backs_off_then_dead_letters_with_last_error(h: Harness) -> None:
+    calls: list[float] = []
+
+    async def handler(item: QueueItem) -> None:
+        calls.append(h.clock.monotonic())
+        raise StoreUnavailable(f"db down #{len(calls)}")
+
+    h.queue.register("op", handler)
+    [item_id] = await h.queue.schedule(NewItem("op"))
+    for _ in range(40):
+        await h.advance(1)
+    assert calls == [5.0, 15.0, 35.0]  # waits 5, then 10, then 20 seconds
+    item = await h.store.get(item_id)
+    assert (item.status, item.attempt) == ("dead_letter", 3)
+    assert item.last_error == "gave up after 3 attempt(s): db down #3"
+    assert names(h.events) == ["retry.scheduled", "retry.rescheduled", "retry.rescheduled",
+                               "retry.dead_lettered"]
+    assert h.metric("daz_retry_failure_total", operation_type="op") == 3
+    assert h.metric("daz_retry_dead_letter_total", operation_type="op") == 1
+
+
+async def test_non_retryable_error_dead_letters_at_once(h: Harness) -> None:
+    async def handler(item: QueueItem) -> None:
+        raise DazError("malformed", retryable=False)
+
+    h.queue.register("op", handler)
+    [item_id] = await h.queue.schedule(NewItem("op"))
+    await h.advance(6)
+    item = await h.store.get(item_id)
+    assert (item.status, item.last_error, item.attempt) == ("dead_letter", "non-retryable: malformed", 1)
+
+
+async def test_attempt_timeout_is_a_retryable_failure() -> None:
+    store, clock, metrics, _ = make_harness()
+    async with Running(store, clock, metrics, config(timeout_seconds=0.05)) as h:
+        async def slow(item: QueueItem) -> None:
+            await asyncio.sleep(10)
+
+        h.queue.register("op", slow)
+        [item_id] = await h.queue.schedule(NewItem("op"))
+        await h.advance(5)
+        for _ in range(100):  # the timeout runs on the event loop's clock: bounded real wait
+            if (await h.store.get(item_id)).attempt == 1:
+                break
+            await asyncio.sleep(0.01)
+        item = await h.store.get(item_id)
+        assert (item.status, item.attempt, item.last_error) == ("pending", 1, "attempt timed out after 0.05s")
+
+
+async def test_scheduled_future_item_wakes_worker_at_due_time_not_at_poll(h: Harness) -> None:
+    ran_at: list[float] = []
+
+    async def handler(item: QueueItem) -> None:
+        ran_at.append(h.clock.monotonic())
+
+    h.queue.register("op", handler)
+    await h.advance(1)
+    await h.store.schedule([NewItem("op", retry_after=h.clock.now() + timedelta(seconds=3))])
+    for _ in range(30):
+        await h.advance(0.25)
+    assert ran_at == [4.0]
+
+
+class _Gate:
+    def __init__(self, defer: float | None) -> None:
+        self.defer = defer
+        self.records: list[tuple[int, str | None, BaseException | None]] = []
+
+    def before_attempt(self, item: QueueItem, policy: RetryPolicy) -> float | None:
+        return self.defer
+
+    def record(self, item: QueueItem, policy: RetryPolicy, outcome: BaseException | None,
+               duration: float) -> None:
+        self.records.append((item.id, policy.breaker, outcome))
+
+
+async def test_gate_defers_without_charging_an_attempt_then_lets_through() -> None:
+    store, clock, metrics, _ = make_harness()
+    cfg = config(breaker="database")  # type: ignore[arg-type]
+    gate = _Gate(defer=7.0)
+    async with Running(store, clock, metrics, cfg, gate) as h:
+        ran: list[int] = []
+
+        async def handler(item: QueueItem) -> None:
+            ran.append(item.id)
+
+        h.queue.register("op", handler)
+        [item_id] = await h.queue.schedule(NewItem("op"))
+        await h.advance(5)
+        item = await h.store.get(item_id)
+        assert (item.status, item.attempt, item.deferred_by, ran) == ("pending", 0, "database", [])
+        assert "retry.deferred" in names(h.events)
+        gate.defer = None
+        await h.advance(7)
+        assert ran == [item_id]
+        assert gate.records == [(item_id, "database", None)]
+        assert (await h.store.get(item_id)).status == "completed"
+
+
+class _NoHeartbeatStore(InMemoryStore):
+    """A worker whose heartbeats never land: what a paused (SIGSTOPped) process looks like."""
+
+    async def heartbeat(self, id: int, fence: int, lease_seconds: float) -> bool:  # noqa: A002
+        return True
+
+
+async def test_late_result_after_reclaim_is_rejected_and_counted() -> None:
+    store, clock, metrics, cfg = make_harness(_NoHeartbeatStore)
+    async with Running(store, clock, metrics, cfg) as h:
+        fences: list[int] = []
+
+        async def handler(item: QueueItem) -> None:
+            fences.append(item.fence)
+            if item.fence == 1:
+                await h.clock.advance(LEASE + 1)  # the lease runs out while this attempt "hangs"
+                for _ in range(100):  # the other worker reclaims and finishes meanwhile
+                    if len(fences) == 2:
+                        break
+                    await settle(10)
+
+        h.queue.register("op", handler)
+        [item_id] = await h.queue.schedule(NewItem("op"))
+        await h.advance(5)
+        assert fences == [1, 2]
+        item = await h.store.get(item_id)
+        assert (item.status, item.fence) == ("completed", 2)
+        assert h.metric("daz_retry_stale_fence_total") == 1
+        assert h.metric("daz_retry_reclaimed_total") == 1
+        assert h.queue.stats.get("stale_fence") == 1
+        assert h.metric("daz_retry_success_total", operation_type="op") == 1
+
+
+async def test_expired_claim_of_a_crashed_worker_is_reclaimed_and_counted(h: Harness) -> None:
+    ran: list[int] = []
+
+    async def handler(item: QueueItem) -> None:
+        ran.append(item.fence)
+
+    await h.store.schedule([NewItem("other")])
+    [crashed] = await h.store.claim_due(1, LEASE, "crashed-worker")
+    h.queue.register("other", handler)
+    await h.advance(LEASE - 1)
+    assert ran == []
+    for _ in range(10):
+        await h.advance(1)
+    assert ran == [crashed.fence + 1]
+    assert h.metric("daz_retry_reclaimed_total") == 1
+    assert "retry.reclaimed" in names(h.events)
+
+
+async def test_bus_responder_handles_items_without_a_direct_handler(h: Harness) -> None:
+    got: list[int] = []
+
+    async def responder(event: Event) -> None:
+        got.append(event.data.id)
+
+    h.bus.respond("retry.handle.plugin_op", responder)
+    [item_id] = await h.queue.schedule(NewItem("plugin_op"))
+    await h.advance(3)
+    assert got == [item_id]
+    assert (await h.store.get(item_id)).status == "completed"
+
+
+async def test_item_nobody_handles_waits_without_losing_attempts(h: Harness) -> None:
+    [item_id] = await h.queue.schedule(NewItem("nobody"))
+    await h.advance(3)
+    item = await h.store.get(item_id)
+    assert (item.status, item.attempt) == ("pending", 0)
+    assert item.retry_after == item.updated_at + timedelta(seconds=10)  # no_handler_delay_seconds
+    assert h.queue.stats.get("no_handler") == 1
+
+
+async def test_schedule_falls_back_while_store_is_down(h: Harness) -> None:
+    spooled: list[list[NewItem]] = []
+
+    async def spool(items: list[NewItem]) -> None:
+        spooled.append(items)
+
+    h.store.available = False
+    with pytest.raises(StoreUnavailable):
+        await h.queue.schedule(NewItem("op"))
+    h.queue.set_fallback(spool)
+    assert await h.queue.schedule(NewItem("op", correlation_id="c9")) == []
+    [[item]] = spooled
+    assert (item.correlation_id, item.max_retries, item.timeout_seconds) == ("c9", 3, 20)
+    assert item.retry_after == h.clock.now() + timedelta(seconds=5)
+    h.store.available = True
+
+
+class _SlowCompleteStore(InMemoryStore):
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.release = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def complete_many(self, claims: Sequence[tuple[int, int]]) -> list[int]:
+        self.entered.set()
+        await self.release.wait()
+        return await super().complete_many(claims)
+
+
+async def test_outcome_is_persisted_even_when_the_worker_is_cancelled_mid_write() -> None:
+    clock = FakeClock()
+    store = _SlowCompleteStore(clock)
+    queue = RetryQueue(store, config(), None, DazMetrics(), clock, random.Random(1))
+
+    async def handler(item: QueueItem) -> None:
+        return None
+
+    queue.register("op", handler)
+    [item_id] = await store.schedule([NewItem("op")])
+    stopping = asyncio.Event()
+    with pytest.raises(asyncio.CancelledError):  # noqa: PT012 - the cancellation is the point
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(queue.run(stopping), name="test.queue")
+            await asyncio.wait_for(store.entered.wait(), 5)
+            task.cancel()
+            await settle()
+            assert not task.done()  # still finishing the shielded write
+            store.release.set()
+            await asyncio.wait_for(asyncio.shield(asyncio.wait({task})), 5)
+            raise asyncio.CancelledError
+    assert (await store.get(item_id)).status == "completed"
+
+
+async def test_gauges_reflect_queue_depth(h: Harness) -> None:
+    await h.store.schedule([NewItem("op"), NewItem("op")])
+    await h.queue.refresh_gauges()
+    assert h.metric("daz_retry_queue_depth", status="pending") == 2
+    assert h.metric("daz_retry_queue_depth", status="dead_letter") == 0
