@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Final, Protocol, TypeVar
 
 import structlog
+from prometheus_client import Counter, Histogram
 
 from daz.clock import Clock
 from daz.errors import DazError, NoHandler, StaleFence, StoreError
@@ -88,6 +89,18 @@ class WorkerDeps:
     targets: Sequence[str] | None = None
     operation_types: Sequence[str] | None = None
     stats: dict[str, int] = field(default_factory=dict)
+
+    _success: dict[str, tuple[Counter, Histogram]] = field(default_factory=dict)
+
+    def success_metrics(self, operation_type: str) -> tuple[Counter, Histogram]:
+        """Labelled children cached per type: ``labels()`` is a lock and a dict walk per call."""
+        found = self._success.get(operation_type)
+        if found is None:
+            found = self._success[operation_type] = (
+                self.metrics.retry_success.labels(operation_type=operation_type),
+                self.metrics.retry_duration.labels(operation_type=operation_type, outcome="success"),
+            )
+        return found
 
     def count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
@@ -186,9 +199,7 @@ class Worker:
             if len(items) == 1:  # the common idle-pickup case: no task per attempt
                 outcomes = [await self._attempt(items[0])]
             else:
-                tasks = [group.create_task(self._attempt(i), name=f"retry.attempt.{i.id}") for i in items]
-                await asyncio.wait(tasks)
-                outcomes = [t.result() for t in tasks]
+                outcomes = await self._run_batch(group, items)
             beat.cancel()
         persist = asyncio.ensure_future(self._persist(outcomes))
         try:
@@ -213,7 +224,8 @@ class Worker:
                     alive.pop(item_id)
                     log.warning("retry.lease_lost", id=item_id, fence=fence, owner=self.owner)
 
-    async def _attempt(self, item: QueueItem) -> Outcome:
+    async def _attempt(self, item: QueueItem, *, bounded: bool = True) -> Outcome:
+        """One attempt. ``bounded=False``: the caller enforces ``timeout_seconds`` (batch deadlines)."""
         d = self.deps
         policy = d.policy(item.operation_type)
         if d.gate is not None:
@@ -224,27 +236,66 @@ class Worker:
         started = d.clock.monotonic()
         error: BaseException | None = None
         try:
-            async with asyncio.timeout(item.timeout_seconds):
-                if handler is not None:
-                    await handler(item)
-                else:
-                    await self._via_bus(item)
+            if bounded:
+                async with asyncio.timeout(item.timeout_seconds):
+                    await self._call(handler, item)
+            else:
+                await self._call(handler, item)
         except TimeoutError:
-            error = AttemptTimeout(f"attempt timed out after {item.timeout_seconds:g}s",
-                                   correlation_id=item.correlation_id, operation_type=item.operation_type)
+            error = _timeout_error(item)
         except NoHandler as exc:
             d.count("no_handler")
             log.warning("retry.no_handler", id=item.id, operation_type=item.operation_type)
             return Outcome(item, policy, 0.0, error=exc, defer_seconds=d.no_handler_delay_seconds)
         except Exception as exc:  # noqa: BLE001 - any handler failure is an outcome to record
             error = exc
-        duration = d.clock.monotonic() - started
+        return self._finish(item, policy, error, d.clock.monotonic() - started)
+
+    async def _call(self, handler: Handler | None, item: QueueItem) -> None:
+        if handler is not None:
+            await handler(item)
+        else:
+            await self._via_bus(item)
+
+    def _finish(
+        self, item: QueueItem, policy: RetryPolicy, error: BaseException | None, duration: float
+    ) -> Outcome:
+        d = self.deps
         if d.gate is not None:
             d.gate.record(item, policy, error, duration)
         if error is None:
             return Outcome(item, policy, duration)
         return Outcome(item, policy, duration, error=error,
                        decision=decide(item, error, policy, d.clock.now(), d.rng))
+
+    async def _run_batch(self, group: asyncio.TaskGroup, items: Sequence[QueueItem]) -> list[Outcome]:
+        """Attempts run concurrently; one timer per batch enforces every item's timeout (a timer per
+        item cost more than a no-op handler)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tasks = {
+            group.create_task(self._attempt(i, bounded=False), name=f"retry.attempt.{i.id}"): i for i in items
+        }
+        deadline = {t: start + i.timeout_seconds for t, i in tasks.items()}
+        timed_out: set[asyncio.Task[Outcome]] = set()
+        pending: set[asyncio.Task[Outcome]] = set(tasks)
+        while pending:
+            live = [deadline[t] for t in pending if t not in timed_out]
+            wait = max(0.0, min(live) - loop.time()) if live else None
+            _, pending = await asyncio.wait(pending, timeout=wait)
+            now = loop.time()
+            for task in pending:
+                if task not in timed_out and deadline[task] <= now:
+                    task.cancel()
+                    timed_out.add(task)
+        outcomes = []
+        for task, item in tasks.items():
+            if task.cancelled():
+                policy = self.deps.policy(item.operation_type)
+                outcomes.append(self._finish(item, policy, _timeout_error(item), item.timeout_seconds))
+            else:
+                outcomes.append(task.result())
+        return outcomes
 
     async def _via_bus(self, item: QueueItem) -> None:
         bus = self.deps.bus
@@ -271,9 +322,9 @@ class Worker:
                 if o.item.id in stale_ids:
                     self._stale(o)
                     continue
-                op = o.item.operation_type
-                d.metrics.retry_success.labels(operation_type=op).inc()
-                d.metrics.retry_duration.labels(operation_type=op, outcome="success").observe(o.duration)
+                success, duration = d.success_metrics(o.item.operation_type)
+                success.inc()
+                duration.observe(o.duration)
                 d.publish("retry.succeeded", o.item, duration=o.duration)
             d.count("succeeded", len(done) - len(stale_ids))
         for o in outcomes:
@@ -346,3 +397,6 @@ class Worker:
         return None
 
 
+def _timeout_error(item: QueueItem) -> AttemptTimeout:
+    return AttemptTimeout(f"attempt timed out after {item.timeout_seconds:g}s",
+                          correlation_id=item.correlation_id, operation_type=item.operation_type)

@@ -68,9 +68,10 @@ _CLAIM_DUE: Final[LiteralString] = (
     " RETURNING " + _COLUMNS
 )
 _OWNED: Final[LiteralString] = "id = ? AND fence = ? AND status = 'processing'"
-_COMPLETE: Final[LiteralString] = (
+_COMPLETE_MANY: Final[LiteralString] = (
     "UPDATE daz_retry_queue SET status = 'completed', lease_until = NULL, lease_owner = NULL, updated_at = ?"
-    " WHERE " + _OWNED
+    " WHERE status = 'processing' AND (id, fence) IN"
+    " (SELECT value ->> 0, value ->> 1 FROM json_each(?)) RETURNING id"
 )
 _HEARTBEAT: Final[LiteralString] = (
     "UPDATE daz_retry_queue SET lease_until = ?, updated_at = ? WHERE " + _OWNED
@@ -269,13 +270,9 @@ class SqliteStore:
         return await self._run(self._complete_many, claims, _ts(self.clock.now()))
 
     def _complete_many(self, claims: Sequence[tuple[int, int]], now: float) -> list[int]:
-        conn = self.conn
-        stale: list[int] = []
-        with _immediate(conn):
-            for id, fence in claims:
-                if conn.execute(_COMPLETE, (now, id, fence)).rowcount != 1:
-                    stale.append(id)
-        return stale
+        rows = self.conn.execute(_COMPLETE_MANY, (now, json.dumps([list(c) for c in claims]))).fetchall()
+        done = {r[0] for r in rows}
+        return [c[0] for c in claims if c[0] not in done]
 
     async def reschedule(
         self,

@@ -92,8 +92,8 @@ async def main(args: argparse.Namespace) -> None:
         store = await PostgresStore.connect(args.dsn, clock=clock, min_size=1, max_size=4)
         spool = Spool(config.spool.path, max_items=config.spool.max_items, metrics=metrics)
         queue = RetryQueue(store, config.retry, bus, metrics, clock, rng, None, on_store_unavailable=spool)
-        drainer = SpoolDrainer(spool, store, clock=clock, interval_seconds=config.spool.drain_interval_seconds,
-                               metrics=metrics, on_drained=queue.wake)
+        drainer = SpoolDrainer(spool, store, clock=clock, metrics=metrics, on_drained=queue.wake,
+                               interval_seconds=config.spool.drain_interval_seconds)
         plugin = SqlPlugin(args.dsn, bus, metrics, clock, breakers, queue, config.database, rng=rng)
         await plugin.start()
         stopping = asyncio.Event()

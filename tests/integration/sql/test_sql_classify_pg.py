@@ -8,11 +8,10 @@ import uuid
 import asyncpg
 import pytest
 from sqltest_support import PluginFactory, apply_pg_schema
+from tests.conftest import require
 
 from daz.errors import SqlError
 from daz.testing.pgcluster import PgCluster, unavailable_reason
-
-from tests.conftest import require
 
 pytestmark = pytest.mark.postgres
 

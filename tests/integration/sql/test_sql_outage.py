@@ -19,11 +19,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from tests.conftest import require
 
 from daz.store.migrate import migrate
 from daz.testing.pgcluster import PgCluster, unavailable_reason
-
-from tests.conftest import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.postgres]
 
@@ -86,7 +85,7 @@ async def _prepare(cluster: PgCluster) -> None:
     await migrate(cluster.dsn)
     conn = await asyncpg.connect(cluster.dsn)
     try:
-        await conn.execute("CREATE TABLE outage_rows (k text NOT NULL, at timestamptz NOT NULL DEFAULT now())")
+        await conn.execute("CREATE TABLE outage_rows (k text NOT NULL, at timestamptz DEFAULT now())")
     finally:
         await conn.close()
 
@@ -169,8 +168,8 @@ async def test_outage_with_the_writer_killed_mid_outage(tmp_path: Path) -> None:
             tg.create_task(recovery.read(), name="test.recovery.read")
             await _run_until_exit(recovery)
         applied = await _applied(cluster.dsn)
-    print(f"acked before kill {len(writer.acks)} (at stop {acks_at_stop}); spooled at kill {spooled_at_kill}; "
-          f"recovery: {recovery.done}")
+    print(f"acked before kill {len(writer.acks)} (at stop {acks_at_stop}); "
+          f"spooled at kill {spooled_at_kill}; recovery: {recovery.done}")
     assert writer.proc.returncode == -signal.SIGKILL
     assert spooled_at_kill >= 300
     assert recovery.proc.returncode == 0, recovery.stderr_tail()

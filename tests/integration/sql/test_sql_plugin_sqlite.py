@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqltest_support import Harness, PluginFactory, apply_sqlite_schema
 
 from daz.clock import SystemClock
 from daz.config import DazConfig
@@ -17,8 +18,6 @@ from daz.errors import CircuitOpen, SqlError, SqlRetryScheduled
 from daz.events.bus import Event
 from daz.resilience.registry import BreakerRegistry
 from daz.sql.events import FAILURE_FIELDS
-
-from sqltest_support import Harness, PluginFactory, apply_sqlite_schema
 
 TABLE = "CREATE TABLE IF NOT EXISTS notes (k TEXT UNIQUE, v INTEGER);"
 INSERT = "INSERT INTO notes (k, v) VALUES ($1, $2)"
@@ -48,10 +47,13 @@ async def test_query_exec_and_transaction_round_trip(make_plugin: PluginFactory,
     assert await h.plugin.exec_many(INSERT, [("b", 2), ("c", 3)]) == 2
     rows = await h.plugin.query("SELECT k, v FROM notes WHERE v >= $1 ORDER BY v", 2)
     assert rows == [{"k": "b", "v": 2}, {"k": "c", "v": 3}]
-    with pytest.raises(RuntimeError, match="boom"):
+    async def failing_transaction() -> None:
         async with h.plugin.transaction() as tx:
             await tx.exec(INSERT, "d", 4)
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await failing_transaction()
     assert await _count(h, "d") == 0  # rolled back
     async with h.plugin.transaction() as tx:
         await tx.exec(INSERT, "e", 5)

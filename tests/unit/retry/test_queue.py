@@ -361,3 +361,23 @@ async def test_gauges_reflect_queue_depth(h: Harness) -> None:
     await h.queue.refresh_gauges()
     assert h.metric("daz_retry_queue_depth", status="pending") == 2
     assert h.metric("daz_retry_queue_depth", status="dead_letter") == 0
+
+
+async def test_batch_timeout_cancels_only_the_slow_attempt() -> None:
+    store, clock, metrics, _ = make_harness()
+    async with Running(store, clock, metrics, config(timeout_seconds=0.05)) as h:
+        async def handler(item: QueueItem) -> None:
+            if item.payload["slow"]:
+                await asyncio.sleep(10)
+
+        h.queue.register("op", handler)
+        ids = await h.store.schedule([NewItem("op", {"slow": i == 1}, timeout_seconds=0.05) for i in range(3)])
+        await h.advance(0)
+        for _ in range(100):  # batch deadlines run on the event loop's clock: bounded real wait
+            if (await h.store.get(ids[1])).status == "pending":
+                break
+            await asyncio.sleep(0.01)
+        states = [(await h.store.get(i)).status for i in ids]
+        assert states == ["completed", "pending", "completed"]
+        slow = await h.store.get(ids[1])
+        assert (slow.attempt, slow.last_error) == (1, "attempt timed out after 0.05s")

@@ -53,7 +53,7 @@ async def test_full_spool_refuses_all_of_a_batch_and_counts_it(tmp_path: Path) -
     metrics = DazMetrics()
     spool = Spool(tmp_path / "s.sqlite", max_items=3, metrics=metrics)
     await spool.put([_item(1), _item(2)])
-    with pytest.raises(SpoolFull, match="spool.max_items=3"):
+    with pytest.raises(SpoolFull, match=r"spool\.max_items=3"):
         await spool.put([_item(3), _item(4)])
     assert await spool.count() == 2  # all-or-nothing
     assert metrics.registry.get_sample_value("daz_spool_full_total") == 1
