@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import contextlib
+import cProfile
 import io
 import pstats
 import sqlite3
@@ -40,7 +40,7 @@ async def serve(port_file: Path, events: int) -> None:
     from daz.testing.fake_cytube import FakeCytubeServer
 
     async with FakeCytubeServer(chat_burst=10**9, chat_rate_per_second=10**9) as server:
-        port_file.write_text(server.url)
+        await asyncio.to_thread(port_file.write_text, server.url)
         deadline = time.monotonic() + 60
         while BOT not in server.sessions(ROOM):
             if time.monotonic() > deadline:
@@ -62,7 +62,8 @@ def _row_counter(url: str) -> object:
         async def count_sqlite() -> int:
             def q() -> int:
                 with contextlib.closing(sqlite3.connect(path, timeout=5)) as conn:
-                    return int(conn.execute("SELECT count(*) FROM daz_chatlog WHERE kind = 'chat'").fetchone()[0])
+                    row = conn.execute("SELECT count(*) FROM daz_chatlog WHERE kind = 'chat'").fetchone()
+                    return int(row[0])
             return await asyncio.to_thread(q)
         return count_sqlite
 
@@ -118,14 +119,15 @@ async def run_bot(url: str, server_url: str, events: int, timeout: float) -> tup
                 done = time.perf_counter()
                 stopping.set()
         rows = await count_rows()  # type: ignore[operator]
-    elapsed = done - first[0] if first else float("nan")
+    elapsed = done - first[0] if first else 0.0
     return elapsed, received, rows
 
 
 def bench(db: str, url: str, events: int, profile: bool, timeout: float) -> None:
     with tempfile.TemporaryDirectory(prefix="daz-bench-srv-") as tmp:
         port_file = Path(tmp) / "url"
-        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file), "--events", str(events)])
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port_file), "--events", str(events)])
         try:
             deadline = time.monotonic() + 20
             while not port_file.exists() or not port_file.read_text():
@@ -143,7 +145,7 @@ def bench(db: str, url: str, events: int, profile: bool, timeout: float) -> None
         finally:
             child.kill()
             child.wait()
-    rate = rows / elapsed if elapsed == elapsed and elapsed > 0 else 0.0
+    rate = rows / elapsed if elapsed > 0 else 0.0
     print(f"[{db}] events said: {events}  received: {received}  rows: {rows}  lost: {events - rows}  "
           f"time: {elapsed:.2f}s  throughput: {rate:,.0f} events/s  "
           f"bot CPU: {cpu:.2f}s for the whole run (≈ {rows / cpu if cpu else 0:,.0f} events per CPU-second)")
@@ -201,7 +203,8 @@ def main() -> None:
         asyncio.run(_pg(args.pg_dsn, f"CREATE SCHEMA {schema}"))
         try:
             sep = "&" if "?" in args.pg_dsn else "?"
-            bench("postgres", f"{args.pg_dsn}{sep}search_path={schema}", args.events, args.profile, args.timeout)
+            url = f"{args.pg_dsn}{sep}search_path={schema}"
+            bench("postgres", url, args.events, args.profile, args.timeout)
         finally:
             asyncio.run(_pg(args.pg_dsn, f"DROP SCHEMA {schema} CASCADE"))
 

@@ -36,7 +36,7 @@ from daz.sql.plugin import SqlPlugin
 from daz.store.postgres import PostgresStore
 
 INSERT = "INSERT INTO chaos_rows (k) VALUES ($1)"
-SETTLE_TIMEOUT_SECONDS = 240.0
+SETTLE_TIMEOUT_SECONDS = 600.0
 STATS_INTERVAL_SECONDS = 1.0
 
 

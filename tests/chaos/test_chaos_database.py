@@ -34,7 +34,9 @@ OUTAGE_SECONDS = env_float("DAZ_CHAOS_DB_OUTAGE_SECONDS", 8.0)
 BEFORE_SECONDS = 2.0
 AFTER_SECONDS = 3.0
 KILLS = env_int("DAZ_CHAOS_KILLS", 3)
-SETTLE_TIMEOUT = 240.0
+SETTLE_TIMEOUT = env_float("DAZ_CHAOS_DB_SETTLE_SECONDS", 120.0)
+# Off only to diagnose: shows whether a slow drain comes from the retry budget.
+BUDGET = env_int("DAZ_CHAOS_DB_BUDGET", 1) == 1
 
 
 def _count() -> int:
@@ -75,7 +77,8 @@ async def _queue_statuses(dsn: str) -> dict[str, int]:
 
 def _writer(cluster: PgCluster, tmp_path: Path, log_files: LogSources, start: int, *extra: str) -> DazProcess:
     argv = [sys.executable, str(WRITER), "--dsn", _dsn(cluster), "--spool", str(tmp_path / "spool.sqlite"),
-            "--start", str(start), "--count", str(_count()), "--rate", str(RATE), *extra]
+            "--start", str(start), "--count", str(_count()), "--rate", str(RATE), *extra,
+            *([] if BUDGET else ["--no-budget"])]
     return DazProcess(argv, output_path=log_files.add_file(tmp_path / "writer.out"), name="chaos-writer",
                       cwd=tmp_path)
 

@@ -231,8 +231,8 @@ class PoolManager:
             "size": obs.size, "in_use": obs.in_use, "idle": obs.size - obs.in_use,
             "waiting": len(self._waiters), "min_size": self.config.min_size,
             "max_size": self.config.max_size,
-            "health_min": min(scores, default=None),
-            "health_avg": sum(scores) / len(scores) if scores else None,
+            "health_score_min": min(scores, default=None),
+            "health_score_avg": sum(scores) / len(scores) if scores else None,
         }
 
     def _update_gauges(self) -> None:

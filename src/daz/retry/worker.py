@@ -124,6 +124,7 @@ class Worker:
         self.deps = deps
         self.owner = owner
         self.idle = False
+        self._overdue: set[int] = set()
         self._wake = asyncio.Event()
         self._on_full_batch = on_full_batch
 
@@ -243,6 +244,13 @@ class Worker:
                 await self._call(handler, item)
         except TimeoutError:
             error = _timeout_error(item)
+        except asyncio.CancelledError:
+            # The batch deadline cancels an overdue attempt; like asyncio.timeout, turn only that
+            # cancellation into a timeout (uncancel() == 0), so record() still runs in this task.
+            task = asyncio.current_task()
+            if bounded or item.id not in self._overdue or task is None or task.uncancel() > 0:
+                raise
+            error = _timeout_error(item)
         except NoHandler as exc:
             d.count("no_handler")
             log.warning("retry.no_handler", id=item.id, operation_type=item.operation_type)
@@ -286,16 +294,11 @@ class Worker:
             now = loop.time()
             for task in pending:
                 if task not in timed_out and deadline[task] <= now:
+                    self._overdue.add(tasks[task].id)
                     task.cancel()
                     timed_out.add(task)
-        outcomes = []
-        for task, item in tasks.items():
-            if task.cancelled():
-                policy = self.deps.policy(item.operation_type)
-                outcomes.append(self._finish(item, policy, _timeout_error(item), item.timeout_seconds))
-            else:
-                outcomes.append(task.result())
-        return outcomes
+        self._overdue.difference_update(i.id for i in items)
+        return [task.result() for task in tasks]
 
     async def _via_bus(self, item: QueueItem) -> None:
         bus = self.deps.bus

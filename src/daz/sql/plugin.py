@@ -41,6 +41,7 @@ RETRY_OPERATION = "sql_operation"
 _EXEC_ERRORS: tuple[type[Exception], ...] = (*DRIVER_ERRORS, ValueError, TypeError)
 DATABASE_BREAKER = "database"
 
+_PING: LiteralString = "SELECT 1 AS ok"
 _CLAIM_KEY: LiteralString = (
     "INSERT INTO daz_idempotency_keys (idempotency_key, correlation_id, source) VALUES ($1, $2, $3) "
     "ON CONFLICT DO NOTHING"
@@ -138,6 +139,18 @@ class SqlPlugin:
         self._subscriptions = []
         await self.backend.close()
 
+    def pool_snapshot(self) -> dict[str, Any] | None:
+        """Pool figures for health checks and the status page (None on SQLite: no pool)."""
+        if isinstance(self.backend, PostgresBackend):
+            return self.backend.pool.snapshot()
+        return None
+
+    async def ping(self) -> float:
+        """Round-trip ``SELECT 1`` through the normal path (breaker, events); returns seconds."""
+        start = self.clock.monotonic()
+        await self.query(_PING, source="health")
+        return self.clock.monotonic() - start
+
     # direct API ------------------------------------------------------------------------------
     async def query(self, sql: LiteralString, *params: Any, source: str | None = None,
                     correlation_id: str | None = None) -> list[Row]:
@@ -173,24 +186,25 @@ class SqlPlugin:
         src = source or DEFAULT_SOURCE
         corr = correlation_id or uuid.uuid4().hex
         breaker = self._breaker()
-        permit = breaker.acquire() if breaker is not None else None
-        failure: BaseException | None = None  # what the breaker is told
-        try:
-            async with self.backend.session() as session, session.transaction(isolation):
-                yield Transaction(self, session, src, corr)
-        except DRIVER_ERRORS as exc:  # BEGIN/COMMIT itself failed (e.g. serialization failure at commit)
-            op = SqlOperation("exec", "COMMIT", (), src, corr, None, self.target)
-            error = self._translate(exc, op)
-            failure = error
-            publish_failure(self.bus, op, error, 1, self.clock)
-            raise error from exc
-        except (DazError, asyncio.CancelledError) as exc:  # statements' failures are already published
-            failure = exc
-            raise
-        # any other exception is the caller's own: rolled back, re-raised, not the database's fault
-        finally:
-            if permit is not None:
-                permit.done(failure)
+        guard: contextlib.AbstractAsyncContextManager[Any] = (
+            breaker if breaker is not None else contextlib.nullcontext()
+        )
+        caller_error: Exception | None = None
+        async with guard:  # re-entrant: under the retry gate's permit it admits nothing new
+            try:
+                async with self.backend.session() as session, session.transaction(isolation):
+                    yield Transaction(self, session, src, corr)
+            except DRIVER_ERRORS as exc:  # BEGIN/COMMIT failed (e.g. serialization failure at commit)
+                op = SqlOperation("exec", "COMMIT", (), src, corr, None, self.target)
+                error = self._translate(exc, op)
+                publish_failure(self.bus, op, error, 1, self.clock)
+                raise error from exc
+            except DazError:  # a statement's failure: already translated and published
+                raise
+            except Exception as exc:  # noqa: BLE001 - the caller's own exception, re-raised below
+                caller_error = exc  # rolled back; not the database's fault, so not the breaker's
+        if caller_error is not None:
+            raise caller_error
 
     async def _in_tx(self, op: SqlOperation, call: Awaitable[Any]) -> Any:
         try:
@@ -288,7 +302,8 @@ class SqlPlugin:
             target=op.target,
             event_type=op.operation_type,
             correlation_id=op.correlation_id,
-            idempotency_key=f"sql:{op.idempotency_key}" if op.idempotency_key is not None else None,
+            # only re-runs dedupe by key: a dead letter must not shadow a later, retryable attempt
+            idempotency_key=f"sql:{op.idempotency_key}" if rerun else None,
             max_retries=None if rerun else 0,
         )
         try:

@@ -17,8 +17,6 @@ from daz.errors import DazError
 from daz.store.base import NewItem, QueueItem
 from daz.testing.fake_cytube import FakeCytubeServer
 
-pytestmark = pytest.mark.slow
-
 Scrape = dict[str, float]
 
 

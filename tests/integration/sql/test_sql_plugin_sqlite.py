@@ -241,3 +241,43 @@ async def test_bus_requests_reach_the_database(make_plugin: PluginFactory, db_pa
     assert [(e.data["source"], e.data["correlation_id"]) for e in events] == [("greeter", "corr-dup")]
     with pytest.raises(SqlError, match="'sql' string"):
         await h.bus.request("sql.query.request", {"params": []}, timeout=5)
+
+
+async def test_breaker_counts_database_failures_only(make_plugin: PluginFactory, db_path: Path) -> None:
+    from daz.resilience.breaker import CallOutcome
+
+    breakers = BreakerRegistry(DazConfig(), None, None, SystemClock(), random.Random(1))
+    h = await _harness(make_plugin, db_path, breakers=breakers)
+    breaker = breakers.get("database")
+
+    async def caller_bug() -> None:
+        async with h.plugin.transaction() as tx:
+            await tx.exec(INSERT, "rolled-back", 1)
+            raise KeyError("caller bug")
+
+    with pytest.raises(KeyError):
+        await caller_bug()
+    with pytest.raises(SqlError):
+        await h.plugin.exec(INSERT, "x", "not-an-int-is-fine-in-sqlite", "extra-param")  # binding bug
+    assert breaker.calls[CallOutcome.FAILURE] == 0
+    assert breaker.calls[CallOutcome.SUCCESS] == 1
+    assert breaker.calls[CallOutcome.CALLER_ERROR] == 1
+    assert await _count(h, "rolled-back") == 0
+
+
+async def test_call_under_the_retry_gates_permit_is_not_admitted_twice(
+    make_plugin: PluginFactory, db_path: Path
+) -> None:
+    from daz.resilience.breaker import CallOutcome
+
+    breakers = BreakerRegistry(DazConfig(), None, None, SystemClock(), random.Random(1))
+    h = await _harness(make_plugin, db_path, breakers=breakers)
+    breaker = breakers.get("database")
+    permit = breaker.try_acquire(retry=True)  # what BreakerGate.before_attempt does
+    assert permit is not None
+    breaker.hold(permit)
+    await h.plugin.exec(INSERT, "gated", 1, idempotency_key="gated-1")
+    breaker.unhold(permit)
+    assert sum(breaker.calls.values()) == 0  # covered by the gate's permit
+    permit.done(None)
+    assert breaker.calls[CallOutcome.SUCCESS] == 1

@@ -127,3 +127,13 @@ async def test_unreachable_database_at_start(make_plugin: PluginFactory) -> None
     with pytest.raises(SqlError) as info:
         await degraded.plugin.query("SELECT 1")
     assert info.value.retryable is True
+
+
+async def test_snapshot_and_ping_for_health(pg_dsn: str, make_plugin: PluginFactory) -> None:
+    h = await make_plugin(pg_dsn, pool={"min_size": 2, "max_size": 5})
+    latency = await h.plugin.ping()
+    snap = h.plugin.pool_snapshot()
+    assert snap is not None
+    assert (snap["size"], snap["in_use"], snap["max_size"]) == (2, 0, 5)
+    assert 0.0 < snap["health_score_min"] <= snap["health_score_avg"] <= 1.0
+    assert 0.0 < latency < 5.0

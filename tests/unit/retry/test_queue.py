@@ -371,7 +371,9 @@ async def test_batch_timeout_cancels_only_the_slow_attempt() -> None:
                 await asyncio.sleep(10)
 
         h.queue.register("op", handler)
-        ids = await h.store.schedule([NewItem("op", {"slow": i == 1}, timeout_seconds=0.05) for i in range(3)])
+        ids = await h.store.schedule(
+            [NewItem("op", {"slow": i == 1}, timeout_seconds=0.05) for i in range(3)]
+        )
         await h.advance(0)
         for _ in range(100):  # batch deadlines run on the event loop's clock: bounded real wait
             if (await h.store.get(ids[1])).status == "pending":
