@@ -12,10 +12,55 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 FIGURES_ENV = "DAZ_CHAOS_FIGURES"
+
+# Passwords every chaos scenario configures somewhere (rooms, DSNs); none may ever be logged.
+ROOM_PASSWORD = "chaos-room-pw-Zq81!x"
+CHANNEL_PASSWORD = "chaos-chan-pw-Lr27?k"
+DB_PASSWORD = "chaos-db-pw-Hm55-v"
+SECRETS: frozenset[str] = frozenset({ROOM_PASSWORD, CHANNEL_PASSWORD, DB_PASSWORD})
+
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, str(default)))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, str(default)))
+
+
+@dataclass
+class LogSources:
+    """What a test registers for the secrets scan."""
+
+    files: list[Path] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set)
+    lines_scanned: int = 0
+
+    def add_file(self, path: Path) -> Path:
+        self.files.append(path)
+        return path
+
+    def add_secret(self, value: str) -> None:
+        self.secrets.add(value)
+
+
+def find_secrets(lines: list[str], secrets: set[str] | frozenset[str]) -> list[str]:
+    """Lines containing any secret, with the secret masked (so the failure report leaks nothing)."""
+    hits = []
+    for line in lines:
+        found = [s for s in secrets if s and s in line]
+        if found:
+            masked = line
+            for s in found:
+                masked = masked.replace(s, f"<SECRET len={len(s)}>")
+            hits.append(masked[:300])
+    return hits
 
 
 async def until(predicate: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.02) -> float:

@@ -40,7 +40,7 @@ SETTLE_TIMEOUT_SECONDS = 600.0
 STATS_INTERVAL_SECONDS = 1.0
 
 
-def build_config(dsn: str, spool: Path, *, budget: bool) -> DazConfig:
+def build_config(dsn: str, spool: Path, *, budget: bool, floor: float) -> DazConfig:
     return DazConfig.model_validate({
         "database": {"url": dsn, "connect_timeout_seconds": 1, "require_database": True,
                      "pool": {"min_size": 1, "max_size": 8, "acquire_timeout_seconds": 2,
@@ -53,7 +53,7 @@ def build_config(dsn: str, spool: Path, *, budget: bool) -> DazConfig:
                       "backoff_multiplier": 1.5, "breaker": "database"}}},
         "breakers": {"default": {}, "database": {"window_size": 20, "minimum_calls": 10,
                                                  "break_seconds": 1, "max_break_seconds": 3}},
-        "retry_budget": {"enabled": budget, "ratio": 0.2, "min_per_second": 50, "window_seconds": 10},
+        "retry_budget": {"enabled": budget, "ratio": 0.2, "min_per_second": floor, "window_seconds": 10},
         "spool": {"path": str(spool), "drain_interval_seconds": 0.5},
     })
 
@@ -105,7 +105,7 @@ async def write(plugin: SqlPlugin, start: int, count: int, rate: float) -> dict[
             outcome["queued"] += 1
         except Exception as exc:  # anything else is a lost write: report it, the test fails
             outcome["lost"] += 1
-            say(f"lost {i} {type(exc).__name__}")
+            say(f"lost {i} {type(exc).__module__}.{type(exc).__name__}: {str(exc)[:200]}")
             continue
         say(f"ack {i}")
     return outcome
@@ -133,7 +133,7 @@ async def report(figures: Figures, stopping: asyncio.Event) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    config = build_config(args.dsn, Path(args.spool), budget=not args.no_budget)
+    config = build_config(args.dsn, Path(args.spool), budget=not args.no_budget, floor=args.budget_floor)
     clock, rng, metrics = SystemClock(), random.Random(), DazMetrics()
     async with EventBus(metrics=metrics) as bus:
         breakers = BreakerRegistry(config, bus, metrics, clock, rng)
@@ -142,8 +142,11 @@ async def main(args: argparse.Namespace) -> None:
         budget = RetryBudget(config.retry_budget, clock, metrics)
         gate = BreakerGate(breakers, clock=clock, budget=budget, store=store,
                            release_per_second=config.retry.breaker_release_per_second, metrics=metrics)
-        queue = RetryQueue(store, config.retry, bus, metrics, clock, rng, gate, on_store_unavailable=spool)
-        drainer = SpoolDrainer(spool, store, clock=clock, interval_seconds=config.spool.drain_interval_seconds,
+        # --no-spool is the switch that shows scenario 3 failing when its mechanism is gone.
+        queue = RetryQueue(store, config.retry, bus, metrics, clock, rng, gate,
+                           on_store_unavailable=None if args.no_spool else spool)
+        drainer = SpoolDrainer(spool, store, clock=clock,
+                               interval_seconds=config.spool.drain_interval_seconds,
                                metrics=metrics, on_drained=queue.wake)
         plugin = SqlPlugin(args.dsn, bus, metrics, clock, breakers, queue, config.database, rng=rng)
         await plugin.start()
@@ -185,4 +188,6 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--no-budget", action="store_true")
+    parser.add_argument("--no-spool", action="store_true")
+    parser.add_argument("--budget-floor", type=float, default=400.0, help="retry_budget.min_per_second")
     asyncio.run(main(parser.parse_args()))

@@ -10,59 +10,14 @@ test with the offending line, masked.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
+from chaos_support import SECRETS, LogSources, find_secrets
 
-from daz.testing.pytest_plugin import pg_cluster as pg_cluster
-from daz.testing.pytest_plugin import require_cluster as require_cluster
+from daz.testing.pytest_plugin import pg_cluster
 
-# Passwords every chaos scenario configures somewhere (rooms, DSNs); none may ever be logged.
-ROOM_PASSWORD = "chaos-room-pw-Zq81!x"
-CHANNEL_PASSWORD = "chaos-chan-pw-Lr27?k"
-DB_PASSWORD = "chaos-db-pw-Hm55-v"
-SECRETS: frozenset[str] = frozenset({ROOM_PASSWORD, CHANNEL_PASSWORD, DB_PASSWORD})
-
-
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, str(default)))
-
-
-def env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, str(default)))
-
-
-@dataclass
-class LogSources:
-    """What a test registers for the secrets scan."""
-
-    files: list[Path] = field(default_factory=list)
-    secrets: set[str] = field(default_factory=set)
-    lines_scanned: int = 0
-
-    def add_file(self, path: Path) -> Path:
-        self.files.append(path)
-        return path
-
-    def add_secret(self, value: str) -> None:
-        self.secrets.add(value)
-
-
-def find_secrets(lines: list[str], secrets: set[str] | frozenset[str]) -> list[str]:
-    """Lines containing any secret, with the secret masked (so the failure report leaks nothing)."""
-    hits = []
-    for line in lines:
-        found = [s for s in secrets if s and s in line]
-        if found:
-            masked = line
-            for s in found:
-                masked = masked.replace(s, f"<SECRET len={len(s)}>")
-            hits.append(masked[:300])
-    return hits
+__all__ = ["pg_cluster"]  # the fixture, re-exported for the chaos tests
 
 
 class _Records(logging.Handler):

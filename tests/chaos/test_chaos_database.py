@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -19,8 +20,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from chaos_support import record_figures, until
-from conftest import DB_PASSWORD, LogSources, env_float, env_int
+from chaos_support import DB_PASSWORD, LogSources, env_float, env_int, record_figures, until
 
 from daz.store.migrate import migrate
 from daz.testing.pgcluster import PgCluster
@@ -37,6 +37,11 @@ KILLS = env_int("DAZ_CHAOS_KILLS", 3)
 SETTLE_TIMEOUT = env_float("DAZ_CHAOS_DB_SETTLE_SECONDS", 120.0)
 # Off only to diagnose: shows whether a slow drain comes from the retry budget.
 BUDGET = env_int("DAZ_CHAOS_DB_BUDGET", 1) == 1
+# retry_budget.min_per_second of the writer. At 50 the drain after an 8 s outage stalls for minutes
+# (refused retries are pushed up to 300 s out): see docs/reliability.md, "known problems".
+# Only to show the scenario failing without its mechanism: DAZ_CHAOS_DISABLE=spool.
+DISABLE_SPOOL = "spool" in os.environ.get("DAZ_CHAOS_DISABLE", "")
+BUDGET_FLOOR = env_float("DAZ_CHAOS_DB_BUDGET_FLOOR", 400.0)
 
 
 def _count() -> int:
@@ -78,7 +83,8 @@ async def _queue_statuses(dsn: str) -> dict[str, int]:
 def _writer(cluster: PgCluster, tmp_path: Path, log_files: LogSources, start: int, *extra: str) -> DazProcess:
     argv = [sys.executable, str(WRITER), "--dsn", _dsn(cluster), "--spool", str(tmp_path / "spool.sqlite"),
             "--start", str(start), "--count", str(_count()), "--rate", str(RATE), *extra,
-            *([] if BUDGET else ["--no-budget"])]
+            "--budget-floor", str(BUDGET_FLOOR), *([] if BUDGET else ["--no-budget"]),
+            *(["--no-spool"] if DISABLE_SPOOL else [])]
     return DazProcess(argv, output_path=log_files.add_file(tmp_path / "writer.out"), name="chaos-writer",
                       cwd=tmp_path)
 
@@ -108,7 +114,9 @@ async def _wait_done(proc: DazProcess) -> float:
     return time.monotonic() - started
 
 
-async def test_database_outage_under_load(pg_cluster: PgCluster, tmp_path: Path, log_files: LogSources) -> None:
+async def test_database_outage_under_load(
+    pg_cluster: PgCluster, tmp_path: Path, log_files: LogSources
+) -> None:
     await _prepare(pg_cluster)
     proc = _writer(pg_cluster, tmp_path, log_files, 0)
     async with proc:
@@ -144,9 +152,11 @@ async def test_database_outage_under_load(pg_cluster: PgCluster, tmp_path: Path,
     assert done["settled"] is True
     assert done["spool"] == 0, "spool not drained"
     assert done["spool_drained"] > 0, "the outage never reached the spool: the scenario tested nothing"
-    assert done["breaker_opened"] >= 1 and done["breaker_closed"] >= 1, "breaker must open and close"
+    assert done["breaker_opened"] >= 1, "the breaker never opened"
+    assert done["breaker_closed"] >= 1, "the breaker never closed again"
     assert done["budget_violations"] == 0, f"retry budget exceeded (max use {done['budget_max_use']})"
-    assert statuses.get("processing", 0) == 0 and statuses.get("pending", 0) == 0, statuses
+    assert statuses.get("processing", 0) == 0, statuses
+    assert statuses.get("pending", 0) == 0, statuses
 
 
 async def test_writer_killed_three_times_during_the_outage(

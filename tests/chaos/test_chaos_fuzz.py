@@ -165,7 +165,8 @@ def _frame_case(rng: random.Random) -> str:
         pos = rng.randrange(len(frame) + 1)
         frame = frame[:pos] + rng.choice(['"', "]", "[", "{", ",", "\\", "\x00", "-", "/"]) + frame[pos:]
     elif action == 2:
-        frame = rng.choice(["", "4", "42", "43", "45-", "451-[", "42/", "42/chat,", "2", "6", "99999"]) + frame[2:]
+        prefixes = ["", "4", "42", "43", "45-", "451-[", "42/", "42/chat,", "2", "6", "99999"]
+        frame = rng.choice(prefixes) + frame[2:]
     elif action == 3:
         frame = "42" + str(rng.randrange(10**6)) + frame[2:]
     return frame
@@ -316,7 +317,9 @@ def test_config_loader_only_raises_config_error(tmp_path: Path) -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=20,
 )
 FUZZ_SETTINGS = settings(

@@ -22,8 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from chaos_support import percentile, record_figures, until
-from conftest import CHANNEL_PASSWORD, ROOM_PASSWORD, env_float, env_int
+from chaos_support import (
+    CHANNEL_PASSWORD,
+    ROOM_PASSWORD,
+    env_float,
+    env_int,
+    percentile,
+    record_figures,
+    until,
+)
 
 from daz.clock import SystemClock
 from daz.config import CytubeConfig, DazConfig, ProbeConfig, RoomConfig
@@ -31,8 +38,8 @@ from daz.cytube.rooms import RoomManager
 from daz.cytube.states import RoomState
 from daz.events.bus import Event, EventBus
 from daz.metrics import DazMetrics
-from daz.testing.faults import TcpProxy
 from daz.testing.fake_cytube import FakeCytubeServer
+from daz.testing.faults import TcpProxy
 from daz.transport.socketio import socketio_transport_factory
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chaos_support import until
-from conftest import (
+from chaos_support import (
     CHANNEL_PASSWORD,
     DB_PASSWORD,
     ROOM_PASSWORD,
     SECRETS,
     LogSources,
     find_secrets,
+    until,
 )
 
 from daz.testing.fake_cytube import FakeCytubeServer
