@@ -1,9 +1,9 @@
 """Benchmark (not a test): room recovery time after a server restart, and memory per room.
 
-1. restart → READY: the fake CyTube server is stopped for a mixed outage (1–15 s by default) and
+1. restart → READY: the fake CyTube server is stopped for a mixed outage (1-15 s by default) and
    started again on the same port, 20 times; we measure from the moment it listens again until the
    room is READY, with the reachability probe on and off (both modes run side by side, each against
-   its own server, with daz's default backoff: 2 s base, ×2, ±25 %, 300 s cap).
+   its own server, with daz's default backoff: 2 s base, x2, ±25 %, 300 s cap).
 2. memory: 100 rooms joined to a fake server running in a separate process; tracemalloc's traced
    memory and the RSS delta of this process, divided by the number of rooms.
 
@@ -82,7 +82,7 @@ async def restart_mode(probe: bool, restarts: int, seed: int) -> list[float]:
 async def _until(predicate: object, timeout: float) -> None:
     check = predicate  # a zero-argument callable
     async with asyncio.timeout(timeout):
-        while not check():  # type: ignore[operator]
+        while not check():  # type: ignore[operator]  # noqa: ASYNC110 - polling a plain predicate
             await asyncio.sleep(0.01)
 
 
@@ -94,15 +94,20 @@ async def restarts_part(restarts: int) -> None:
 
 
 async def memory_part(rooms: int) -> None:
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
         [sys.executable, "-m", "daz.testing.fake_cytube", "--port", "0", "--guest-window", "0",
          "--connection-bucket", "100000", "--max-sockets", "100000"],
         stdout=subprocess.PIPE, text=True,
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        url = line.rsplit(" ", 1)[-1]
+        url = ""
+        for _ in range(50):  # the server logs a line or two before announcing its URL
+            line = proc.stdout.readline()
+            if "listening on" in line:
+                url = line.strip().rsplit(" ", 1)[-1]
+                break
+        assert url.startswith("http://"), "the fake server did not announce its URL"
         config = DazConfig(
             rooms=[RoomConfig(channel=f"room{i:03d}", server_url=url) for i in range(rooms)],
             cytube=CytubeConfig(),
@@ -112,19 +117,23 @@ async def memory_part(rooms: int) -> None:
         rss_before = me.memory_info().rss
         tracemalloc.start()
         async with EventBus(clock=clock) as bus:
-            manager = RoomManager(config, bus, DazMetrics(), clock, random.Random(3), socketio_transport_factory)
+            manager = RoomManager(
+                config, bus, DazMetrics(), clock, random.Random(3), socketio_transport_factory
+            )
             stopping = asyncio.Event()
             async with asyncio.TaskGroup() as group:
                 group.create_task(manager.run(stopping), name="bench.rooms")
                 started = time.monotonic()
-                await _until(lambda: all(manager.room(r).state is RoomState.READY for r in manager.rooms()), 120)
+                await _until(lambda: all(manager.room(r).state is RoomState.READY for r in manager.rooms()),
+                             120)
                 joined = time.monotonic() - started
                 await asyncio.sleep(2)
                 traced, _ = tracemalloc.get_traced_memory()
                 rss_after = me.memory_info().rss
                 stopping.set()
         tracemalloc.stop()
-        print(f"memory: {rooms} rooms READY in {joined:.2f}s; tracemalloc {traced / rooms / 1024:.1f} KiB/room; "
+        print(f"memory: {rooms} rooms READY in {joined:.2f}s; "
+              f"tracemalloc {traced / rooms / 1024:.1f} KiB/room; "
               f"RSS delta {(rss_after - rss_before) / rooms / 1024:.1f} KiB/room")
     finally:
         proc.terminate()

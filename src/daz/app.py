@@ -34,8 +34,10 @@ from daz.health.checks import (
     RoomsCheck,
     SpoolCheck,
 )
+from daz.health.external import ExternalCheck
 from daz.health.http import HealthServer
 from daz.health.monitor import HealthMonitor
+from daz.health.process import LoopLagProbe, ProcessCheck
 from daz.health.sources import DeadLetterView, QueueView, StatusSources
 from daz.health.status import StatusBoard
 from daz.health.types import CheckResult, Status
@@ -264,7 +266,10 @@ class DazApp:
             rooms=self.rooms, status=self.status_line, factories=self.options.plugin_factories,
             policy=self.options.plugin_policy, stop_grace_seconds=self.options.stop_grace_seconds,
         )
-        self.monitor = HealthMonitor(self._checks(), self.bus, metrics, clock, cfg.health)
+        self.gate.set_on_release(self.queue.wake)
+        self.lag_probe = LoopLagProbe(clock, cfg.health.loop_lag_interval_seconds, metrics)
+        self.monitor = HealthMonitor(self._checks(), self.bus, metrics, clock, cfg.health,
+                                     lag_probe=self.lag_probe)
         if cfg.health.enabled:
             board = StatusBoard(self.monitor, self._sources(), metrics, clock, cfg.health)
             board.timeline.attach(self.bus)
@@ -281,7 +286,22 @@ class DazApp:
             BreakersCheck(self.breakers.snapshot, self.clock, th),
             SpoolCheck(self.spool.count, self.clock, th, self.config.spool.max_items),
             PluginsCheck(self.plugins, self.clock),
+            ProcessCheck(self.clock, th, self.lag_probe),
+            *self._external_checks(),
         ]
+
+    def _external_checks(self) -> list[Any]:
+        """CyTube's socketconfig endpoint, once per distinct base URL (rooms with a fixed server
+        URL skip discovery, so there is nothing external to watch for them)."""
+        cfg = self.config
+        if not cfg.health.external_check:
+            return []
+        discovered = [r.channel for r in cfg.rooms if r.enabled and r.server_url is None]
+        if not discovered:
+            return []
+        return [ExternalCheck(cfg.cytube.base_url, discovered[0], self.clock,
+                              interval=cfg.health.external_interval_seconds,
+                              timeout=cfg.health.external_timeout_seconds)]
 
     def _sources(self) -> StatusSources:
         return StatusSources(
@@ -305,7 +325,8 @@ class DazApp:
                 oldest = max(oldest or 0.0, float(age))
         dead = [i for i in await self.store.list(status="dead_letter", limit=1000)
                 if i.updated_at >= self.clock.now() - timedelta(hours=1)]
-        return QueueView(depth=depth, oldest_pending_age_seconds=oldest, dead_letters_last_hour=len(dead))
+        return QueueView(depth=depth, oldest_pending_age_seconds=oldest, dead_letters_last_hour=len(dead),
+                         reclaims=self.queue.stats.get("reclaimed", 0))
 
     async def dead_letters(self, limit: int) -> Sequence[DeadLetterView]:
         items = await self.store.list(status="dead_letter", limit=limit)
@@ -313,8 +334,7 @@ class DazApp:
                                i.updated_at.astimezone(UTC).isoformat()) for i in items]
 
     def _breaker_action(self, name: str, action: str) -> None:
-        {"open": self.breakers.force_open, "close": self.breakers.force_close,
-         "reset": self.breakers.reset}[action](name)
+        self.breakers.act(name, action)
 
     async def replay(self, item_id: int) -> bool:
         moved = await self.store.requeue(ids=[item_id])

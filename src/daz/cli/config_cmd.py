@@ -31,12 +31,19 @@ def check(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing when the file is valid."),
 ) -> None:
     """Validate FILE (plus DAZ_* environment overrides); exit 2 with one line per problem."""
+    from daz.plugins.host import plugin_problems
+
     try:
         config = load_config(file)
     except ConfigError as exc:
         for problem in exc.problems:
             typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    problems = plugin_problems(config.plugins)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_CONFIG_ERROR)
     if not quiet:
         typer.echo(json.dumps(masked_dict(config), indent=2, sort_keys=False))
 

@@ -167,6 +167,33 @@ def enabled_sections(sections: Mapping[str, Mapping[str, Any]]) -> dict[str, dic
     return result
 
 
+def plugin_problems(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every problem in the plugins section, one line each, without starting any plugin.
+
+    Each enabled plugin is built once from its section (so its own settings model validates it)
+    and the dependency order is checked; used by ``daz config check``.
+    """
+    try:
+        enabled = enabled_sections(sections)
+    except ConfigError as exc:
+        return list(exc.problems)
+    problems: list[str] = []
+    deps: dict[str, tuple[str, ...]] = {}
+    for name, section in enabled.items():
+        try:
+            plugin = resolve_factory(name)(section)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        deps[name] = tuple(getattr(plugin, "depends_on", ()))
+    if not problems:
+        try:
+            order_plugins(deps)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems
+
+
 class _Crash(Exception):
     """Carries a handler's exception out of the plugin's task group."""
 

@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, LiteralString, Protocol
 
 import aiosqlite
 import asyncpg
+import structlog
 
 from daz.clock import Clock
 from daz.config import DatabaseConfig
+from daz.errors import SqlError
 from daz.metrics import DazMetrics
 from daz.resilience.pool import PooledConnection, PoolManager
 from daz.sql.statements import bind_qmark
+
+log = structlog.get_logger("daz.sql")
 
 Row = dict[str, Any]
 Isolation = Literal["read_committed", "repeatable_read", "serializable"]
@@ -160,7 +165,13 @@ class SqliteBackend:
         self._lock = asyncio.Lock()
 
     async def start(self, *, require: bool) -> None:
-        await self._open()
+        try:
+            await self._open()
+        except (sqlite3.Error, OSError) as exc:
+            if require:
+                raise SqlError(f"cannot open SQLite database {self._path} ({type(exc).__name__}: {exc}); "
+                               "database.require_database is set", retryable=False) from exc
+            log.warning("sql.sqlite.degraded_start", path=str(self._path), error=type(exc).__name__)
 
     async def _open(self) -> aiosqlite.Connection:
         if self._conn is None:
