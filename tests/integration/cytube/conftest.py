@@ -48,8 +48,11 @@ class Live:
 
 def fast_cytube(**overrides: Any) -> CytubeConfig:
     values: dict[str, Any] = {
-        "join_timeout_seconds": 3, "login_timeout_seconds": 3, "connect_timeout_seconds": 3,
-        "liveness_margin_seconds": 0.2, "delivery_timeout_seconds": 3,
+        "join_timeout_seconds": 3,
+        "login_timeout_seconds": 3,
+        "connect_timeout_seconds": 3,
+        "liveness_margin_seconds": 0.2,
+        "delivery_timeout_seconds": 3,
         "backoff": {"base_seconds": 0.2, "max_seconds": 1.0},
         "probe": ProbeConfig(enabled=False),
     }

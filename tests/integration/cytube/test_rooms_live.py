@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from tests.integration.cytube.conftest import live
+
 from daz.config import RoomConfig
 from daz.cytube.states import RoomState
 from daz.testing.fake_cytube import FakeCytubeServer
-from tests.integration.cytube.conftest import live
 
 
 async def test_join_and_login_are_verified_and_chat_roundtrips() -> None:
@@ -20,12 +23,16 @@ async def test_join_and_login_are_verified_and_chat_roundtrips() -> None:
             await server.say("lobby", "bob", "hi dazbot")
             await h.until(lambda: len(h.named("room.line.delivered")) == 1)
             await h.until(lambda: any(e["event"].username == "bob" for e in h.named("cytube.chat")))
-        chats = [(e["event"].username, e["event"].text, e["backlog"], e["own"]) for e in h.named("cytube.chat")]
+        chats = [
+            (e["event"].username, e["event"].text, e["backlog"], e["own"]) for e in h.named("cytube.chat")
+        ]
         assert chats[0] == ("alice", "before <you> came", True, False)
         assert ("dazbot", "hello <b>world</b> & co", False, True) in chats
         assert ("bob", "hi dazbot", False, False) in chats
         assert h.named("room.line.delivered")[0]["key"] == keys[0]
-        assert [r.text for r in server.chat_log("lobby") if r.username == "dazbot"] == ["hello <b>world</b> & co"]
+        assert [r.text for r in server.chat_log("lobby") if r.username == "dazbot"] == [
+            "hello <b>world</b> & co"
+        ]
 
 
 async def test_failing_login_is_reported_not_assumed() -> None:
@@ -53,7 +60,8 @@ async def test_restart_delivers_every_line_sent_while_down_exactly_once_in_order
             await h.until(lambda: h.status().outbox_depth == 0, timeout=15)
         texts = [r.text for r in server.chat_log("lobby") if r.username == "dazbot"]
         assert texts == ["before the outage"] + [f"queued {i}" for i in range(10)]
-        assert server.restarts == 0 and server.port == h.server.port
+        assert server.restarts == 0
+        assert server.port == h.server.port
 
 
 async def test_silent_server_is_detected_within_interval_plus_timeout() -> None:
@@ -66,7 +74,8 @@ async def test_silent_server_is_detected_within_interval_plus_timeout() -> None:
             await h.state(RoomState.READY, timeout=10)
         assert took <= 0.5 + 1.0 + 0.2 + 1.0  # interval + timeout + margin + one watchdog tick
         reasons = [e["reason"] for e in h.named("room.state_changed") if e["to"] == "backing_off"]
-        assert reasons and reasons[0].split(":")[0] in {"no_frames", "disconnected"}
+        assert reasons
+        assert reasons[0].split(":")[0] in {"no_frames", "disconnected"}
 
 
 async def test_duplicate_login_kick_stops_the_room() -> None:
@@ -78,8 +87,6 @@ async def test_duplicate_login_kick_stops_the_room() -> None:
                 await other.state(RoomState.READY)
                 await h.state(RoomState.KICKED)
                 connects = server.connections_total
-                import asyncio
-
                 await asyncio.sleep(1.5)
                 assert server.connections_total == connects  # no fighting loop
         assert h.named("room.kicked") == [{"room": "lobby", "reason": "Duplicate login"}]
@@ -134,8 +141,6 @@ async def test_line_in_doubt_that_the_server_lost_is_resent_once() -> None:
             await h.state(RoomState.READY)
             server.delay_replies(0.5)
             await h.manager.send_chat("lobby", "try again")
-            import asyncio
-
             await asyncio.sleep(0.2)  # the server holds the line; the connection dies before it lands
             server.kill_connections()
             server.delay_replies(0)
@@ -148,9 +153,9 @@ async def test_every_frame_including_pings_refreshes_liveness() -> None:
         async with live(server) as h:
             await h.state(RoomState.READY)
             first = h.status().last_frame_at
-            import asyncio
-
             await asyncio.sleep(0.7)  # no events, only Engine.IO PINGs
             later = h.status().last_frame_at
-            assert first is not None and later is not None and later - first >= 0.3
+            assert first is not None
+            assert later is not None
+            assert later - first >= 0.3
             assert h.status().state is RoomState.READY

@@ -60,8 +60,15 @@ async def harness(config: DazConfig, network: FakeNetwork, seed: int = 42) -> As
     clock = FakeClock()
     metrics = DazMetrics()
     async with EventBus(clock=clock, metrics=metrics) as bus, bus.recording("**") as events:
-        manager = RoomManager(config, bus, metrics, clock, random.Random(seed), network.factory,
-                              endpoint_factory=network.endpoint)
+        manager = RoomManager(
+            config,
+            bus,
+            metrics,
+            clock,
+            random.Random(seed),
+            network.factory,
+            endpoint_factory=network.endpoint,
+        )
         stopping = asyncio.Event()
         task = asyncio.create_task(manager.run(stopping), name="test.rooms")
         h = Harness(clock, network, bus, manager, metrics, events, stopping, task)

@@ -72,8 +72,13 @@ def test_duplicate_login_is_the_fatal_kick() -> None:
 
 def _verdict(now: float, **kw: object) -> Liveness:
     args: dict[str, object] = {
-        "last_frame_at": 0.0, "ping_interval": 25.0, "ping_timeout": 120.0, "margin": 5.0,
-        "media_playing": False, "last_media_update_at": None, "media_timeout": 300.0,
+        "last_frame_at": 0.0,
+        "ping_interval": 25.0,
+        "ping_timeout": 120.0,
+        "margin": 5.0,
+        "media_playing": False,
+        "last_media_update_at": None,
+        "media_timeout": 300.0,
     }
     args.update(kw)
     return liveness(now, **args).kind  # type: ignore[arg-type]
