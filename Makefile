@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint types chaos bench dev browser clean
+.PHONY: demo test check lint types chaos chaos-full bench dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ types: $(BIN)/python
 
 chaos: install
 	$(BIN)/python -m pytest -m chaos tests/chaos
+
+# The issue's full values (50 flaps of 0-5 s, a 60 s database outage, 10^6 fuzz cases): ~30 minutes.
+chaos-full: install
+	DAZ_CHAOS_FLAPS=50 DAZ_CHAOS_OUTAGE_MAX_SECONDS=5 DAZ_CHAOS_DB_OUTAGE_SECONDS=60 \
+	DAZ_CHAOS_FUZZ_CASES=1000000 DAZ_CHAOS_HYPOTHESIS_EXAMPLES=10000 DAZ_CHAOS_DB_SETTLE_SECONDS=600 \
+	$(BIN)/python -m pytest -m chaos tests/chaos -p no:timeout
 
 bench: install
 	bash bench/run_all.sh

@@ -1,7 +1,7 @@
 """Shared helpers of the chaos suite: bounded waiting, percentiles, and the figures file.
 
 Each scenario appends one JSON line of figures to ``$DAZ_CHAOS_FIGURES`` (default
-``chaos-figures.jsonl`` in the working directory); docs/reliability.md quotes the last run.
+``daz-chaos-figures.jsonl`` in the temp dir); docs/reliability.md quotes the last run.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,6 @@ def record_figures(scenario: str, figures: dict[str, Any]) -> None:
     line = {"scenario": scenario, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **figures}
     text = json.dumps(line, sort_keys=True, default=str)
     print(f"FIGURES {text}")
-    path = Path(os.environ.get(FIGURES_ENV, "chaos-figures.jsonl"))
+    path = Path(os.environ.get(FIGURES_ENV, Path(tempfile.gettempdir()) / "daz-chaos-figures.jsonl"))
     with path.open("a", encoding="utf-8") as fh:
         fh.write(text + "\n")

@@ -186,22 +186,26 @@ async def test_writer_killed_three_times_during_the_outage(
     async with proc:
         await proc.wait_for_line("^started", timeout=60)
         began = time.monotonic()
-        timeline: list[tuple[float, str]] = [(BEFORE_SECONDS, "db_stop"), (BEFORE_SECONDS + OUTAGE_SECONDS,
-                                                                          "db_start")]
-        timeline += [(t, "kill") for t in kill_at]
-        for at, action in sorted(timeline):
-            await asyncio.sleep(max(0.0, began + at - time.monotonic()))
-            if action == "db_stop":
-                await pg_cluster.astop("fast")
-            elif action == "db_start":
-                await pg_cluster.astart()
-            else:
+
+        async def outage() -> None:
+            await asyncio.sleep(max(0.0, began + BEFORE_SECONDS - time.monotonic()))
+            await pg_cluster.astop("fast")
+            await asyncio.sleep(OUTAGE_SECONDS)
+            await pg_cluster.astart()
+
+        async def crashes() -> None:
+            for at in kill_at:
+                await asyncio.sleep(max(0.0, began + at - time.monotonic()))
                 acked = _acks(proc)
                 await proc.kill()
                 start = max(acked) + 1 if acked else 0
                 kills.append({"at_seconds": round(at, 2), "acked": len(acked), "restart_from": start})
                 proc.argv[proc.argv.index("--start") + 1] = str(start)
                 kills[-1]["start_attempts"] = await _start_like_a_supervisor(proc)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(outage(), name="chaos.outage")
+            tg.create_task(crashes(), name="chaos.crashes")
         drain_seconds = await _wait_done(proc)
     done = _done(proc)
     acks = _acks(proc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.integration.cytube.conftest import live
+from tests.integration.cytube.conftest import fast_cytube, live
 
 from daz.config import RoomConfig
 from daz.cytube.states import RoomState
@@ -159,3 +159,21 @@ async def test_every_frame_including_pings_refreshes_liveness() -> None:
             assert later is not None
             assert later - first >= 0.3
             assert h.status().state is RoomState.READY
+
+
+async def test_discovery_via_socketconfig_and_rate_limit_reason_is_kept() -> None:
+    async with FakeCytubeServer(connection_bucket_size=1, guest_login_window_seconds=0) as server:
+        room = RoomConfig(channel="lobby", username="dazbot")
+        async with live(server, rooms=[room], cytube=fast_cytube(base_url=server.url)) as h:
+            await h.state(RoomState.READY)
+            server.kill_connections()
+            await h.until(
+                lambda: (
+                    bool(h.named("room.state_changed"))
+                    and any(e["reason"].startswith("rate_limited") for e in h.named("room.state_changed"))
+                )
+            )
+            status = h.status()
+            assert status.state is RoomState.BACKING_OFF
+            assert status.next_delay >= 10.0
+        assert server.rate_limited_total >= 1
