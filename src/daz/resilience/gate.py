@@ -3,8 +3,10 @@
 Before an attempt the worker asks ``before_attempt(item, policy)``:
 
 * the policy's breaker is open → defer to the breaker's ``retry_after`` (no attempt charged);
-* the retry budget of that dependency is empty → defer to when a token frees (no attempt charged);
-* otherwise go ahead; the breaker permit taken here is settled by ``record(...)`` after the attempt.
+* the retry budget of that dependency is empty → defer to its turn in the budget's line, at most one
+  budget window (no attempt charged);
+* otherwise go ahead; the breaker permit taken here is settled by ``record(...)`` after the attempt,
+  and a retry that succeeded gives its budget token back (the budget throttles failing retries only).
 
 When a breaker closes, the items it deferred become due at once, but released at a bounded rate
 (``retry.breaker_release_per_second``) through ``store.release_deferred`` so a recovering dependency
@@ -63,6 +65,8 @@ class BudgetLike(Protocol):
 
     def retry_after(self, dependency: str) -> float: ...
 
+    def settle(self, dependency: str, granted_at: float, *, succeeded: bool) -> None: ...
+
 
 class DeferredReleaser(Protocol):
     async def release_deferred(self, breaker_name: str, limit: int) -> int: ...
@@ -96,6 +100,9 @@ class BreakerGate:
         self._on_release = on_release
         self._metrics = metrics
         self._permits: dict[int, tuple[Permit, float]] = {}  # item id → (permit, hand back after)
+        # item id → (dependency, when its budget token was granted), oldest grant first
+        self._grants: dict[int, tuple[str, float]] = {}
+        self._grant_ttl = float(getattr(getattr(budget, "config", None), "window_seconds", 0.0) or 60.0)
         self._to_release: set[str] = set()
         self._wake = asyncio.Event()
         self.deferred_by_breaker = 0
@@ -133,11 +140,17 @@ class BreakerGate:
                     self._metrics.retry_deferred_by_breaker.labels(breaker=breaker.name).inc()
                 return max(breaker.retry_after(), MIN_DEFER_SECONDS)
         dependency = dependency_of(item, policy)
-        if self._budget is not None and not self._budget.try_acquire(dependency):
-            if permit is not None:
-                permit.cancel()
-            self.deferred_by_budget += 1
-            return max(self._budget.retry_after(dependency), MIN_DEFER_SECONDS)
+        if self._budget is not None:
+            unsettled = self._grants.pop(item.id, None)
+            if unsettled is not None:  # the item's previous attempt never reported
+                self._budget.settle(*unsettled, succeeded=False)
+            if not self._budget.try_acquire(dependency):
+                if permit is not None:
+                    permit.cancel()
+                self.deferred_by_budget += 1
+                return max(self._budget.retry_after(dependency), MIN_DEFER_SECONDS)
+            self._forget_old_grants()
+            self._grants[item.id] = (dependency, self._clock.monotonic())
         if permit is not None and breaker is not None:
             timeout = getattr(item, "timeout_seconds", None) or DEFAULT_ATTEMPT_TIMEOUT_SECONDS
             self._permits[item.id] = (permit, self._clock.monotonic() + timeout + PERMIT_GRACE_SECONDS)
@@ -149,12 +162,25 @@ class BreakerGate:
     def record(self, item: ItemLike, policy: PolicyLike, outcome: BaseException | None,
                duration: float) -> None:
         """Settle the attempt: ``outcome`` is the handler's exception, or None when it succeeded."""
+        grant = self._grants.pop(item.id, None)
+        if grant is not None and self._budget is not None:
+            self._budget.settle(*grant, succeeded=outcome is None)
         held = self._permits.pop(item.id, None)
         if held is None:
             return
         permit = held[0]
         permit.breaker.unhold(permit)
         permit.done(outcome, duration)
+
+    def _forget_old_grants(self) -> None:
+        # A grant whose attempt never reported (cancelled) within a budget window counts as failed;
+        # settling it then keeps the map bounded by the grants of one window.
+        horizon = self._clock.monotonic() - self._grant_ttl
+        while self._grants and self._budget is not None:
+            oldest = next(iter(self._grants))
+            if self._grants[oldest][1] > horizon:
+                return
+            self._budget.settle(*self._grants.pop(oldest), succeeded=False)
 
     def _hand_back_expired(self, breaker: CircuitBreaker) -> bool:
         now = self._clock.monotonic()

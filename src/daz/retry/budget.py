@@ -1,13 +1,17 @@
-"""The process-wide retry budget: retries may add at most ``ratio`` of base traffic plus a floor.
+"""The process-wide retry budget: failed retries may add at most ``ratio`` of base traffic plus a floor.
 
 Per dependency, over a sliding window of ``window_seconds`` (ten buckets):
 
-    retries in window  <=  ratio * first attempts in window  +  min_per_second * window_seconds
+    retries in flight or failed in window  <=  ratio * first attempts in window  +  min_per_second * window_seconds
 
-First attempts are reported with ``record_base``; every retry asks ``try_acquire`` first. A refusal
-means "not now": callers defer (the retry queue reschedules the item without charging an attempt),
-never drop. This is what keeps an outage from becoming a retry storm: with the dependency down,
-retries stay a bounded fraction of real traffic however many items are waiting.
+First attempts are reported with ``record_base``; every retry asks ``try_acquire`` first, and a retry
+that then succeeds gives its token back with ``refund`` (as gRPC's retry throttling and Envoy's
+retry budgets do, the budget throttles retries that fail, not the ones a healthy dependency serves).
+A refusal means "not now": callers defer (the retry queue reschedules the item without charging an
+attempt), never drop. While the dependency is down no retry succeeds and nothing is refunded, so
+retries stay a bounded fraction of real traffic however many items are waiting; once it serves
+again, a backlog drains at the rate the dependency completes it, its concurrency capped by the
+allowance.
 """
 
 from __future__ import annotations
@@ -25,19 +29,25 @@ from daz.metrics import DazMetrics
 log = structlog.get_logger("daz.retry")
 
 BUDGET_BUCKETS = 10
-# Refused retries queue up in a virtual line (see ``retry_after``); no one is sent further than this.
-MAX_DEFER_SECONDS = 300.0
+# Slot fields: bucket index, first attempts, retries still charged (granted minus refunded), refunds.
+_INDEX, _BASE, _RETRIES, _REFUNDS = range(4)
 
 
 @dataclass(slots=True)
 class _Account:
-    # (bucket index, base, retries), oldest first
+    # [bucket index, base, retries, refunds], oldest first
     slots: deque[list[int]] = field(default_factory=deque)
     base: int = 0
     retries: int = 0
+    refunds: int = 0
     refused: int = 0
     granted: int = 0
-    line_end: float = 0.0  # monotonic time by which every refused retry so far has its turn
+    refunded: int = 0
+    in_flight: int = 0  # granted, not yet settled
+    # Refused retries still waiting for their turn (fractional: the line drains continuously at the
+    # service rate), as of ``line_at``.
+    line: float = 0.0
+    line_at: float = 0.0
 
 
 class RetryBudget:
@@ -54,68 +64,120 @@ class RetryBudget:
     def record_base(self, dependency: str, count: int = 1) -> None:
         """Count ``count`` first attempts (base traffic) towards ``dependency``'s allowance."""
         account, slot = self._slot(dependency)
-        slot[1] += count
+        slot[_BASE] += count
         account.base += count
 
     def try_acquire(self, dependency: str) -> bool:
-        """Take one retry token; False (counted in ``daz_retry_budget_exhausted_total``) when empty."""
+        """Take one retry token; False (counted in ``daz_retry_budget_exhausted_total``) when empty.
+
+        Each refusal also takes the next place in the line ``retry_after`` reports.
+        """
         if not self.config.enabled:
             return True
         account, slot = self._slot(dependency)
         if account.retries + 1 > self.allowance(dependency):
             account.refused += 1
             now = self._clock.monotonic()
-            account.line_end = min(max(account.line_end, now) + 1.0 / self._refill_rate(dependency),
-                                   now + MAX_DEFER_SECONDS)
+            rate = self._service_rate(account, now)
+            # The line is bounded by one window: a refused retry comes back within it and is either
+            # served or placed again, so a long backlog never pushes anyone minutes out.
+            waiting = max(0.0, account.line - (now - account.line_at) * rate) + 1.0
+            account.line = min(waiting, rate * self.config.window_seconds)
+            account.line_at = now
             if self._metrics is not None:
                 self._metrics.retry_budget_exhausted.labels(dependency=dependency).inc()
             if account.refused == 1 or account.refused % 1000 == 0:
                 log.warning("retry.budget_exhausted", dependency=dependency, retries=account.retries,
                             base=account.base, refused=account.refused)
             return False
-        slot[2] += 1
+        slot[_RETRIES] += 1
         account.retries += 1
         account.granted += 1
+        account.in_flight += 1
         return True
 
+    def settle(self, dependency: str, granted_at: float, *, succeeded: bool) -> None:
+        """The retry granted at monotonic ``granted_at`` ended; when it ``succeeded`` its token comes back.
+
+        Call it once per granted retry (an attempt that never reported counts as failed). Refunding
+        is a no-op when the grant's bucket has already left the window (its token is back anyway).
+        """
+        if not self.config.enabled:
+            return
+        account, current = self._slot(dependency)
+        account.in_flight = max(0, account.in_flight - 1)
+        if not succeeded:
+            return
+        index = math.floor(granted_at / self._width)
+        for slot in reversed(account.slots):
+            if slot[_INDEX] == index:
+                if slot[_RETRIES] > 0:
+                    slot[_RETRIES] -= 1
+                    account.retries -= 1
+                    current[_REFUNDS] += 1
+                    account.refunds += 1
+                    account.refunded += 1
+                return
+            if slot[_INDEX] < index:
+                return
+
     def allowance(self, dependency: str) -> float:
-        """How many retries the current window allows in total."""
-        account = self._account(dependency)
-        return self.config.ratio * account.base + self.config.min_per_second * self.config.window_seconds
+        """How many retries the current window allows in flight or failed."""
+        return self._allowance(self._account(dependency))
 
     def retry_after(self, dependency: str) -> float:
         """Seconds the latest refused retry should wait for its turn.
 
-        Each refusal takes the next place in a line served at the refill rate (allowance per window
-        over the window), so a backlog of N refused items spreads over N / rate seconds instead of
-        coming back together every bucket and being refused again. Never before the oldest bucket
-        holding retries expires (no token frees earlier), never more than ``MAX_DEFER_SECONDS``.
+        Refused retries form a line served at the rate tokens came back over the last window (the
+        allowance, plus the refunds of retries that succeeded), so a backlog spreads out instead of
+        coming back together and being refused again. Its head is when the next token frees: the
+        oldest bucket holding retries expires, or sooner (one bucket) while retries are in flight or
+        were refunded, since a success gives its token back. Never more than one window: the wait
+        does not grow with the backlog nor with repeated refusals.
         """
         account = self._account(dependency)
         now = self._clock.monotonic()
-        current = math.floor(now / self._width)
-        first_token = self.config.window_seconds
-        for index, _, retries in account.slots:
-            if retries:
-                first_token = max((index + BUDGET_BUCKETS - current) * self._width, self._width)
+        window = self.config.window_seconds
+        first_token = window
+        for slot in account.slots:
+            if slot[_RETRIES]:
+                first_token = max((slot[_INDEX] + BUDGET_BUCKETS) * self._width - now, self._width)
                 break
-        return min(max(first_token, account.line_end - now), MAX_DEFER_SECONDS)
-
-    def _refill_rate(self, dependency: str) -> float:
-        rate = self.allowance(dependency) / self.config.window_seconds
-        return rate if rate > 0 else 1.0 / self.config.window_seconds
+        if account.in_flight or account.refunds:
+            first_token = min(first_token, self._width)
+        line = max(0.0, account.line - (now - account.line_at) * self._service_rate(account, now))
+        return min(max(first_token, line / self._service_rate(account, now)), window)
 
     def snapshot(self) -> list[dict[str, float | int | str]]:
-        """Per dependency: the window's base and retries, its allowance, lifetime grants/refusals."""
+        """Per dependency: the window's base and charged retries, its allowance, lifetime totals."""
         rows: list[dict[str, float | int | str]] = []
         for name in sorted(self._accounts):
             acc = self._account(name)
             rows.append({"dependency": name, "base": acc.base, "retries": acc.retries,
-                         "allowance": self.allowance(name), "granted_total": acc.granted,
-                         "refused_total": acc.refused})
+                         "allowance": self._allowance(acc), "granted_total": acc.granted,
+                         "refunded_total": acc.refunded, "refused_total": acc.refused})
         return rows
 
     # internals -------------------------------------------------------------------------------
+    def _allowance(self, account: _Account) -> float:
+        return self.config.ratio * account.base + self.config.min_per_second * self.config.window_seconds
+
+    def _service_rate(self, account: _Account, now: float) -> float:
+        """Tokens per second coming back: the allowance over the window, or, when retries succeed,
+        the rate of refunds over the last one to two buckets, whichever is higher."""
+        nominal = self._allowance(account) / self.config.window_seconds
+        recent = 0
+        since = now
+        current = math.floor(now / self._width)
+        for slot in reversed(account.slots):
+            if slot[_INDEX] < current - 1:
+                break
+            recent += slot[_REFUNDS]
+            since = slot[_INDEX] * self._width
+        measured = recent / (now - since) if recent and now > since else 0.0
+        rate = max(nominal, measured)
+        return rate if rate > 0 else 1.0 / self.config.window_seconds
+
     def _account(self, dependency: str) -> _Account:
         account = self._accounts.get(dependency)
         if account is None:
@@ -125,14 +187,15 @@ class RetryBudget:
 
     def _expire(self, account: _Account) -> None:
         current = math.floor(self._clock.monotonic() / self._width)
-        while account.slots and account.slots[0][0] <= current - BUDGET_BUCKETS:
-            _, base, retries = account.slots.popleft()
-            account.base -= base
-            account.retries -= retries
+        while account.slots and account.slots[0][_INDEX] <= current - BUDGET_BUCKETS:
+            slot = account.slots.popleft()
+            account.base -= slot[_BASE]
+            account.retries -= slot[_RETRIES]
+            account.refunds -= slot[_REFUNDS]
 
     def _slot(self, dependency: str) -> tuple[_Account, list[int]]:
         account = self._account(dependency)
         current = math.floor(self._clock.monotonic() / self._width)
-        if not account.slots or account.slots[-1][0] < current:
-            account.slots.append([current, 0, 0])
+        if not account.slots or account.slots[-1][_INDEX] < current:
+            account.slots.append([current, 0, 0, 0])
         return account, account.slots[-1]
