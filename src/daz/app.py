@@ -21,10 +21,13 @@ from typing import Any
 import structlog
 
 from daz.clock import Clock, SystemClock
+from daz.cluster.coordinator import ClusterCoordinator
+from daz.cluster.gate import LeaseGate
+from daz.cluster.identity import resolve_instance_id
 from daz.config import DazConfig
-from daz.cytube.outbox import OutboundLine
+from daz.cytube.journal import CYTUBE_COMMAND, RoomAvailabilityGate, StoreJournal
 from daz.cytube.rooms import RoomManager
-from daz.errors import DazError, StoreError
+from daz.errors import DazError
 from daz.events.bus import EventBus
 from daz.health.checks import (
     BreakersCheck,
@@ -51,96 +54,14 @@ from daz.retry.queue import RetryQueue
 from daz.retry.spool import Spool, SpoolDrainer
 from daz.sql.plugin import SqlPlugin
 from daz.store import open_store
-from daz.store.base import NewItem, QueueItem, RetryStore
+from daz.store.base import RetryStore
 from daz.store.migrate import migrate
 from daz.transport.base import TransportFactory
 from daz.transport.socketio import socketio_transport_factory
 
 log = structlog.get_logger("daz.app")
 
-CYTUBE_COMMAND = "cytube_command"
-LINE_KEY_PREFIX = "line:"
-JOURNAL_LOAD_LIMIT = 10_000
 DEFAULT_STOP_GRACE_SECONDS = 10.0
-
-
-# the durable outbox journal ------------------------------------------------------------------
-
-class StoreJournal:
-    """``OutboundJournal`` on the retry store: every unsent line is a pending ``cytube_command`` item.
-
-    The room's in-memory outbox delivers the line; the item exists so a line survives a process
-    restart (``load`` restores it) and so a line stuck for longer than the policy allows becomes
-    visible in the queue and, in the end, the dead-letter queue. On the echo, ``ack`` completes the
-    item with ``ack_pending``. The item is due only after ``hold_seconds``: the queue does not touch
-    lines that are on their way.
-    """
-
-    def __init__(self, store: RetryStore, clock: Clock, *, hold_seconds: float, max_retries: int) -> None:
-        self.store = store
-        self.clock = clock
-        self.hold_seconds = hold_seconds
-        self.max_retries = max_retries
-        self.rooms: RoomManager | None = None
-
-    async def save(self, line: OutboundLine) -> None:
-        item = NewItem(
-            operation_type=CYTUBE_COMMAND,
-            payload={"room": line.room, "kind": line.kind, "text": line.text, "to": line.to,
-                     "key": line.key, "created_at": line.created_at},
-            target=line.room, event_type=f"cytube.{line.kind}", correlation_id=line.correlation_id,
-            idempotency_key=LINE_KEY_PREFIX + line.key, max_retries=self.max_retries,
-            retry_after=self.clock.now() + timedelta(seconds=self.hold_seconds),
-        )
-        try:
-            await self.store.schedule([item])
-        except StoreError as exc:
-            # The line is still in the room's memory outbox and will be sent; only its
-            # survival across a restart is lost while the store is down.
-            log.warning("journal.save_failed", room=line.room, key=line.key, error=str(exc))
-
-    async def ack(self, key: str) -> None:
-        try:
-            await self.store.ack_pending(LINE_KEY_PREFIX + key)
-        except StoreError as exc:
-            log.warning("journal.ack_failed", key=key, error=str(exc))
-
-    async def load(self, room: str) -> list[OutboundLine]:
-        try:
-            items = await self.store.list(status="pending", operation_type=CYTUBE_COMMAND,
-                                          limit=JOURNAL_LOAD_LIMIT)
-        except StoreError as exc:
-            log.warning("journal.load_failed", room=room, error=str(exc))
-            return []
-        lines = [_line_from(item) for item in sorted(items, key=lambda i: i.id) if item.target == room]
-        return [line for line in lines if line is not None]
-
-    async def handle(self, item: QueueItem) -> None:
-        """The queue's handler for a line still pending after ``hold_seconds``: it is overdue.
-
-        The line stays in the room's outbox and goes out once the room is READY; here it only
-        reports (retryable) so the item is rescheduled and ends as a visible dead letter if the
-        room never comes back within the policy.
-        """
-        room = str(item.payload.get("room", item.target or ""))
-        state = "unknown"
-        if self.rooms is not None and room in self.rooms.rooms():
-            status = self.rooms.room(room)
-            state = status.state.value
-        raise DazError(f"line for room {room} not delivered yet (room {state})", retryable=True,
-                       correlation_id=item.correlation_id, operation_type=CYTUBE_COMMAND)
-
-
-def _line_from(item: QueueItem) -> OutboundLine | None:
-    p = item.payload
-    try:
-        return OutboundLine(key=str(p["key"]), room=str(p["room"]),
-                            kind="pm" if p.get("kind") == "pm" else "chat", text=str(p["text"]),
-                            to=p.get("to"), correlation_id=item.correlation_id,
-                            created_at=float(p.get("created_at", 0.0)))
-    except (KeyError, TypeError, ValueError):
-        log.warning("journal.bad_item", id=item.id)
-        return None
 
 
 # plugin health -------------------------------------------------------------------------------
@@ -243,7 +164,8 @@ class DazApp:
                                 release_per_second=cfg.retry.breaker_release_per_second, metrics=metrics)
         self.spool = Spool(cfg.spool.path, max_items=cfg.spool.max_items, metrics=metrics)
         self._stack.callback(self.spool.close)
-        self.queue = RetryQueue(self.store, cfg.retry, self.bus, metrics, clock, rng, self.gate,
+        self.room_gate = RoomAvailabilityGate(self.gate, lambda: getattr(self, "rooms", None))
+        self.queue = RetryQueue(self.store, cfg.retry, self.bus, metrics, clock, rng, self.room_gate,
                                 on_store_unavailable=self.spool)
         self.spool_drainer = SpoolDrainer(self.spool, self.store, clock=clock, metrics=metrics,
                                           interval_seconds=cfg.spool.drain_interval_seconds,
@@ -258,7 +180,9 @@ class DazApp:
                                     hold_seconds=hold if hold is not None else policy.max_delay_seconds)
         self.queue.register(CYTUBE_COMMAND, self.journal.handle)
         transport_factory = self.options.transport_factory or _default_transport_factory()
-        self.rooms = RoomManager(cfg, self.bus, metrics, clock, rng, transport_factory, self.journal)
+        self.cluster = self._cluster()
+        self.rooms = RoomManager(cfg, self.bus, metrics, clock, rng, transport_factory, self.journal,
+                                 leases=self.leases)
         self.journal.rooms = self.rooms
         self.bus.subscribe("room.line.delivered", self._on_delivered, name="app.line_delivered")
         self.plugins = PluginHost(
@@ -275,6 +199,38 @@ class DazApp:
             board.timeline.attach(self.bus)
             self.board = board
             self.health_server = HealthServer(self.monitor, board, metrics, cfg.health)
+
+    @property
+    def cluster_mode(self) -> str:
+        """``on``, ``off``, or why it is off although configured (SQLite is single-machine)."""
+        if not self.config.cluster.enabled:
+            return "off"
+        if self.config.database.backend != "postgresql":
+            return "off: cluster mode needs PostgreSQL (database.url is SQLite); running every room here"
+        return "on"
+
+    def _cluster(self) -> ClusterCoordinator | None:
+        self.leases: LeaseGate | None = None
+        if self.cluster_mode != "on":
+            if self.config.cluster.enabled:
+                log.warning("cluster.disabled", reason=self.cluster_mode)
+            return None
+        cfg = self.config
+        self.leases = LeaseGate()
+        self.instance = resolve_instance_id(cfg.cluster.instance_id, cfg.cluster.instance_id_file)
+        return ClusterCoordinator(
+            dsn=self.db_url, instance_id=self.instance,
+            rooms=[r.channel for r in cfg.rooms if r.enabled], config=cfg.cluster, bus=self.bus,
+            metrics=self.metrics, clock=self.clock,
+            on_acquire=self.leases.on_acquire, on_lose=self.leases.on_lose,
+        )
+
+    def cluster_status(self) -> dict[str, Any]:
+        if self.cluster is None:
+            return {"mode": self.cluster_mode}
+        snap = self.cluster.snapshot
+        return {"mode": "on", "instance_id": snap.instance_id, "instances": snap.instances,
+                "leases": snap.leases, "held": sorted(self.cluster.held)}
 
     def _checks(self) -> list[Any]:
         th = self.config.health.thresholds
@@ -308,7 +264,7 @@ class DazApp:
             rooms=self._room_views, queue=self.queue_view, dead_letters=self.dead_letters,
             breakers=self.breakers.snapshot, breaker_action=self._breaker_action, replay=self.replay,
             spool=self.spool.count,
-            extra={"plugins": self.plugins.status_list},
+            extra={"plugins": self.plugins.status_list, "cluster": self.cluster_status},
         )
 
     def _room_views(self) -> list[Any]:
@@ -372,6 +328,8 @@ class DazApp:
     def services(self) -> list[Service]:
         services: list[Service] = [self.sql, self.queue, self.spool_drainer, self.gate, self.rooms,
                                    self.monitor, self.plugins]
+        if self.cluster is not None:
+            services.append(self.cluster)
         if self.health_server is not None:
             services.append(self.health_server)
         return services

@@ -72,6 +72,23 @@ async def wait_or_stop(clock: Clock, seconds: float, stopping: asyncio.Event) ->
 
 # serve -----------------------------------------------------------------------------------------
 
+async def wait_any(*events: asyncio.Event) -> None:
+    """Return as soon as one of ``events`` is set; the waiters live in a TaskGroup and the rest are
+    cancelled, so nothing outlives the call."""
+    if any(e.is_set() for e in events):
+        return
+    async with asyncio.TaskGroup() as group:
+        waiters = [group.create_task(e.wait(), name="lifecycle.wait_any") for e in events]
+
+        def cancel_rest(_: asyncio.Task[bool]) -> None:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+
+        for waiter in waiters:
+            waiter.add_done_callback(cancel_rest)
+
+
 async def serve(
     services: Sequence[Service],
     *,

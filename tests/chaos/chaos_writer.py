@@ -40,7 +40,11 @@ SETTLE_TIMEOUT_SECONDS = 600.0
 STATS_INTERVAL_SECONDS = 1.0
 
 
-def build_config(dsn: str, spool: Path, *, budget: bool, floor: float) -> DazConfig:
+def build_config(dsn: str, spool: Path, *, budget: bool, floor: float | None) -> DazConfig:
+    # The product's retry budget (ratio 0.2, floor 1/s, 10 s window) unless a floor is given to diagnose.
+    retry_budget: dict[str, Any] = {"enabled": budget}
+    if floor is not None:
+        retry_budget["min_per_second"] = floor
     return DazConfig.model_validate({
         "database": {"url": dsn, "connect_timeout_seconds": 1, "require_database": True,
                      "pool": {"min_size": 1, "max_size": 8, "acquire_timeout_seconds": 2,
@@ -53,7 +57,7 @@ def build_config(dsn: str, spool: Path, *, budget: bool, floor: float) -> DazCon
                       "backoff_multiplier": 1.5, "breaker": "database"}}},
         "breakers": {"default": {}, "database": {"window_size": 20, "minimum_calls": 10,
                                                  "break_seconds": 1, "max_break_seconds": 3}},
-        "retry_budget": {"enabled": budget, "ratio": 0.2, "min_per_second": floor, "window_seconds": 10},
+        "retry_budget": retry_budget,
         "spool": {"path": str(spool), "drain_interval_seconds": 0.5},
     })
 
@@ -189,5 +193,6 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--no-budget", action="store_true")
     parser.add_argument("--no-spool", action="store_true")
-    parser.add_argument("--budget-floor", type=float, default=400.0, help="retry_budget.min_per_second")
+    parser.add_argument("--budget-floor", type=float, default=None,
+                        help="retry_budget.min_per_second (default: the product default)")
     asyncio.run(main(parser.parse_args()))

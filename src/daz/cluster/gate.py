@@ -13,25 +13,11 @@ import contextlib
 
 import structlog
 
+from daz.lifecycle import wait_any
+
 log = structlog.get_logger("daz.cluster")
 
 LEAVE_WAIT_SECONDS = 2.0
-
-
-async def wait_any(*events: asyncio.Event) -> None:
-    """Return as soon as one of ``events`` is set; the waiters live in a TaskGroup."""
-    if any(e.is_set() for e in events):
-        return
-    async with asyncio.TaskGroup() as group:
-        waiters = [group.create_task(e.wait(), name="cluster.wait_any") for e in events]
-
-        def cancel_rest(_: asyncio.Task[bool]) -> None:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.cancel()
-
-        for waiter in waiters:
-            waiter.add_done_callback(cancel_rest)
 
 
 class _RoomSlot:

@@ -78,12 +78,18 @@ class Outbox:
     _lines: OrderedDict[str, OutboundLine] = field(default_factory=OrderedDict)
     _flight: _Flight = field(default_factory=_Flight)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Lines this process did not emit itself (restored after a restart, or readmitted by the retry
+    # queue): a previous process may have sent them, so they are in doubt from their creation time
+    # and the join backlog decides whether they go out again.
+    _inherited: set[str] = field(default_factory=set)
     last_echo_ms: int | None = None  # server time of the newest echo that confirmed one of our lines
 
     async def restore(self) -> int:
         """Reload lines the journal still holds (e.g. after a process restart); returns how many."""
         for line in await self.journal.load(self.room):
-            self._lines.setdefault(line.key, line)
+            if line.key not in self._lines:
+                self._lines[line.key] = line
+                self._inherited.add(line.key)
         if self._lines:
             self._changed.set()
         return len(self._lines)
@@ -97,6 +103,28 @@ class Outbox:
         self._lines[line.key] = line
         self._changed.set()
 
+    def contains(self, key: str) -> bool:
+        return key in self._lines
+
+    async def readmit(self, line: OutboundLine) -> None:
+        """Put back a line the journal still owns (replay, or a previous process), without saving it
+        again; it goes to the END: lines of the original order ahead of it were delivered already."""
+        if line.key not in self._lines:
+            self._lines[line.key] = line
+            self._inherited.add(line.key)
+            self._changed.set()
+
+    def drop_head(self) -> OutboundLine | None:
+        """Give up on the head line WITHOUT acknowledging it to the journal: its durable copy stays
+        pending and the retry queue takes it from there (and dead-letters it if it never goes out)."""
+        line = self.head()
+        if line is None:
+            return None
+        del self._lines[line.key]
+        self._inherited.discard(line.key)
+        self._flight = _Flight()
+        return line
+
     def head(self) -> OutboundLine | None:
         return next(iter(self._lines.values()), None)
 
@@ -106,6 +134,10 @@ class Outbox:
 
     @property
     def in_doubt_since_ms(self) -> int | None:
+        if self._flight.sent_at_ms is None:
+            head = self.head()
+            if head is not None and head.key in self._inherited:
+                return int(head.created_at * 1000)
         return self._flight.sent_at_ms
 
     def mark_sent(self, now_ms: int) -> None:
@@ -114,6 +146,9 @@ class Outbox:
     def mark_not_sent(self) -> None:
         """The head line certainly did not reach the server (e.g. ``cooldown``)."""
         self._flight.sent_at_ms = None
+        head = self.head()
+        if head is not None:
+            self._inherited.discard(head.key)
 
     def note_echo_timeout(self) -> int:
         self._flight.echo_timeouts += 1
@@ -124,6 +159,7 @@ class Outbox:
         if line is None:
             return None
         del self._lines[line.key]
+        self._inherited.discard(line.key)
         self._flight = _Flight()
         if echo_ms is not None:
             self.last_echo_ms = max(echo_ms, self.last_echo_ms or echo_ms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,7 +181,7 @@ def parse(name: str, data: Any) -> ServerEvent:
     """Turn one server event into a typed event; never raises."""
     try:
         return _parse(name, data)
-    except (_Bad, TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (_Bad, TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
         return Malformed(event=name[:MAX_NAME_CHARS], size=raw_size(data), detail=str(exc)[:200])
 
 
@@ -243,11 +244,11 @@ def _parse(name: str, data: Any) -> ServerEvent:
             error=str(error)[:MAX_TEXT_CHARS] if error is not None else None,
         )
     if name == "cooldown":
-        if isinstance(data, bool) or not isinstance(data, int | float) or data < 0:
+        if not _is_number(data) or data < 0:
             raise _Bad("cooldown is not a number of milliseconds")
         return Cooldown(int(data))
     if name == "rank":
-        if isinstance(data, bool) or not isinstance(data, int | float):
+        if not _is_number(data):
             raise _Bad("rank is not a number")
         return Rank(float(data))
     if name == "errorMsg":
@@ -278,17 +279,24 @@ def _str(obj: dict[str, Any], key: str, limit: int) -> str:
     return value
 
 
+def _is_number(value: Any) -> bool:
+    # Python's json module accepts Infinity and NaN; neither is a time, a rank or a duration.
+    if type(value) is int:
+        return True
+    return type(value) is float and math.isfinite(value)
+
+
 def _int(obj: dict[str, Any], key: str) -> int:
     value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Bad(f"{key} is not a number")
+    if not _is_number(value):
+        raise _Bad(f"{key} is not a finite number")
     return int(value)
 
 
 def _num(obj: dict[str, Any], key: str) -> float:
     value = obj.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Bad(f"{key} is not a number")
+    if not _is_number(value):
+        raise _Bad(f"{key} is not a finite number")
     return float(value)
 
 
@@ -298,8 +306,8 @@ def _user(data: Any) -> UserJoined:
     if not isinstance(meta, dict):
         raise _Bad("user meta is not an object")
     rank = obj.get("rank", 0)
-    if isinstance(rank, bool) or not isinstance(rank, int | float):
-        raise _Bad("rank is not a number")
+    if not _is_number(rank):
+        raise _Bad("rank is not a finite number")
     return UserJoined(
         name=_str(obj, "name", MAX_NAME_CHARS), rank=float(rank),
         afk=bool(meta.get("afk", False)), muted=bool(meta.get("muted", False)),
@@ -310,6 +318,8 @@ def _user(data: Any) -> UserJoined:
 
 def decode_text(raw: str) -> str:
     """Server chat HTML → plain text: tags removed (links keep their text), entities decoded."""
+    if "<" not in raw and "&" not in raw:
+        return raw  # most lines: nothing to strip or decode, and this is the per-line hot path
     return html.unescape(_TAG.sub("", raw))
 
 

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
@@ -20,8 +21,10 @@ from daz.config import DazConfig, RoomConfig
 from daz.cytube.discovery import Endpoint, HttpEndpoint
 from daz.cytube.outbox import InMemoryJournal, OutboundJournal, OutboundLine, Outbox
 from daz.cytube.protocol import split_line
+from daz.cytube.states import RoomState
 from daz.cytube.supervisor import RoomStatus, RoomSupervisor
 from daz.events.bus import EventBus
+from daz.lifecycle import wait_any
 from daz.metrics import DazMetrics
 from daz.transport.base import TransportFactory
 
@@ -33,6 +36,17 @@ CRASH_RESTART_SECONDS = 5.0
 
 class UnknownRoom(KeyError):
     pass
+
+
+class RoomLeases(Protocol):
+    """Scale-out: a room may be joined only while this instance holds its lease
+    (implemented by ``daz.cluster.gate.LeaseGate``)."""
+
+    def holds(self, room: str) -> bool: ...
+    async def wait_acquired(self, room: str, stopping: asyncio.Event) -> bool: ...
+    def lost_signal(self, room: str) -> asyncio.Event: ...
+    def joined(self, room: str) -> None: ...
+    def left(self, room: str) -> None: ...
 
 
 class RoomManager:
@@ -49,12 +63,14 @@ class RoomManager:
         journal: OutboundJournal | None = None,
         *,
         endpoint_factory: EndpointFactory | None = None,
+        leases: RoomLeases | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
         self.metrics = metrics
         self.clock = clock
         self.journal: OutboundJournal = journal if journal is not None else InMemoryJournal()
+        self.leases = leases
         self._seq = itertools.count(1)
         make_endpoint = endpoint_factory or self._http_endpoint
         self._supervisors: dict[str, RoomSupervisor] = {}
@@ -82,6 +98,20 @@ class RoomManager:
 
     def room(self, name: str) -> RoomStatus:
         return self._get(name).status()
+
+    def room_state(self, name: str) -> RoomState:
+        return self._get(name).state
+
+    def holds(self, name: str) -> bool:
+        """Whether this instance may be in ``name`` (always, unless rooms are leased)."""
+        return self.leases is None or self.leases.holds(name)
+
+    def has_line(self, room: str, key: str) -> bool:
+        return self._get(room).outbox.contains(key)
+
+    async def resend(self, line: OutboundLine) -> None:
+        """Put a journalled line back into its room's outbox (replay, or a previous process)."""
+        await self._get(line.room).outbox.readmit(line)
 
     def supervisor(self, name: str) -> RoomSupervisor:
         return self._get(name)
@@ -131,6 +161,29 @@ class RoomManager:
                 group.create_task(self._guarded(supervisor, stopping), name=f"room.{name}")
 
     async def _guarded(self, supervisor: RoomSupervisor, stopping: asyncio.Event) -> None:
+        if self.leases is None:
+            await self._supervised(supervisor, stopping)
+            return
+        leases = self.leases
+        while not stopping.is_set():
+            if not await leases.wait_acquired(supervisor.name, stopping):
+                return
+            room_stopping = asyncio.Event()
+            leases.joined(supervisor.name)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    relay = group.create_task(
+                        _relay(room_stopping, stopping, leases.lost_signal(supervisor.name)),
+                        name=f"room.{supervisor.name}.lease_watch",
+                    )
+                    await self._supervised(supervisor, room_stopping)
+                    relay.cancel()
+            finally:
+                leases.left(supervisor.name)
+            log.info("room.left_on_lease_loss", room=supervisor.name)
+            supervisor.reset_after_crash()  # CLOSED -> DISCONNECTED: ready for the next lease
+
+    async def _supervised(self, supervisor: RoomSupervisor, stopping: asyncio.Event) -> None:
         """Run one supervisor; a bug in it restarts that room only, never its neighbours."""
         while not stopping.is_set():
             try:
@@ -145,3 +198,9 @@ class RoomManager:
                     continue
             else:
                 return
+
+
+
+async def _relay(target: asyncio.Event, *sources: asyncio.Event) -> None:
+    await wait_any(*sources)
+    target.set()

@@ -439,7 +439,7 @@ class RoomSupervisor:
             except TimeoutError:
                 self.metrics.messages_sent.labels(room=self.name, outcome="timeout").inc()
                 if outbox.note_echo_timeout() >= MAX_ECHO_TIMEOUTS:
-                    await outbox.ack_head(None)
+                    outbox.drop_head()  # not acked: the journal's copy stays for the retry queue
                     self.bus.publish(
                         "room.line.failed",
                         {"room": self.name, "key": line.key, "reason": "no echo"},

@@ -2,7 +2,8 @@
 
 Per dependency, over a sliding window of ``window_seconds`` (ten buckets):
 
-    retries in flight or failed in window  <=  ratio * first attempts in window  +  min_per_second * window_seconds
+    retries in flight or failed in window  <=  ratio * first attempts in window
+                                               +  min_per_second * window_seconds
 
 First attempts are reported with ``record_base``; every retry asks ``try_acquire`` first, and a retry
 that then succeeds gives its token back with ``refund`` (as gRPC's retry throttling and Envoy's
@@ -163,9 +164,12 @@ class RetryBudget:
         return self.config.ratio * account.base + self.config.min_per_second * self.config.window_seconds
 
     def _service_rate(self, account: _Account, now: float) -> float:
-        """Tokens per second coming back: the allowance over the window, or, when retries succeed,
-        the rate of refunds over the last one to two buckets, whichever is higher."""
-        nominal = self._allowance(account) / self.config.window_seconds
+        """Tokens per second coming back, the highest of: the allowance over the window (what expiry
+        frees when every retry fails); the refunds of the last one to two buckets (what successes
+        free); the retries in flight per bucket (each frees its token when it succeeds, which a
+        healthy dependency does well within a bucket)."""
+        tokens = max(self._allowance(account), account.in_flight * BUDGET_BUCKETS)
+        nominal = tokens / self.config.window_seconds
         recent = 0
         since = now
         current = math.floor(now / self._width)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from daz.cluster.gate import LeaseGate, wait_any
+from daz.cluster.gate import LeaseGate
+from daz.lifecycle import wait_any
 
 
 async def test_wait_acquired_returns_when_the_lease_arrives() -> None:

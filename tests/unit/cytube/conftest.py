@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from daz.config import CytubeConfig, DazConfig, ProbeConfig, RoomConfig
+from daz.cytube.outbox import OutboundJournal
 from daz.cytube.rooms import RoomManager
 from daz.cytube.states import RoomState
 from daz.events.bus import Event, EventBus
@@ -56,7 +57,9 @@ def make_config(**cytube: Any) -> DazConfig:
 
 
 @contextlib.asynccontextmanager
-async def harness(config: DazConfig, network: FakeNetwork, seed: int = 42) -> AsyncIterator[Harness]:
+async def harness(
+    config: DazConfig, network: FakeNetwork, seed: int = 42, journal: OutboundJournal | None = None
+) -> AsyncIterator[Harness]:
     clock = FakeClock()
     metrics = DazMetrics()
     async with EventBus(clock=clock, metrics=metrics) as bus, bus.recording("**") as events:
@@ -67,6 +70,7 @@ async def harness(config: DazConfig, network: FakeNetwork, seed: int = 42) -> As
             clock,
             random.Random(seed),
             network.factory,
+            journal,
             endpoint_factory=network.endpoint,
         )
         stopping = asyncio.Event()

@@ -71,3 +71,33 @@ def test_pick_server_prefers_secure() -> None:
     assert pick_server({"servers": [{"url": "http://a:80"}]}) == "http://a:80"
     with pytest.raises(ConnectFailed):
         pick_server({"servers": []})
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("cooldown", float("inf")),
+        ("cooldown", float("nan")),
+        ("rank", float("-inf")),
+        ("rank", float("nan")),
+        ("chatMsg", {"username": "a", "msg": "b", "meta": {}, "time": float("inf")}),
+        ("pm", {"username": "a", "to": "b", "msg": "c", "meta": {}, "time": float("-inf")}),
+        ("pm", {"username": "a", "to": "b", "msg": "c", "meta": {}, "time": float("nan")}),
+        ("addUser", {"name": "a", "rank": float("inf")}),
+        ("changeMedia", {"id": "i", "type": "yt", "title": "t", "seconds": float("inf")}),
+        ("mediaUpdate", {"currentTime": float("nan"), "paused": False}),
+    ],
+)
+def test_non_finite_numbers_are_malformed_not_exceptions(name: str, data: object) -> None:
+    # Regression (fuzzer): json.loads accepts Infinity/NaN, and int(inf) raised OverflowError.
+    event = p.parse(name, data)
+    assert isinstance(event, p.Malformed)
+    assert event.event == name
+    assert "finite" in event.detail or "not a number" in event.detail
+
+
+def test_plain_and_escaped_chat_decode_the_same_way_as_before() -> None:
+    for raw in ("plain words", "a &amp; b", 'see <a href="x">x</a>', "&lt;b&gt;"):
+        event = p.parse("chatMsg", {"username": "u", "msg": raw, "meta": {}, "time": 1})
+        assert isinstance(event, p.ChatMessage)
+        assert event.text == p.html.unescape(p._TAG.sub("", raw))

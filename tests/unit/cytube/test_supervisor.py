@@ -10,8 +10,10 @@ import time
 from tests.unit.cytube.conftest import harness, make_config
 
 from daz.config import BackoffConfig, ProbeConfig
+from daz.cytube.outbox import InMemoryJournal, OutboundLine
 from daz.cytube.states import RoomState, reconnect_delay
 from daz.errors import RateLimited, ServerDisconnected
+from daz.testing import FakeClock
 from daz.testing.fake_transport import FakeLine, FakeNetwork
 
 
@@ -215,6 +217,34 @@ async def test_in_doubt_line_missing_from_backlog_is_resent(network: FakeNetwork
         await h.settle()
         assert h.status.outbox_depth == 0
     assert [line.text for line in network.chat_log] == ["lost on the way"]
+
+
+async def _restored_journal(created_at: float) -> InMemoryJournal:
+    journal = InMemoryJournal()
+    await journal.save(OutboundLine(key="k1", room="lobby", kind="chat", text="sent before the crash",
+                                    created_at=created_at))
+    return journal
+
+
+async def test_restored_line_already_on_the_server_is_not_sent_again(network: FakeNetwork) -> None:
+    # A previous process sent the line and died before the echo: the server's backlog has it.
+    created = FakeClock().now().timestamp()
+    network.backlog.append(FakeLine("lobby", "dazbot", "sent before the crash", int(created * 1000) + 50))
+    async with harness(make_config(), network, journal=await _restored_journal(created)) as h:
+        await h.until(RoomState.READY)
+        await h.settle()
+        assert h.status.outbox_depth == 0
+    assert network.chat_log == []  # nothing new reached the server
+    assert [e["key"] for e in h.named("room.line.delivered")] == ["k1"]
+
+
+async def test_restored_line_missing_from_the_backlog_is_sent_once(network: FakeNetwork) -> None:
+    created = FakeClock().now().timestamp()
+    async with harness(make_config(), network, journal=await _restored_journal(created)) as h:
+        await h.until(RoomState.READY)
+        await h.settle()
+        assert h.status.outbox_depth == 0
+    assert [line.text for line in network.chat_log] == ["sent before the crash"]
 
 
 async def test_cooldown_retries_the_line_after_the_cooldown(network: FakeNetwork) -> None:

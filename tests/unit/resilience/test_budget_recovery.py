@@ -9,6 +9,7 @@ completes, and how far the budget ever pushed an item out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import dataclass, field
 
@@ -73,10 +74,8 @@ async def run_outage(budget_config: RetryBudgetConfig) -> Run:
             await database()
 
         async def in_process_call() -> None:
-            try:
+            with contextlib.suppress(CircuitOpen, Down):
                 await breaker.call(database)
-            except (CircuitOpen, Down):
-                pass
 
         queue.register("sql_operation", handler)
         await queue.schedule(*[NewItem("sql_operation", {"n": i}) for i in range(ITEMS)])
@@ -107,17 +106,23 @@ async def completed(store: InMemoryStore) -> int:
 
 
 async def test_backlog_drains_promptly_after_recovery_with_the_default_budget() -> None:
+    window = RetryBudgetConfig().window_seconds
+    unbudgeted = await run_outage(RetryBudgetConfig(enabled=False))
     run = await run_outage(RetryBudgetConfig())
     gate, budget = run.gate, run.budget
-    assert gate is not None and budget is not None
+    assert gate is not None
+    assert budget is not None
+    assert unbudgeted.drained_at is not None
+    reference = unbudgeted.drained_at - OUTAGE_SECONDS
     drain = None if run.drained_at is None else run.drained_at - OUTAGE_SECONDS
-    release_seconds = ITEMS / RetryConfig().breaker_release_per_second
     print(f"\nbudget recovery: {ITEMS} items, drained {drain if drain is None else round(drain, 1)} s after "
-          f"recovery (release alone: {release_seconds:.0f} s); longest deferral "
+          f"recovery ({reference:.1f} s without a budget); longest deferral "
           f"{max(run.delays, default=0):.1f} s; deferred by breaker {gate.deferred_by_breaker}, "
           f"by budget {gate.deferred_by_budget}; attempts while down {run.attempts_while_down}; "
           f"budget {budget.snapshot()}")
     assert drain is not None, f"backlog not drained {MAX_RUN_SECONDS - OUTAGE_SECONDS:.0f} s after recovery"
-    # The breaker closes within its longest break; then the gate's release rate is the bound.
-    assert drain <= BREAKER.max_break_seconds + release_seconds + 10
-    assert max(run.delays, default=0) <= RetryBudgetConfig().window_seconds, "deferrals must not grow"
+    # The budget may hold a healthy dependency's backlog back by a window at most, never minutes.
+    assert drain <= reference + window
+    assert max(run.delays, default=0) <= window, "deferrals must not grow"
+    # Retries that reached the dependency while it was down stayed within the budget's floor.
+    assert run.attempts_while_down <= 0.2 * BASE_PER_SECOND * OUTAGE_SECONDS + 1.0 * window * 3
