@@ -19,6 +19,7 @@ import json
 import random
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,11 @@ async def write(plugin: SqlPlugin, start: int, count: int, rate: float) -> dict[
             outcome["queued"] += 1
         except Exception as exc:  # anything else is a lost write: report it, the test fails
             outcome["lost"] += 1
-            say(f"lost {i} {type(exc).__module__}.{type(exc).__name__}: {str(exc)[:200]}")
+            # Where it escaped from: the innermost daz frames (the bug to fix is usually there).
+            frames = [f"{Path(f.filename).name}:{f.lineno}:{f.name}"
+                      for f in traceback.extract_tb(exc.__traceback__) if "/daz/" in f.filename][-4:]
+            where = " < ".join(reversed(frames))
+            say(f"lost {i} {type(exc).__module__}.{type(exc).__name__}: {str(exc)[:200]} at {where}")
             continue
         say(f"ack {i}")
     return outcome

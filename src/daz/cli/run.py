@@ -20,6 +20,12 @@ from daz.errors import ConfigError, DazError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG_ERROR = 2
+EXIT_SHUTDOWN_FORCED = 4
+# After the drain grace, cancelling and closing (pools, spool, sockets) gets this much more time. A
+# database behind a network partition can hold a close forever (asyncpg sends a cancel request on a
+# new connection that never completes), and an operator's stop must not hang: past the budget the
+# process exits with EXIT_SHUTDOWN_FORCED. Unfinished queue claims are reclaimed after their lease.
+SHUTDOWN_CLOSE_BUDGET_SECONDS = 5.0
 
 
 def run_command(  # noqa: PLR0917 - typer maps each CLI option to a parameter
@@ -104,14 +110,18 @@ async def run_bot(cfg: DazConfig, *, grace_seconds: float) -> int:
 
     stopping = asyncio.Event()
     remove = install_signal_handlers(asyncio.get_running_loop(), stopping, on_force=force_exit)
+    deadline: list[asyncio.TimerHandle] = []
     try:
         async with DazApp(cfg, AppOptions(stop_grace_seconds=grace_seconds)) as app:
             typer.echo(f"daz: database {cfg.database.display_url()} "
                        f"(migrations applied now: {app.migrated or 'none'})")
+            if cfg.cluster.enabled:
+                typer.echo(f"daz: cluster {app.cluster_mode}")
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(app.run(stopping), name="daz.app")
                 tg.create_task(_announce(app, cfg), name="daz.announce")
-            typer.echo("daz: stopped cleanly")
+                tg.create_task(_arm_deadline(stopping, grace_seconds, deadline), name="daz.deadline")
+        typer.echo("daz: stopped cleanly")
     except ConfigError as exc:
         for problem in exc.problems:
             typer.echo(f"error: {problem}", err=True)
@@ -121,7 +131,35 @@ async def run_bot(cfg: DazConfig, *, grace_seconds: float) -> int:
         return EXIT_FAILED
     finally:
         remove()
+        for timer in deadline:
+            timer.cancel()
     return EXIT_OK
+
+
+async def _arm_deadline(
+    stopping: asyncio.Event, grace_seconds: float, into: list[asyncio.TimerHandle]
+) -> None:
+    """Once a stop is requested, a plain timer (it outlives every task) bounds the whole shutdown."""
+    await stopping.wait()
+    into.append(asyncio.get_running_loop().call_later(
+        grace_seconds + SHUTDOWN_CLOSE_BUDGET_SECONDS, _force_close_exit))
+
+
+def _force_close_exit() -> None:
+    import os
+    import sys
+
+    import structlog
+
+    structlog.get_logger("daz.cli").error(
+        "lifecycle.shutdown_forced", budget_seconds=SHUTDOWN_CLOSE_BUDGET_SECONDS,
+        pending=sorted(t.get_name() for t in asyncio.all_tasks() if not t.done())[:20],
+    )
+    typer.echo(f"daz: closing did not finish within {SHUTDOWN_CLOSE_BUDGET_SECONDS:.0f}s; exiting "
+               f"({EXIT_SHUTDOWN_FORCED}); unfinished queue claims return after their lease", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_SHUTDOWN_FORCED)
 
 
 async def _announce(app: Any, cfg: DazConfig) -> None:

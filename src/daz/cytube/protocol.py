@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 MAX_TEXT_CHARS = 10_000  # the server cuts chat at 320 chars; escaping and links can grow it a little
 MAX_NAME_CHARS = 64
@@ -279,7 +279,7 @@ def _str(obj: dict[str, Any], key: str, limit: int) -> str:
     return value
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     # Python's json module accepts Infinity and NaN; neither is a time, a rank or a duration.
     if type(value) is int:
         return True

@@ -85,6 +85,9 @@ class Session:
         self._join_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._login_done: asyncio.Future[p.LoginResult] = asyncio.get_running_loop().create_future()
         self._expect: tuple[OutboundLine, str, asyncio.Future[SendOutcome]] | None = None
+        # prometheus_client's labels() costs more than the rest of a chat line's parsing: cache the
+        # children (bounded: metric_event_label maps unknown names to "other").
+        self._received: dict[str, Any] = {}
 
     # establishing ----------------------------------------------------------------------------
     async def establish(self) -> None:
@@ -164,7 +167,13 @@ class Session:
         return username.lower() == self.name.lower()
 
     async def _handle(self, item: WireEvent) -> None:
-        self.metrics.messages_received.labels(room=self.room, event=p.metric_event_label(item.name)).inc()
+        counter = self._received.get(item.name)
+        if counter is None:
+            label = p.metric_event_label(item.name)
+            counter = self.metrics.messages_received.labels(room=self.room, event=label)
+            if label != "other":
+                self._received[item.name] = counter
+        counter.inc()
         event = p.parse(item.name, item.data)
         if isinstance(event, p.Malformed):
             self._malformed(event.event, event.size, event.detail)

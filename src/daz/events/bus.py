@@ -108,11 +108,12 @@ class Subscription:
 
     async def pump(self) -> None:
         """Deliver queued events to the handler one at a time, isolating failures."""
+        queue, handler = self.queue, self.handler
         while True:
-            event = await self.queue.get()
+            event = await queue.get()
             try:
-                result = self.handler(event)
-                if inspect.isawaitable(result):
+                result = handler(event)
+                if result is not None and inspect.isawaitable(result):
                     await result
                 self.delivered += 1
             except asyncio.CancelledError:
@@ -121,7 +122,7 @@ class Subscription:
                 self.failures += 1
                 self.bus.report_handler_failure(self, event, exc)
             finally:
-                self.queue.task_done()
+                queue.task_done()
 
 
 class EventBus:

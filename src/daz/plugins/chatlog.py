@@ -23,6 +23,7 @@ from typing import Annotated, Any, Final, LiteralString
 from pydantic import Field
 
 from daz.backoff import seed_backoff
+from daz.cytube.protocol import ChatMessage, PrivateMessage
 from daz.errors import DazError, SqlRetryScheduled
 from daz.events.bus import Event
 from daz.plugins.base import PluginContext, PluginSettings, event_fields, parse_settings
@@ -81,11 +82,41 @@ def row_for(kind: str, event: Event, fields: Mapping[str, Any] | None = None) ->
         when = _epoch_ms(None, event)
     else:
         when = _epoch_ms(None, event)
+    return _row(room, kind, user, target, message, meta, when)
+
+
+def _row(  # noqa: PLR0917 - private; the positional order is the row's column order
+    room: str, kind: str, user: str | None, target: str | None, message: str | None, meta: Any, when: int
+) -> Row:
     meta_text = json.dumps(meta, sort_keys=True, default=str) if meta else None
     digest = hashlib.sha256(
         "\x1f".join((room, kind, str(when), user or "", target or "", message or "")).encode()
     ).hexdigest()[:32]
     return (f"chatlog:{digest}", room, kind, user, target, message, meta_text, when)
+
+
+def fast_chat_row(kind: str, event: Event, *, log_backlog: bool) -> Row | bool | None:
+    """``row_for`` for the rooms package's own chat/PM events, without flattening them first.
+
+    Returns the same row ``row_for`` would (same idempotency key), None when the line is not logged,
+    or False when the event has another shape and must take the general path. Pure.
+    """
+    data = event.data
+    if type(data) is not dict:
+        return False
+    inner = data.get("event")
+    if kind == "chat" and type(inner) is ChatMessage:
+        target = None
+    elif kind == "pm" and type(inner) is PrivateMessage:
+        target = inner.to
+    else:
+        return False
+    if data.get("backlog") and (kind != "chat" or not log_backlog):
+        return None
+    room = str(data.get("room") or "")
+    if not room:
+        return None
+    return _row(room, kind, inner.username, target, inner.text, inner.meta, inner.time_ms)
 
 
 class ChatlogPlugin:
@@ -119,10 +150,14 @@ class ChatlogPlugin:
         return handle
 
     def add(self, kind: str, event: Event) -> None:
-        f = event_fields(event)
-        if f.get("backlog") and (kind != "chat" or not self.settings.log_backlog):
-            return
-        row = row_for(kind, event, f)
+        fast = fast_chat_row(kind, event, log_backlog=self.settings.log_backlog)
+        if fast is False:
+            f = event_fields(event)
+            if f.get("backlog") and (kind != "chat" or not self.settings.log_backlog):
+                return
+            row = row_for(kind, event, f)
+        else:
+            row = fast if isinstance(fast, tuple) else None
         if row is None:
             return
         if kind == "media":

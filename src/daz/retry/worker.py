@@ -14,7 +14,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -37,6 +37,9 @@ STORE_ERROR_PAUSE_SECONDS: Final = 1.0
 PERSIST_ATTEMPTS: Final = 3
 PERSIST_RETRY_SECONDS: Final = 0.2
 PERSIST_GRACE_SECONDS: Final = 10.0
+# Reported to the gate for an attempt that never reached a handler: a BaseException, which the
+# breaker counts as "not called" and so hands the permit back (docs/resilience.md).
+_NOT_ATTEMPTED: Final = asyncio.CancelledError("no handler: the attempt never ran")
 
 
 class AttemptGate(Protocol):
@@ -126,12 +129,27 @@ class Worker:
         self.idle = False
         self._overdue: set[int] = set()
         self._wake = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
         self._on_full_batch = on_full_batch
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
+        # The idle wait is one Event: wake(), the stop watcher and the idle timer all set it, so a
+        # NOTIFY reaches the claim in one loop hop (a TaskGroup of three waiters per idle period cost
+        # several hops and three task creations on the idle-pickup path).
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            watcher = group.create_task(stopping.wait(), name=f"{self.owner}.stop")
+            watcher.add_done_callback(self._on_timer)
+            try:
+                await self._loop(stopping)
+            finally:
+                watcher.cancel()
+                self._group = None
+
+    async def _loop(self, stopping: asyncio.Event) -> None:
         d = self.deps
         while not stopping.is_set():
             self._wake.clear()  # before the claim, so a wake-up during it is not lost
@@ -170,19 +188,19 @@ class Worker:
     async def _idle(self, stopping: asyncio.Event, seconds: float) -> None:
         if stopping.is_set() or self._wake.is_set():
             return
-        async with asyncio.TaskGroup() as group:
-            waiters = [
-                group.create_task(self.deps.clock.sleep(seconds), name=f"{self.owner}.sleep"),
-                group.create_task(self._wake.wait(), name=f"{self.owner}.wake"),
-                group.create_task(stopping.wait(), name=f"{self.owner}.stop"),
-            ]
+        group = self._group
+        if group is None:  # process() used on its own, outside run(): nothing to wait for
+            return
+        timer = group.create_task(self.deps.clock.sleep(seconds), name=f"{self.owner}.sleep")
+        timer.add_done_callback(self._on_timer)
+        try:
+            await self._wake.wait()
+        finally:
+            timer.cancel()  # finishes inside the worker's group; nothing here waits for it
 
-            def finish(_: object) -> None:
-                for waiter in waiters:
-                    waiter.cancel()
-
-            for waiter in waiters:
-                waiter.add_done_callback(finish)
+    def _on_timer(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled():
+            self._wake.set()
 
     # one batch ---------------------------------------------------------------------------------
     async def process(self, items: Sequence[QueueItem]) -> None:
@@ -229,11 +247,14 @@ class Worker:
         """One attempt. ``bounded=False``: the caller enforces ``timeout_seconds`` (batch deadlines)."""
         d = self.deps
         policy = d.policy(item.operation_type)
+        handler = d.handlers.get(item.operation_type)
+        if handler is None and d.bus is None:  # nobody to run it: not an attempt, so no gate permit
+            return self._no_handler(item, policy, NoHandler(
+                f"no handler for '{item.operation_type}'", operation_type=item.operation_type))
         if d.gate is not None:
             defer = d.gate.before_attempt(item, policy)
             if defer is not None:
                 return Outcome(item, policy, 0.0, defer_seconds=defer, deferred_by=policy.breaker)
-        handler = d.handlers.get(item.operation_type)
         started = d.clock.monotonic()
         error: BaseException | None = None
         try:
@@ -244,20 +265,31 @@ class Worker:
                 await self._call(handler, item)
         except TimeoutError:
             error = _timeout_error(item)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             # The batch deadline cancels an overdue attempt; like asyncio.timeout, turn only that
             # cancellation into a timeout (uncancel() == 0), so record() still runs in this task.
             task = asyncio.current_task()
             if bounded or item.id not in self._overdue or task is None or task.uncancel() > 0:
+                # Shutdown: settle the gate's permit (a cancellation is not held against the
+                # dependency) so a half-open breaker is not left waiting for this probe.
+                if d.gate is not None:
+                    d.gate.record(item, policy, exc, d.clock.monotonic() - started)
                 raise
             error = _timeout_error(item)
         except NoHandler as exc:
-            d.count("no_handler")
-            log.warning("retry.no_handler", id=item.id, operation_type=item.operation_type)
-            return Outcome(item, policy, 0.0, error=exc, defer_seconds=d.no_handler_delay_seconds)
+            # No bus responder: the dependency was never asked; hand the permit back uncounted.
+            if d.gate is not None:
+                d.gate.record(item, policy, _NOT_ATTEMPTED, 0.0)
+            return self._no_handler(item, policy, exc)
         except Exception as exc:  # noqa: BLE001 - any handler failure is an outcome to record
             error = exc
         return self._finish(item, policy, error, d.clock.monotonic() - started)
+
+    def _no_handler(self, item: QueueItem, policy: RetryPolicy, exc: NoHandler) -> Outcome:
+        d = self.deps
+        d.count("no_handler")
+        log.warning("retry.no_handler", id=item.id, operation_type=item.operation_type)
+        return Outcome(item, policy, 0.0, error=exc, defer_seconds=d.no_handler_delay_seconds)
 
     async def _call(self, handler: Handler | None, item: QueueItem) -> None:
         if handler is not None:

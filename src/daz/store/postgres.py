@@ -39,6 +39,7 @@ from daz.store.base import (
 )
 
 log = structlog.get_logger("daz.store")
+POOL_CLOSE_TIMEOUT_SECONDS = 2.0
 
 CONNECT_TIMEOUT_SECONDS: Final = 10.0
 LISTEN_RETRY_BASE_SECONDS: Final = 0.5
@@ -204,6 +205,14 @@ _CONNECTION_ERRORS: Final = (
 )
 
 
+async def _no_session_reset(_: asyncpg.Connection) -> None:
+    """asyncpg's default reset runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
+    on every release, awaited inside ``pool.fetch``: a second round-trip per store call (half the
+    idle-pickup claim). This store leaves no session state behind (no SET, LISTEN, cursors or
+    advisory locks on pooled connections; LISTEN has its own connection), and asyncpg still rolls
+    back an open transaction before calling this."""
+
+
 def _item(r: asyncpg.Record, reclaimed: bool = False) -> QueueItem:
     return QueueItem(
         r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10], r[11], r[12],
@@ -245,7 +254,7 @@ class PostgresStore:
         with _translated("connect"):
             pool = await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS,
-                command_timeout=60,
+                command_timeout=60, reset=_no_session_reset,
             )
         try:
             with _translated("connect"):
@@ -465,7 +474,13 @@ class PostgresStore:
             await self._pool.fetchval("SELECT 1")
 
     async def close(self) -> None:
-        await self._pool.close()
+        # A connection stuck on a dead or black-holed socket would make a graceful close wait
+        # forever; shutdown must finish within its grace period, so fall back to terminate.
+        try:
+            await asyncio.wait_for(self._pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("store.close_timeout", timeout=POOL_CLOSE_TIMEOUT_SECONDS)
+            self._pool.terminate()
 
 
 def _assign_ids(

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import html
+import json
 import re
 import time
 from collections import defaultdict
@@ -292,6 +293,27 @@ class FakeCytubeServer:
     async def say(self, room: str, username: str, text: str) -> ChatRecord:
         """A simulated user says ``text`` in ``room`` (recorded and broadcast)."""
         return await self._accept_chat(room, username, text)
+
+    async def say_many(self, room: str, lines: list[tuple[str, str]]) -> int:
+        """Bulk ``say`` for benchmarks: the same records and the same wire frames, encoded once each.
+
+        Each line is recorded exactly as ``say`` records it; its Socket.IO frame is encoded here
+        (python-socketio's own compact JSON) and queued straight to every socket in the room, skipping
+        the per-emit room lookup and packet objects, so the server is not what limits a client
+        benchmark. Returns the number of lines.
+        """
+        frames: list[str] = []
+        for username, text in lines:
+            record = ChatRecord(room, username, text[:CHAT_LIMIT_CHARS], _now_ms())
+            self._chat[room].append(record)
+            frames.append("2" + json.dumps(["chatMsg", self._chat_payload(record)], separators=(",", ":")))
+        for sid in list(self._channel(room).sockets):
+            eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+            if eio_sid is None:
+                continue
+            for frame in frames:
+                await self._sio.eio.send(eio_sid, frame)
+        return len(frames)
 
     async def play(
         self,

@@ -8,7 +8,15 @@ Two hooks reach below python-socketio's public API, because the public API canno
 * a Socket.IO frame that fails to decode (non-JSON, no event name) is caught where the client
   decodes it and surfaced as ``WireMalformed`` instead of dying in a background task.
 
-Both were written against python-socketio 5.18 / python-engineio 4.15; the integration tests
+* the websocket read loop is replaced by a faster one with the same semantics (see
+  ``_FrameTimedEngineIO``): the library wraps every ``ws.receive()`` in ``asyncio.wait_for`` (a task
+  and a timer per frame on Python 3.11) and hands every MESSAGE to a new task. Ours keeps one
+  reschedulable deadline for the whole loop and decodes plain Socket.IO events (``42[...]``) inline,
+  in arrival order, straight into the transport's inbox. Everything else (CONNECT, DISCONNECT, ACK,
+  binary, reserved event names, PING/CLOSE) takes the library's own path, and while such a message is
+  still being handled no event overtakes it.
+
+All were written against python-socketio 5.18 / python-engineio 4.15; the integration tests
 against ``daz.testing.fake_cytube`` exercise them on every run.
 """
 
@@ -16,12 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import engineio
 import socketio
 import structlog
+from engineio import base_client as eio_base_client
+from engineio import packet as eio_packet
 
 from daz.clock import Clock
 from daz.errors import ConnectFailed, Kicked, NotConnected, RateLimited, ServerDisconnected, TransportError
@@ -38,15 +52,138 @@ _sio_logger = logging.getLogger("daz.transport.socketio")
 _sio_logger.setLevel(logging.WARNING)
 
 
-class _FrameTimedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
-    """Engine.IO client that reports every received packet (PING, MESSAGE, NOOP, CLOSE)."""
+# An Engine.IO MESSAGE (4) carrying a Socket.IO EVENT (2) for the "/" namespace without an ack id.
+_PLAIN_EVENT_PREFIX = "42["
+# Names python-socketio routes to its own handlers rather than to the catch-all ``*`` handler.
+_RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "__disconnect_final"})
+# After this many inline events the read loop yields once, so the session (and the bus behind it)
+# drain what arrived before more is read: bursts stay far below the inbox limit.
+_YIELD_EVERY_EVENTS = 256
+# The read deadline is moved at most once per slack (this, or a tenth of the limit if smaller), not
+# per frame; it fires between pingInterval + pingTimeout and that plus the slack after the last frame.
+_DEADLINE_SLACK_SECONDS = 1.0
 
-    on_frame: Any = None
+
+class _FrameTimedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
+    """Engine.IO client that timestamps every frame and decodes plain events inline."""
+
+    on_frame: Callable[[], None] | None = None
+    on_event: Callable[[str, Any], None] | None = None
+    on_malformed: Callable[[Any, Exception], None] | None = None
+    owner: Any = None  # the Socket.IO client (binary-attachment state lives there)
+    _slow_pending = 0
+    _slow_tasks: set[asyncio.Task[None]] | None = None
 
     async def _receive_packet(self, pkt: Any) -> None:
         if self.on_frame is not None:
             self.on_frame()
-        await super()._receive_packet(pkt)
+        await self._dispatch(pkt)
+
+    async def _dispatch(self, pkt: Any) -> None:
+        handler = self.handlers.get("message")
+        if pkt.packet_type != eio_packet.MESSAGE or handler is None:
+            await super()._receive_packet(pkt)
+            return
+        # As the library does, a task per message (a handler may await the client itself, e.g.
+        # disconnect), but counted, so the inline path never overtakes a message still in flight.
+        if self._slow_tasks is None:
+            self._slow_tasks = set()
+        self._slow_pending += 1
+        task: asyncio.Task[None] = asyncio.ensure_future(self._deliver(handler, pkt.data))
+        self._slow_tasks.add(task)
+        task.add_done_callback(self._slow_tasks.discard)
+
+    async def _deliver(self, handler: Callable[[Any], Any], data: Any) -> None:
+        try:
+            await handler(data)
+        finally:
+            self._slow_pending -= 1
+
+    def _inline_event(self, data: str) -> bool:
+        """Decode and deliver a plain ``42[...]`` event now; False when it must take the slow path."""
+        if self._slow_pending or self.on_event is None or getattr(self.owner, "_binary_packet", None):
+            return False
+        try:
+            decoded = json.loads(data[2:])
+        except (ValueError, RecursionError) as exc:
+            if self.on_malformed is not None:
+                self.on_malformed(data[1:], exc)
+            return True
+        if not decoded or type(decoded[0]) is not str:
+            if self.on_malformed is not None:
+                self.on_malformed(data[1:], ValueError("event without a name"))
+            return True
+        name = decoded[0]
+        if name in _RESERVED_EVENTS:
+            return False
+        self.on_event(name, decoded[1] if len(decoded) > 1 else None)
+        return True
+
+    async def _read_loop_websocket(self) -> None:
+        """The library's websocket read loop, minus a task and a timer per frame (same exits)."""
+        try:
+            await self._read_frames()
+        except TimeoutError:
+            self.logger.warning("Server has stopped communicating, aborting")
+            await self.queue.put(None)
+        await self._read_loop_exit()
+
+    async def _read_frames(self) -> None:
+        loop = asyncio.get_running_loop()
+        inline = 0
+        async with asyncio.timeout(None) as deadline:
+            moved = -math.inf
+            limit = self.ping_interval + self.ping_timeout
+            slack = min(_DEADLINE_SLACK_SECONDS, limit / 10)
+            while self.state == "connected" and self.write_loop_task:
+                now = loop.time()
+                if now - moved >= slack:
+                    deadline.reschedule(now + limit + slack)
+                    moved = now
+                data = await self._next_frame()
+                if data is None:
+                    await self.queue.put(None)
+                    return
+                if self.on_frame is not None:
+                    self.on_frame()
+                if type(data) is str and data.startswith(_PLAIN_EVENT_PREFIX) and self._inline_event(data):
+                    inline += 1
+                    if inline >= _YIELD_EVERY_EVENTS:
+                        inline = 0
+                        await asyncio.sleep(0)
+                    continue
+                try:
+                    pkt = eio_packet.Packet(encoded_packet=data)
+                except Exception as exc:  # noqa: BLE001 - as the library: an undecodable frame ends it
+                    self.logger.info('Unexpected error decoding packet: "%s", aborting', str(exc))
+                    await self.queue.put(None)
+                    return
+                await self._dispatch(pkt)
+
+    async def _next_frame(self) -> str | bytes | None:
+        """The next frame's payload; None when the connection is over (the library's reasons)."""
+        try:
+            msg = await self.ws.receive()
+        except aiohttp.client_exceptions.ServerDisconnectedError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - the library's rule: any read error ends the loop
+            self.logger.info('Unexpected error receiving packet: "%s", aborting', str(exc))
+            return None
+        data = msg.data
+        if not isinstance(data, str | bytes):
+            self.logger.warning("Server sent %s packet data %s, aborting", msg.type, data)
+            return None
+        return data
+
+    async def _read_loop_exit(self) -> None:
+        # The library's tail of the read loop, unchanged.
+        if self.write_loop_task:
+            await self.write_loop_task
+        if self.state == "connected":
+            await self._trigger_event("disconnect", self.reason.TRANSPORT_ERROR, run_async=False)
+            with contextlib.suppress(ValueError):
+                eio_base_client.connected_clients.remove(self)
+            await self._reset()
 
 
 class _Client(socketio.AsyncClient):  # type: ignore[misc]
@@ -86,6 +223,9 @@ class SocketIOTransport:
             request_timeout=request_timeout,
         )
         self._sio.eio.on_frame = self._frame
+        self._sio.eio.on_event = self._on_wire_event
+        self._sio.eio.on_malformed = self._malformed
+        self._sio.eio.owner = self._sio
         self._sio.on_malformed = self._malformed
         self._sio.on("connect_error", self._on_connect_error)
         self._sio.on("disconnect", self._on_disconnect)
@@ -165,10 +305,12 @@ class SocketIOTransport:
         self._finish(error)
 
     def _on_event(self, event: str, *args: Any) -> None:
+        self._on_wire_event(event, args[0] if args else None)
+
+    def _on_wire_event(self, event: str, data: Any) -> None:
         if event == "kick":
-            data = args[0] if args else None
             self._kick_reason = str(data.get("reason", "")) if isinstance(data, dict) else str(data)
-        self._put(WireEvent(event, args[0] if args else None))
+        self._put(WireEvent(event, data))
 
     # internals -------------------------------------------------------------------------------
     def _put(self, item: Inbound) -> None:

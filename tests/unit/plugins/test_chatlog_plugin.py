@@ -152,3 +152,44 @@ async def test_the_current_media_reannounced_on_rejoin_is_logged_once() -> None:
         await bus.drain()
         await wait_for(lambda: len(sql.rows) == 2)
     assert sorted(row[4] for row in sql.rows.values()) == ["abc", "next"]
+
+
+@pytest.mark.parametrize("log_backlog", [True, False])
+@pytest.mark.parametrize(
+    ("kind", "payload", "extra"),
+    [
+        ("chat", {"username": "al", "msg": "hi &amp; <b>x</b>", "time": 1234, "meta": {}}, {}),
+        ("chat", {"username": "al", "msg": "/me waves", "time": 5, "meta": {"action": True, "z": [1]}}, {}),
+        ("chat", {"username": "al", "msg": "old", "time": 7, "meta": {}}, {"backlog": True}),
+        ("chat", {"username": "", "msg": "", "time": 0, "meta": {}}, {"own": True}),
+        ("pm", {"username": "al", "to": "Bot", "msg": "psst", "time": 9, "meta": {}}, {}),
+        ("pm", {"username": "al", "to": "Bot", "msg": "psst", "time": 9, "meta": {}}, {"backlog": True}),
+    ],
+)
+def test_fast_chat_row_is_exactly_the_general_row(
+    kind: str, payload: dict[str, object], extra: dict[str, object], log_backlog: bool
+) -> None:
+    # The fast path must never change an idempotency key: a changed key would duplicate every line
+    # CyTube replays in its join backlog.
+    from daz.cytube import protocol
+    from daz.plugins.base import event_fields
+    from daz.plugins.chatlog import fast_chat_row
+
+    parsed = protocol.parse("chatMsg" if kind == "chat" else "pm", payload)
+    assert isinstance(parsed, protocol.ChatMessage | protocol.PrivateMessage)
+    data = {"room": "lobby", "event": parsed, "backlog": False, "own": False} | extra
+    event = _event(f"cytube.{kind}", data)
+    fields = event_fields(event)
+    skipped = fields.get("backlog") and (kind != "chat" or not log_backlog)
+    expected = None if skipped else row_for(kind, event, fields)
+    assert fast_chat_row(kind, event, log_backlog=log_backlog) == expected
+    if not skipped:
+        assert expected is not None
+
+
+def test_fast_chat_row_leaves_other_shapes_to_the_general_path() -> None:
+    from daz.plugins.chatlog import fast_chat_row
+
+    as_dict = _event("cytube.chat", chat("lobby", "al", "hi", 1234))
+    assert fast_chat_row("chat", as_dict, log_backlog=True) is False
+    assert fast_chat_row("join", _event("cytube.user.joined", {"room": "r"}), log_backlog=True) is False

@@ -286,3 +286,40 @@ async def test_first_attempts_through_a_breaker_are_the_budgets_base_traffic_ret
 
 async def _noop() -> None:
     return None
+
+
+def budget_gate(floor: float = 0.3) -> tuple[BreakerGate, RetryBudget, FakeClock]:
+    """A gate whose budget allows ``floor · 10`` retries per 10 s window and has no base traffic."""
+    clock = FakeClock()
+    budget = RetryBudget(RetryBudgetConfig(ratio=0.0, min_per_second=floor, window_seconds=10), clock)
+    registry = BreakerRegistry({}, None, None, clock, random.Random(3))
+    return BreakerGate(registry, clock=clock, budget=budget), budget, clock
+
+
+def test_a_successful_attempt_gives_its_budget_token_back_a_failed_one_does_not() -> None:
+    gate, budget, _ = budget_gate()
+    policy = Policy(None)
+    for i in range(3):
+        assert attempt(gate, Item(i), policy) is None
+    assert attempt(gate, Item(3), policy) is not None, "three in flight: the allowance is used"
+    gate.record(Item(0), policy, Down("down"), 0.01)
+    assert attempt(gate, Item(3), policy) is not None, "a failed retry keeps its token"
+    gate.record(Item(1), policy, None, 0.01)
+    assert attempt(gate, Item(3), policy) is None, "a successful retry gave its token back"
+    (row,) = budget.snapshot()
+    assert (row["granted_total"], row["refunded_total"], row["retries"]) == (4, 1, 3)
+
+
+async def test_an_attempt_that_never_reports_is_settled_as_failed_after_a_window() -> None:
+    gate, budget, clock = budget_gate(floor=0.1)
+    policy = Policy(None)
+    assert attempt(gate, Item(1), policy) is None  # never recorded: the worker was cancelled
+    assert budget.retry_after("sql_operation") == pytest.approx(1.0), "in flight: a token may come soon"
+    await clock.advance(10.5)
+    assert attempt(gate, Item(2), policy) is None  # the first grant left the window; it is settled now
+    gate.record(Item(1), policy, None, 0.01)  # a late report refunds nothing
+    gate.record(Item(2), policy, Down("down"), 0.01)
+    (row,) = budget.snapshot()
+    assert (row["refunded_total"], row["retries"]) == (0, 1)
+    # nothing in flight any more: the next token is the failed retry's, when its bucket expires
+    assert budget.retry_after("sql_operation") == pytest.approx(20.0 - 10.5)

@@ -230,6 +230,67 @@ async def test_gate_defers_without_charging_an_attempt_then_lets_through() -> No
         assert (await h.store.get(item_id)).status == "completed"
 
 
+async def test_gate_permit_is_settled_when_shutdown_cancels_the_attempt() -> None:
+    store, clock, metrics, _ = make_harness()
+    cfg = config(breaker="database")  # type: ignore[arg-type]
+    gate = _Gate(defer=None)
+    started = asyncio.Event()
+    queue = RetryQueue(store, cfg, None, metrics, clock, random.Random(1), gate)  # type: ignore[arg-type]
+
+    async def hangs(item: QueueItem) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    queue.register("op", hangs)
+    [item_id] = await store.schedule([NewItem("op")])
+    with pytest.raises(asyncio.CancelledError):  # noqa: PT012 - the cancellation is the point
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(queue.run(asyncio.Event()), name="test.queue")
+            await asyncio.wait_for(started.wait(), 5)
+            assert gate.records == []
+            task.cancel()
+            await asyncio.wait_for(asyncio.shield(asyncio.wait({task})), 5)
+            raise asyncio.CancelledError
+    [(recorded_id, breaker, outcome)] = gate.records
+    assert (recorded_id, breaker) == (item_id, "database")
+    assert isinstance(outcome, asyncio.CancelledError)  # the breaker hands such a permit back uncounted
+
+
+async def test_no_bus_responder_hands_the_gate_permit_back_uncounted() -> None:
+    store, clock, metrics, _ = make_harness()
+    gate = _Gate(defer=None)
+    async with Running(store, clock, metrics, config(), gate) as h:  # a bus, but no responder
+        [item_id] = await h.queue.schedule(NewItem("nobody"))
+        await h.advance(3)
+        assert h.queue.stats.get("no_handler") == 1
+        [(recorded_id, _, outcome)] = gate.records
+        assert recorded_id == item_id
+        assert isinstance(outcome, asyncio.CancelledError)
+
+
+async def test_no_handler_and_no_bus_never_asks_the_gate() -> None:
+    store, clock, metrics, cfg = make_harness()
+    asked: list[int] = []
+
+    class _Counting(_Gate):
+        def before_attempt(self, item: QueueItem, policy: RetryPolicy) -> float | None:
+            asked.append(item.id)
+            return None
+
+    gate = _Counting(defer=None)
+    queue = RetryQueue(store, cfg, None, metrics, clock, random.Random(1), gate)  # type: ignore[arg-type]
+    [item_id] = await store.schedule([NewItem("nobody")])
+    stopping = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(queue.run(stopping), name="test.queue")
+        await settle()
+        stopping.set()
+    assert queue.stats.get("no_handler") == 1
+    assert (asked, gate.records) == ([], [])
+    item = await store.get(item_id)
+    assert (item.status, item.attempt) == ("pending", 0)
+
+
 class _NoHeartbeatStore(InMemoryStore):
     """A worker whose heartbeats never land: what a paused (SIGSTOPped) process looks like."""
 
