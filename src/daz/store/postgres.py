@@ -198,6 +198,8 @@ _CONNECTION_ERRORS: Final = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # raised by asyncpg when a connection dies mid-protocol (e.g. a rollback on a closed socket)
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
