@@ -23,6 +23,7 @@ import structlog
 from daz.clock import Clock, SystemClock
 from daz.cluster.coordinator import ClusterCoordinator
 from daz.cluster.gate import LeaseGate
+from daz.cluster.health import ClusterCheck
 from daz.cluster.identity import resolve_instance_id
 from daz.config import DazConfig
 from daz.cytube.journal import CYTUBE_COMMAND, RoomAvailabilityGate, StoreJournal
@@ -244,6 +245,7 @@ class DazApp:
             PluginsCheck(self.plugins, self.clock),
             ProcessCheck(self.clock, th, self.lag_probe),
             *self._external_checks(),
+            *([ClusterCheck(self.cluster, self.clock)] if self.cluster is not None else []),
         ]
 
     def _external_checks(self) -> list[Any]:
@@ -264,6 +266,7 @@ class DazApp:
             rooms=self._room_views, queue=self.queue_view, dead_letters=self.dead_letters,
             breakers=self.breakers.snapshot, breaker_action=self._breaker_action, replay=self.replay,
             spool=self.spool.count,
+            instances=self.cluster.instance_rows if self.cluster is not None else None,
             extra={"plugins": self.plugins.status_list, "cluster": self.cluster_status},
         )
 

@@ -81,6 +81,7 @@ class ClusterCoordinator:
         self._last_rebalance = float("-inf")
         self._lock = asyncio.Lock()
         self.snapshot = ClusterSnapshot(instance_id=instance_id)
+        self.last_tick_ok: float | None = None  # local monotonic time of the last complete tick
         # leave with a margin of one renew interval, so a slow renew cannot outlive the lease
         self.safety_seconds = config.renew_interval_seconds
 
@@ -166,6 +167,7 @@ class ClusterCoordinator:
                 instances=[dict(r) for r in live_rows],
                 leases=[dict(r) for r in await conn.fetch(sql.READ_LEASES, self.rooms)],
             )
+            self.last_tick_ok = self.clock.monotonic()
 
     async def _renew(self, conn: asyncpg.Connection) -> None:
         if not self.held:
@@ -209,6 +211,28 @@ class ClusterCoordinator:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()
+
+    def instance_rows(self) -> list[dict[str, Any]]:
+        """One row per live instance with the rooms it holds and their lease ages (status page)."""
+        held_by: dict[str, list[str]] = {}
+        for lease in self.snapshot.leases:
+            owner = lease.get("owner")
+            if owner is not None and float(lease.get("expires_in") or 0) > 0:
+                age = lease.get("held_for")
+                label = f"{lease['room']} ({float(age):.0f}s)" if age is not None else str(lease["room"])
+                held_by.setdefault(str(owner), []).append(label)
+        rows = []
+        for inst in self.snapshot.instances:
+            name = str(inst["instance_id"])
+            rows.append({
+                "instance": name + (" (this)" if name == self.instance_id else ""),
+                "host": inst.get("hostname", ""),
+                "pid": inst.get("pid", ""),
+                "heartbeat_age_s": round(float(inst.get("heartbeat_age") or 0.0), 1),
+                "uptime_s": round(float(inst.get("uptime") or 0.0)),
+                "rooms (lease age)": ", ".join(sorted(held_by.get(name, []))) or "-",
+            })
+        return rows
 
     def fence_for(self, room: str) -> int | None:
         held = self.held.get(room)
