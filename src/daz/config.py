@@ -50,51 +50,105 @@ class BackoffConfig(_Model):
     """Reconnect backoff: the seed's 2 s doubling, ±25 % jitter, 5-minute cap."""
 
     strategy: JitterStrategy = JitterStrategy.PROPORTIONAL
+    """`proportional`: the seed's uniform draw in [(1-jitter)·b, (1+jitter)·b], capped; `full` and
+    `decorrelated`: AWS jitter; `none`: exactly b. See "Reliability: backoff" below."""
     base_seconds: PositiveSeconds = 2.0
+    """b for the first reconnect attempt (the seed: 2 s)."""
     multiplier: Annotated[float, Field(ge=1)] = 2.0
+    """b grows by this factor per failed attempt: b = base_seconds · multiplier^(k-1)."""
     jitter: Annotated[float, Field(ge=0, lt=1)] = 0.25
+    """Spread of `proportional`: ±this share of b (0.25 = the seed's ±25 %)."""
     max_seconds: PositiveSeconds = 300.0
+    """Cap: no reconnect wait exceeds this (the seed: 5 minutes); jitter is kept below the cap."""
 
 
 class ProbeConfig(_Model):
     """Cheap reachability probe while backing off, so recovery is not a long backoff away."""
 
     enabled: bool = True
+    """While backing off after a discovery/connect failure or a dead connection, probe the server cheaply
+    and reconnect as soon as it answers instead of sleeping out the backoff."""
     interval_seconds: PositiveSeconds = 1.0
+    """Wait before the first probe; it doubles per probe up to max_interval_seconds, each wait drawn from
+    [½, 1] of that."""
     max_interval_seconds: PositiveSeconds = 3.0
+    """Longest wait between two probes."""
     timeout_seconds: PositiveSeconds = 2.0
+    """Timeout of one probe (a socketconfig lookup, or a TCP connect when `server_url` is set); also of the
+    socketconfig lookup when connecting."""
 
 
 class CytubeConfig(_Model):
     base_url: str = DEFAULT_CYTUBE_BASE_URL
+    """CyTube site; each room's server is looked up at `<base_url>/socketconfig/<channel>.json` unless the
+    room sets `server_url`."""
     join_timeout_seconds: PositiveSeconds = 10.0
+    """Wait for the server to confirm `joinChannel`; longer and the attempt fails (`session_timeout`) and
+    backs off."""
     login_timeout_seconds: PositiveSeconds = 10.0
+    """Wait for the reply to `login`; longer and the attempt fails (`session_timeout`) and backs off."""
     connect_timeout_seconds: PositiveSeconds = 15.0
+    """Time allowed to open the Socket.IO connection (TCP, TLS, Engine.IO handshake) before the attempt
+    counts as `connect_failed`."""
     media_update_timeout_seconds: PositiveSeconds = 300.0
+    """While a non-live item plays unpaused, media updates overdue this long mark the room media-stale
+    (`room.media_stale`); the connection is torn down (`media_timeout`) only if a server ping is overdue
+    too. Also the room health check's limit."""
     liveness_margin_seconds: NonNegativeSeconds = 5.0
+    """Slack on the server's pingInterval + pingTimeout: no frame at all for that long means the connection
+    is dead (`no_frames`) and the room reconnects."""
     stable_after_seconds: NonNegativeSeconds = 60.0
+    """A READY session lasting this long resets the attempt counter (the next outage backs off from attempt
+    1); one ending sooner counts as a flap."""
     flap_window_seconds: PositiveSeconds = 600.0
+    """Window in which flaps (READY sessions shorter than stable_after_seconds) are counted."""
     flap_threshold: Annotated[int, Field(ge=1)] = 5
+    """This many flaps within flap_window_seconds mark the room degraded (`room.degraded` event, health
+    check `flaps`)."""
     give_up_after_attempts: Annotated[int, Field(ge=1)] | None = None
+    """Stop reconnecting after this many failed attempts in a row (room CLOSED, `room.gave_up` event);
+    unset: never give up."""
     rate_limit_min_wait_seconds: NonNegativeSeconds = 10.0
+    """A connection refused with `Rate limit exceeded` waits at least this long, whatever the backoff
+    draws."""
     backoff: BackoffConfig = BackoffConfig()
     probe: ProbeConfig = ProbeConfig()
     outbound_buffer_size: Annotated[int, Field(ge=1)] = 1000
+    """Lines a room's outbox holds while waiting to be sent; beyond it `send` refuses new lines with
+    `OutboxFull`."""
     delivery_timeout_seconds: PositiveSeconds = 10.0
+    """How long a sent line waits for the server's echo; on timeout the connection is recycled and the join
+    backlog decides whether it arrived (after 3 timeouts the line is dropped from the outbox and left to
+    the retry queue)."""
     message_max_chars: Annotated[int, Field(ge=1, le=320)] = 320
+    """Longer outgoing lines are split into parts of at most this many characters (CyTube cuts chat at
+    320)."""
 
 
 class RoomConfig(_Model):
     """One channel to sit in. No ``username`` means a guest name is generated."""
 
     channel: Annotated[str, Field(pattern=r"^[\w-]{1,30}$")]
+    """Channel name as in `https://cytu.be/r/<channel>`; daz runs one room supervisor per entry."""
     username: Annotated[str, Field(pattern=r"^[\w-]{1,20}$")] | None = None
+    """Account to log in as; unset: a guest name `daz-<6 hex>` drawn at start-up."""
     password: SecretStr | None = None
+    """Account password (masked in output and logs). Give at most one of password, password_file,
+    password_env."""
     password_file: Path | None = None
+    """File whose content (trimmed) is the account password, re-read at every login; keeps the secret out
+    of the config file."""
     password_env: str | None = None
+    """Name of an environment variable holding the account password; `daz run` refuses to start if it is
+    unset."""
     channel_password: SecretStr | None = None
+    """Password of a password-protected channel, sent when the server asks for it; missing or wrong, the
+    join fails and is retried with backoff."""
     server_url: str | None = None
+    """Socket.IO server to connect to directly (e.g. `http://127.0.0.1:8880` for a private or fake server),
+    skipping `/socketconfig` discovery; probes then are a plain TCP connect."""
     enabled: bool = True
+    """`false`: keep the entry but do not join the room."""
 
     @model_validator(mode="after")
     def _one_password_source(self) -> RoomConfig:
@@ -231,10 +285,18 @@ class RetryConfig(_Model):
     worker_count: Annotated[int, Field(ge=1, le=64)] = 3
     """Concurrent retry workers in this process."""
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    """Due items one worker claims (leases) per store round-trip; a full batch wakes another idle worker."""
     lease_seconds: PositiveSeconds = 30.0
+    """A claimed item is leased to its worker this long; if the worker dies, another may claim it once the
+    lease has expired."""
     heartbeat_interval_seconds: PositiveSeconds = 10.0
+    """While an attempt runs its lease is extended this often; must be shorter than lease_seconds."""
     retention_days: PositiveSeconds = 7.0
+    """Completed items are kept this many days (fractions allowed) for `daz retry`, then deleted by the
+    hourly cleanup; dead letters are kept until replayed or purged."""
     breaker_release_per_second: PositiveSeconds = 50.0
+    """When a breaker closes, the items it deferred become due at most this many per second, so a
+    recovering dependency is not hit by a stampede."""
     stats_interval_seconds: PositiveSeconds = 15.0
     """How often the queue refreshes daz_retry_queue_depth and the oldest-pending-age gauge."""
     cleanup_interval_seconds: PositiveSeconds = 3600.0
@@ -243,6 +305,9 @@ class RetryConfig(_Model):
     """An item nobody handles yet (no handler, no bus responder) is looked at again after this."""
     default_policy: RetryPolicyConfig = RetryPolicyConfig()
     retry_policies: dict[str, RetryPolicyConfig] = Field(default_factory=_default_policies)
+    """Policy per operation type (`cytube_command`, `sql_operation`, a plugin's own); other types use
+    default_policy. A value given here (file or `DAZ_RETRY__RETRY_POLICIES__...`) replaces the whole
+    default map, so list every type you need with all its non-default fields."""
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> RetryConfig:
@@ -402,12 +467,24 @@ class ClusterConfig(_Model):
     """Scale-out on PostgreSQL: rooms leased to exactly one instance."""
 
     enabled: bool = False
+    """Lease rooms through PostgreSQL so several instances share them (docs/scale-out.md); ignored with
+    SQLite, where this instance joins every room."""
     instance_id: Annotated[str, Field(pattern=r"^[\w.-]{1,64}$")] | None = None
+    """This instance's name in the lease tables; unset: generated once as `<host>-<8 hex>` and kept in
+    instance_id_file."""
     instance_id_file: Path = Path(".daz-instance-id")
+    """Where a generated instance_id is kept so that a restarted instance keeps its name."""
     lease_seconds: PositiveSeconds = 10.0
+    """A room lease lasts this long without renewal; a crashed instance's rooms move to others after at
+    most this."""
     renew_interval_seconds: PositiveSeconds = 3.0
+    """Heartbeat/renew/acquire period and the time limit of one such tick; at most half of lease_seconds. A
+    room is left once its last confirmed renewal is older than lease_seconds minus this."""
     instance_timeout_seconds: PositiveSeconds = 15.0
+    """An instance without a heartbeat for this long counts as dead and its leases may be taken."""
     rebalance_interval_seconds: PositiveSeconds = 30.0
+    """When the spread is unfair, an instance hands back rooms at most once per interval, so rooms move
+    gradually."""
 
     @model_validator(mode="after")
     def _renew_inside_lease(self) -> ClusterConfig:
@@ -430,6 +507,9 @@ class DazConfig(_Model):
     breakers: dict[str, BreakerConfig] = Field(
         default_factory=lambda: {"default": BreakerConfig(), "database": BreakerConfig()}
     )
+    """Circuit breakers by name: `default`, `database`, a family (`cytube`, `http`) or an exact name
+    (`cytube:lobby`); a breaker uses its exact entry, else its family's, else `default`. A value given
+    here replaces the default map."""
     retry_budget: RetryBudgetConfig = RetryBudgetConfig()
     spool: SpoolConfig = SpoolConfig()
     health: HealthConfig = HealthConfig()

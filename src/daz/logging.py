@@ -152,6 +152,29 @@ def _wants_console(fmt: LogFormat, stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
+# Module loggers that python-engineio/socketio configure themselves when given ``logger=False``.
+_SELF_CONFIGURING_LOGGERS = ("engineio.client", "engineio.server", "socketio.client", "socketio.server")
+
+
+def _tame_library_children(level: int) -> None:
+    """python-engineio/socketio, given ``logger=False``, set their module logger to ERROR and attach
+    a bare stderr handler whenever that logger's level is NOTSET: lines that bypass our renderer and
+    the secret redaction. Give those loggers an explicit level (so the libraries leave them alone)
+    and drop any such handler, so their records reach ours."""
+    for name in _SELF_CONFIGURING_LOGGERS:
+        logging.getLogger(name)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger) or "." not in name:
+            continue
+        if name.split(".", 1)[0] not in LIBRARY_LOGGERS:
+            continue
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = True
+
+
 def configure_logging(
     level: str | int = "info",
     fmt: LogFormat = "auto",
@@ -211,6 +234,7 @@ def configure_logging(
     lib_number = max(_level_number(library_level), number)
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(lib_number)
+    _tame_library_children(lib_number)
 
     structlog.configure(
         processors=[

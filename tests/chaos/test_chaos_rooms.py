@@ -63,7 +63,7 @@ def _cytube() -> CytubeConfig:
     return CytubeConfig(
         join_timeout_seconds=3, login_timeout_seconds=3, connect_timeout_seconds=3,
         liveness_margin_seconds=LIVENESS_MARGIN, delivery_timeout_seconds=3,
-        backoff={"base_seconds": 0.2, "max_seconds": 1.0},  # type: ignore[arg-type]
+        backoff={"base_seconds": 0.2, "max_seconds": 1.0},
         probe=ProbeConfig(enabled=False),
         flap_threshold=1000,
     )

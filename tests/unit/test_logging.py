@@ -140,3 +140,20 @@ def test_redact_walks_nested_values() -> None:
 def test_unknown_log_level_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         configure_logging("loud", "json", stream=io.StringIO())
+
+
+def test_library_loggers_that_configure_themselves_are_routed_through_ours() -> None:
+    # python-engineio, given logger=False, sets its module logger to ERROR and adds a bare stderr
+    # handler (unrendered, unredacted lines) whenever that logger's level is NOTSET.
+    import engineio
+
+    engine_logger = logging.getLogger("engineio.client")
+    engine_logger.setLevel(logging.NOTSET)
+    engineio.AsyncClient(logger=False)
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out, secrets=["hunter2"])
+    engineio.AsyncClient(logger=False)  # created after configuration: must not re-add its handler
+    assert [h for h in engine_logger.handlers if type(h) is logging.StreamHandler] == []
+    engine_logger.warning("engine trouble with hunter2")
+    lines = _json_lines(out)
+    assert [line["event"] for line in lines] == ["engine trouble with **********"]
