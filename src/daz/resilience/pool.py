@@ -371,7 +371,9 @@ class PoolManager:
         start = self.clock.monotonic()
         try:
             await asyncio.wait_for(conn.raw.fetchval(_PING), PING_TIMEOUT_SECONDS)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
+            # InternalClientError: a backend killed under an idle connection can leave asyncpg's
+            # protocol mid-operation ("cannot switch to state …"); that socket is unusable too.
             conn.stats.record_error(self.clock.monotonic())
             return False
         now = self.clock.monotonic()
