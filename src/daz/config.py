@@ -39,6 +39,18 @@ NonNegativeSeconds = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
+def merge_over_defaults(value: Any, defaults: Mapping[str, Mapping[str, Any]]) -> Any:
+    """A user's map of named sections laid over the built-in ones, field by field. Anything that is
+    not a map of maps is returned unchanged, so validation reports it with the user's own shape."""
+    if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+        return value
+    merged: dict[str, Any] = {name: dict(section) for name, section in defaults.items()}
+    for name, section in value.items():
+        merged[name] = {**merged.get(name, {}), **section}
+    return merged
+
+
+
 class _Model(BaseModel):
     # Docstrings under fields become their descriptions (scripts/gen_config_docs.py prints them).
     model_config = ConfigDict(
@@ -306,8 +318,14 @@ class RetryConfig(_Model):
     default_policy: RetryPolicyConfig = RetryPolicyConfig()
     retry_policies: dict[str, RetryPolicyConfig] = Field(default_factory=_default_policies)
     """Policy per operation type (`cytube_command`, `sql_operation`, a plugin's own); other types use
-    default_policy. A value given here (file or `DAZ_RETRY__RETRY_POLICIES__...`) replaces the whole
-    default map, so list every type you need with all its non-default fields."""
+    default_policy. Entries are merged over the built-in ones field by field: giving only
+    `{"sql_operation": {"max_delay_seconds": 90}}` keeps the other policies and sql_operation's other
+    settings (multiplier 1.5, breaker `database`)."""
+
+    @field_validator("retry_policies", mode="before")
+    @classmethod
+    def _merge_policies(cls, value: Any) -> Any:
+        return merge_over_defaults(value, {k: v.model_dump() for k, v in _default_policies().items()})
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> RetryConfig:
@@ -508,8 +526,13 @@ class DazConfig(_Model):
         default_factory=lambda: {"default": BreakerConfig(), "database": BreakerConfig()}
     )
     """Circuit breakers by name: `default`, `database`, a family (`cytube`, `http`) or an exact name
-    (`cytube:lobby`); a breaker uses its exact entry, else its family's, else `default`. A value given
-    here replaces the default map."""
+    (`cytube:lobby`); a breaker uses its exact entry, else its family's, else `default`. Entries are
+    merged over the built-in `default` and `database` ones field by field."""
+
+    @field_validator("breakers", mode="before")
+    @classmethod
+    def _merge_breakers(cls, value: Any) -> Any:
+        return merge_over_defaults(value, {"default": {}, "database": {}})
     retry_budget: RetryBudgetConfig = RetryBudgetConfig()
     spool: SpoolConfig = SpoolConfig()
     health: HealthConfig = HealthConfig()

@@ -200,3 +200,30 @@ def test_configuration_docs_are_current() -> None:
     text = page.read_text(encoding="utf-8")
     assert "`DAZ_RETRY__WORKER_COUNT`" in text
     assert "| 12 | 4096 | [225.00, 300.00] |" in text
+
+
+def test_a_partial_policy_is_merged_over_the_built_in_one() -> None:
+    from daz.config import validate_config
+
+    config = validate_config({"retry": {"retry_policies": {"sql_operation": {"max_delay_seconds": 90}}}})
+    sql = config.retry.retry_policies["sql_operation"]
+    assert (sql.max_delay_seconds, sql.backoff_multiplier, sql.breaker, sql.max_retries) == (
+        90, 1.5, "database", 3)
+    assert config.retry.retry_policies["cytube_command"].max_retries == 5  # the other default stays
+
+
+def test_a_policy_set_from_the_environment_keeps_the_defaults() -> None:
+    from daz.config import load_config
+
+    config = load_config(None, {"DAZ_RETRY__RETRY_POLICIES__SQL_OPERATION__MAX_RETRIES": "7"})
+    assert config.retry.retry_policies["sql_operation"].max_retries == 7
+    assert config.retry.retry_policies["sql_operation"].breaker == "database"
+    assert set(config.retry.retry_policies) == {"cytube_command", "sql_operation"}
+
+
+def test_one_breaker_entry_keeps_the_default_entries() -> None:
+    from daz.config import validate_config
+
+    config = validate_config({"breakers": {"database": {"minimum_calls": 5}, "cytube": {"window_size": 12}}})
+    assert sorted(config.breakers) == ["cytube", "database", "default"]
+    assert config.breakers["database"].minimum_calls == 5

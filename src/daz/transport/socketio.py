@@ -337,6 +337,11 @@ class SocketIOTransport:
             log.warning("transport.close_timeout", room=self.room)
             with contextlib.suppress(Exception):
                 await self._sio.eio.disconnect(abort=True)
+            # A close cancelled while waiting for a black-holed peer leaves aiohttp's connection
+            # unreleased (a ResourceWarning at garbage collection): release it ourselves.
+            response = getattr(getattr(self._sio.eio, "ws", None), "_response", None)
+            if response is not None:
+                response.close()
         except (OSError, RuntimeError, ValueError) as exc:
             log.debug("transport.close_error", room=self.room, error=repr(exc))
         http = getattr(self._sio.eio, "http", None)
