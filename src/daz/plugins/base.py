@@ -50,6 +50,15 @@ class SendApi(Protocol):
 class SqlApi(Protocol):
     """The part of ``daz.sql.SqlPlugin`` plugins use. Placeholders are ``$1, $2`` on both backends."""
 
+    async def query(self, sql: LiteralString, *params: Any, source: str | None = None,
+                    correlation_id: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def query_one(self, sql: LiteralString, *params: Any, source: str | None = None,
+                        correlation_id: str | None = None) -> dict[str, Any] | None: ...
+
+    async def exec(self, sql: LiteralString, *params: Any, source: str | None = None,
+                   idempotency_key: str | None = None, correlation_id: str | None = None) -> int: ...
+
     async def exec_many(
         self, sql: LiteralString, rows: Sequence[Sequence[Any]], *, source: str | None = None,
         idempotency_key: str | None = None,
