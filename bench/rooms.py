@@ -3,7 +3,8 @@
 1. restart → READY: the fake CyTube server is stopped for a mixed outage (1-15 s by default) and
    started again on the same port, 20 times; we measure from the moment it listens again until the
    room is READY, with the reachability probe on and off (both modes run side by side, each against
-   its own server, with daz's default backoff: 2 s base, x2, ±25 %, 300 s cap).
+   its own server, with daz's default backoff: 2 s base, x2, ±25 %, 300 s cap). Between outages the
+   room stays READY past ``stable_after_seconds`` (1 s here), so every outage starts at attempt 1.
 2. memory: 100 rooms joined to a fake server running in a separate process; tracemalloc's traced
    memory and the RSS delta of this process, divided by the number of rooms.
 
@@ -34,6 +35,7 @@ from daz.testing.fake_cytube import FakeCytubeServer
 from daz.transport.socketio import socketio_transport_factory
 
 OUTAGES = (1.0, 3.0, 6.0, 10.0, 15.0)
+STABLE_SECONDS = 1.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -47,7 +49,9 @@ async def restart_mode(probe: bool, restarts: int, seed: int) -> list[float]:
     async with FakeCytubeServer(guest_login_window_seconds=0) as server:
         config = DazConfig(
             rooms=[RoomConfig(channel="bench", username=f"bench{int(probe)}", server_url=server.url)],
-            cytube=CytubeConfig(probe=ProbeConfig(enabled=probe)),
+            # Each outage is an independent event: the session is stable (attempt counter reset)
+            # before the next one, so probe-off waits follow the seed schedule from attempt 1.
+            cytube=CytubeConfig(probe=ProbeConfig(enabled=probe), stable_after_seconds=STABLE_SECONDS),
         )
         clock = SystemClock()
         ready_at: list[float] = []
@@ -73,6 +77,7 @@ async def restart_mode(probe: bool, restarts: int, seed: int) -> list[float]:
                     back = time.monotonic()
                     await _until(lambda: len(ready_at) > seen, 400)  # noqa: B023 - awaited in the loop
                     results.append(ready_at[-1] - back)
+                    await asyncio.sleep(STABLE_SECONDS + 0.5)
                     print(f"  probe={'on ' if probe else 'off'} restart {i + 1:2d}: outage {outage:4.1f}s "
                           f"→ READY {results[-1]:6.2f}s after the server returned", flush=True)
                 stopping.set()

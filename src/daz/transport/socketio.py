@@ -210,6 +210,7 @@ class SocketIOTransport:
         self._clock = clock
         self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=_INBOX_LIMIT)
         self._closed: Closed | None = None
+        self._ws_response: Any = None  # aiohttp response under the websocket, released on close
         self._connect_error: str | None = None
         self._kick_reason: str | None = None
         self._last_frame_at: float | None = None
@@ -262,6 +263,7 @@ class SocketIOTransport:
         self._ping_interval = float(self._sio.eio.ping_interval)
         self._ping_timeout = float(self._sio.eio.ping_timeout)
         self._last_frame_at = self._clock.monotonic()
+        self._ws_response = _ws_response(self._sio)
 
     async def emit(self, event: str, data: Any) -> None:
         if self._closed is not None or not self._sio.connected:
@@ -330,6 +332,11 @@ class SocketIOTransport:
             self._inbox.put_nowait(self._closed)
 
     async def _abort(self) -> None:
+        # Hold on to the websocket's HTTP response now: engineio forgets ``ws`` while it tears
+        # down, and a close cancelled while waiting for a black-holed peer leaves aiohttp's
+        # connection unreleased (a ResourceWarning at garbage collection). Closing the response
+        # ourselves at the end releases it on every path; it is idempotent.
+        responses = [r for r in (self._ws_response, _ws_response(self._sio)) if r is not None]
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                 await self._sio.disconnect()
@@ -337,16 +344,20 @@ class SocketIOTransport:
             log.warning("transport.close_timeout", room=self.room)
             with contextlib.suppress(Exception):
                 await self._sio.eio.disconnect(abort=True)
-            # A close cancelled while waiting for a black-holed peer leaves aiohttp's connection
-            # unreleased (a ResourceWarning at garbage collection): release it ourselves.
-            response = getattr(getattr(self._sio.eio, "ws", None), "_response", None)
-            if response is not None:
-                response.close()
         except (OSError, RuntimeError, ValueError) as exc:
             log.debug("transport.close_error", room=self.room, error=repr(exc))
+        finally:
+            for response in responses:
+                response.close()
+            self._ws_response = None
         http = getattr(self._sio.eio, "http", None)
         if http is not None and not http.closed:
             await http.close()
+
+
+def _ws_response(sio: socketio.AsyncClient) -> Any:
+    """The aiohttp response under engineio's websocket (engineio internals, pinned by tests)."""
+    return getattr(getattr(sio.eio, "ws", None), "_response", None)
 
 
 def socketio_transport_factory(room: str, clock: Clock) -> SocketIOTransport:
