@@ -5,8 +5,11 @@
 1. enqueue: N no-op items through one ``store.schedule`` call (one INSERT … SELECT FROM unnest);
 2. drain: a ``RetryQueue`` with WORKERS claim loops; the clock runs from start until the queue has
    stopped with every completion committed (checked afterwards through ``stats()``);
-3. idle latency: median of single-item schedules (from a separate store connection, so the wake-up
-   really goes through LISTEN/NOTIFY) to handler start, with an idle gap between samples.
+3. idle latency: median of single-item schedules to handler start, with an idle gap between
+   samples, two ways, alternating: ``idle_latency_ms_*`` through ``RetryQueue.schedule`` in the
+   process running the workers (due now, so the local hand-off applies: the row is inserted already
+   claimed and handed to an idle worker), and ``idle_latency_remote_ms_*`` from a separate store
+   connection (a producer in another process: the wake-up goes through LISTEN/NOTIFY and a claim).
 
 Prints ``RESULT system=daz test=<backend> n=… enqueue_s=… drain_jobs_per_s=… idle_latency_ms_p50=…``.
 """
@@ -26,6 +29,7 @@ import logging
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -92,7 +96,9 @@ async def drain(store: RetryStore, args: argparse.Namespace) -> tuple[float, int
     return elapsed, calls
 
 
-async def idle_latency(store: RetryStore, url: str, args: argparse.Namespace) -> list[float]:
+async def idle_latency(
+    store: RetryStore, url: str, args: argparse.Namespace
+) -> tuple[list[float], list[float]]:
     producer = await open_store(url, apply_migrations=False, pool_min_size=1, pool_max_size=1)
     started: dict[int, float] = {}
     arrived = asyncio.Event()
@@ -104,20 +110,26 @@ async def idle_latency(store: RetryStore, url: str, args: argparse.Namespace) ->
     queue = RetryQueue(store, queue_config(args, poll=10.0))
     queue.register("probe", probe)
     stopping = asyncio.Event()
-    lat: list[float] = []
+    local: list[float] = []
+    remote: list[float] = []
     async with asyncio.TaskGroup() as group:
         group.create_task(queue.run(stopping), name="bench.queue")
         await asyncio.sleep(1.0)
-        for i in range(args.latency_samples):
+        for i in range(2 * args.latency_samples):
             await asyncio.sleep(args.latency_gap_ms / 1000)
             arrived.clear()
             t = now()
-            await producer.schedule([NewItem("probe", {"i": i})])
+            if i % 2 == 0:
+                await queue.schedule(NewItem("probe", {"i": i}, retry_after=datetime.now(UTC)))
+            else:
+                await producer.schedule([NewItem("probe", {"i": i})])
             await asyncio.wait_for(arrived.wait(), 30)
-            lat.append(started[i] - t)
+            (local if i % 2 == 0 else remote).append(started[i] - t)
         stopping.set()
+    handed_off = queue.stats.get("handed_off", 0)
+    assert handed_off == len(local), ("local samples not all handed off", handed_off, len(local))
     await producer.close()
-    return lat
+    return local, remote
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -127,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
     await store.schedule(items)
     enqueue_s = now() - t0
     drain_s, calls = await drain(store, args)
-    lat: list[float] = [] if args.skip_latency else await idle_latency(store, url, args)
+    lat, remote = ([], []) if args.skip_latency else await idle_latency(store, url, args)
     await store.close()
     fields: dict[str, Any] = {
         "system": "daz", "test": args.backend, "n": args.n, "concurrency": args.workers,
@@ -139,6 +151,10 @@ async def main(args: argparse.Namespace) -> None:
         ms = [x * 1000 for x in lat]
         fields |= {"idle_latency_ms_p50": statistics.median(ms), "idle_latency_ms_p90": pct(ms, 0.9),
                    "idle_latency_ms_min": min(ms), "idle_latency_ms_max": max(ms)}
+    if remote:
+        ms = [x * 1000 for x in remote]
+        fields |= {"idle_latency_remote_ms_p50": statistics.median(ms),
+                   "idle_latency_remote_ms_p90": pct(ms, 0.9)}
     print(result_line(**fields), flush=True)
 
 

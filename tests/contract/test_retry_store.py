@@ -292,3 +292,68 @@ async def test_wakeups_fire_on_schedule_and_requeue(store: RetryStore) -> None:
         await store.requeue(all_dead=True)
         await asyncio.wait_for(woke.wait(), 5)
     await store.ping()
+
+
+async def test_schedule_claimed_inserts_rows_already_leased_to_the_owner(
+    store: RetryStore, clock: FakeClock
+) -> None:
+    result = await store.schedule_claimed(
+        [NewItem("op", {"i": 0}, idempotency_key="h0"), NewItem("op", {"i": 1}, target="lobby")], "w1", LEASE
+    )
+    assert len(result.ids) == 2
+    assert [c.id for c in result.claimed] == result.ids
+    for i, c in enumerate(result.claimed):
+        assert c.payload == {"i": i}
+        assert (c.status, c.lease_owner, c.fence, c.attempt, c.reclaimed) == ("processing", "w1", 1, 0, False)
+        assert _close(c.lease_until, clock.now() + timedelta(seconds=LEASE))
+        assert _close(c.retry_after, clock.now())
+        stored = await store.get(c.id)
+        assert (stored.status, stored.lease_owner, stored.fence) == ("processing", "w1", 1)
+    assert result.claimed[0].idempotency_key == "h0"
+    assert result.claimed[1].target == "lobby"
+    # Nobody else can claim a handed-off row while its lease runs.
+    assert await store.claim_due(10, LEASE, "w2") == []
+    first, second = result.claimed
+    with pytest.raises(StaleFence):
+        await store.complete(first.id, first.fence + 1)
+    assert await store.complete_many([(first.id, first.fence), (second.id, 0)]) == [second.id]
+    assert (await store.get(first.id)).status == "completed"
+    assert await store.heartbeat(second.id, second.fence, LEASE)
+    await store.reschedule(second.id, second.fence, clock.now(), "boom")
+    assert ((await store.get(second.id)).status, (await store.get(second.id)).attempt) == ("pending", 1)
+    [again] = await store.claim_due(10, LEASE, "w2")
+    assert (again.id, again.fence) == (second.id, 2)
+
+
+async def test_schedule_claimed_row_is_reclaimed_after_a_crash(store: RetryStore, clock: FakeClock) -> None:
+    [old] = (await store.schedule_claimed([NewItem("op")], "crashed", LEASE)).claimed
+    await clock.advance(LEASE - 1)
+    assert await store.claim_due(1, LEASE, "rescuer") == []
+    await clock.advance(2)
+    [new] = await store.claim_due(1, LEASE, "rescuer")
+    assert (new.id, new.fence, new.lease_owner, new.reclaimed) == (old.id, 2, "rescuer", True)
+    with pytest.raises(StaleFence):
+        await store.complete(old.id, old.fence)
+    assert not await store.heartbeat(old.id, old.fence, LEASE)
+    await store.complete(new.id, new.fence)
+    assert (await store.get(old.id)).status == "completed"
+
+
+async def test_schedule_claimed_dedupes_idempotency_keys_without_claiming(store: RetryStore) -> None:
+    [existing] = await store.schedule([NewItem("op", {"v": 0}, idempotency_key="dup")])
+    result = await store.schedule_claimed([
+        NewItem("op", {"v": 1}, idempotency_key="fresh"),
+        NewItem("op", {"v": 2}, idempotency_key="dup"),
+        NewItem("op", {"v": 3}, idempotency_key="fresh"),
+    ], "w1", LEASE)
+    assert result.ids[1] == existing
+    assert result.ids[0] == result.ids[2] != existing
+    assert [(c.id, c.payload) for c in result.claimed] == [(result.ids[0], {"v": 1})]
+    untouched = await store.get(existing)
+    assert (untouched.status, untouched.fence, untouched.lease_owner, untouched.payload) == (
+        "pending", 0, None, {"v": 0})
+    again = await store.schedule_claimed([NewItem("op", idempotency_key="fresh")], "w2", LEASE)
+    assert (again.ids, again.claimed) == ([result.ids[0]], [])
+    assert (await store.get(result.ids[0])).lease_owner == "w1"
+    assert len(await store.list()) == 2
+    assert await store.schedule_claimed([], "w1", LEASE) == type(again)([], [])

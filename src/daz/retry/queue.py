@@ -27,7 +27,7 @@ from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.retry.policy import RetryPolicy, policy_for
 from daz.retry.worker import AttemptGate, Handler, Worker, WorkerDeps
-from daz.store.base import STATUSES, NewItem, RetryStore, Status
+from daz.store.base import STATUSES, NewItem, QueueItem, RetryStore, Status
 
 log = structlog.get_logger("daz.retry")
 
@@ -123,8 +123,10 @@ class RetryQueue:
         if not items:
             return []
         ready = [self.prepare(i) for i in items]
+        worker = self._handoff_worker(ready)
         try:
-            ids = await self.store.schedule(ready)
+            ids = (await self._hand_off(worker, ready) if worker is not None
+                   else await self.store.schedule(ready))
         except StoreUnavailable as exc:
             if self._fallback is None:
                 raise
@@ -141,8 +143,56 @@ class RetryQueue:
                      "correlation_id": item.correlation_id},
                     correlation_id=item.correlation_id, source="retry",
                 )
-        self.wake()
+        if worker is None:
+            self.wake()
         return ids
+
+    def _handoff_worker(self, ready: list[NewItem]) -> Worker | None:
+        """An idle worker that can take all of ``ready`` at once, or None for the normal path.
+
+        Only items due now, with a handler in this process, that this instance may claim (its
+        operation types and targets), at most one batch. A worker is idle only after a claim found
+        nothing, so a hand-off never jumps a backlog this instance could have claimed.
+        """
+        d = self.deps
+        if len(ready) > d.batch_size:
+            return None
+        now = self.clock.now()
+        for item in ready:
+            if item.retry_after is None or item.retry_after > now or item.operation_type not in d.handlers:
+                return None
+            if d.operation_types is not None and item.operation_type not in d.operation_types:
+                return None
+            if d.targets is not None and item.target is not None and item.target not in d.targets:
+                return None
+        return next((w for w in self.workers if w.available), None)
+
+    async def _hand_off(self, worker: Worker, ready: list[NewItem]) -> list[int]:
+        """Insert ``ready`` already claimed by ``worker`` and put them in its inbox: no NOTIFY, no claim.
+
+        The rows are committed and fenced before any handler starts, so a crash from here on is a
+        crashed claim: the lease expires and any worker reclaims them. If this call is cancelled
+        mid-insert the same holds for whatever the insert committed.
+        """
+        worker.reserve()
+        try:
+            result = await self.store.schedule_claimed(ready, worker.owner, self.config.lease_seconds)
+        finally:
+            worker.unreserve()
+        if result.claimed:
+            self.deps.count("handed_off", len(result.claimed))
+            if not worker.deliver(result.claimed):  # stopped meanwhile: make them claimable again
+                await self._unclaim(result.claimed)
+        return result.ids
+
+    async def _unclaim(self, items: list[QueueItem]) -> None:
+        now = self.clock.now()
+        for item in items:
+            try:
+                await self.store.reschedule(item.id, item.fence, now, None, count_attempt=False)
+            except StoreError as exc:  # StaleFence included: the lease expiry hands it to a reclaim
+                log.warning("retry.handoff_return_failed", id=item.id, error=str(exc))
+        self.wake()
 
     def wake(self) -> None:
         """Make one idle worker look for work now; it brings in more if it finds a full batch.
@@ -151,7 +201,7 @@ class RetryQueue:
         worker. With no worker idle, all are flagged: each one in a claim re-checks right after it.
         """
         for worker in self.workers:
-            if worker.idle:
+            if worker.available:
                 worker.wake()
                 return
         for worker in self.workers:

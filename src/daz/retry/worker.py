@@ -127,6 +127,9 @@ class Worker:
         self.deps = deps
         self.owner = owner
         self.idle = False
+        self.reserved = 0
+        self._inbox: list[QueueItem] = []
+        self._accepting = False
         self._overdue: set[int] = set()
         self._wake = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
@@ -134,6 +137,32 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    # the local hand-off --------------------------------------------------------------------------
+    @property
+    def available(self) -> bool:
+        """Idle, running, not already woken, promised a hand-off or holding one: free to take one.
+
+        (``idle`` stays True until a woken worker next runs, hence the wake and inbox checks.)
+        """
+        return (self.idle and self._accepting and not self.reserved and not self._inbox
+                and not self._wake.is_set())
+
+    def reserve(self) -> None:
+        """Promise a hand-off (its rows are being inserted): the worker waits for it instead of claiming."""
+        self.reserved += 1
+
+    def unreserve(self) -> None:
+        self.reserved -= 1
+        self._wake.set()
+
+    def deliver(self, items: Sequence[QueueItem]) -> bool:
+        """Take items already claimed under this worker's name; False once the loop has stopped."""
+        if not self._accepting:
+            return False
+        self._inbox.extend(items)
+        self._wake.set()
+        return True
 
     async def run(self, stopping: asyncio.Event) -> None:
         # The idle wait is one Event: wake(), the stop watcher and the idle timer all set it, so a
@@ -146,13 +175,25 @@ class Worker:
             try:
                 await self._loop(stopping)
             finally:
+                self._accepting = False
                 watcher.cancel()
                 self._group = None
 
     async def _loop(self, stopping: asyncio.Event) -> None:
         d = self.deps
-        while not stopping.is_set():
+        self._accepting = True
+        while True:
             self._wake.clear()  # before the claim, so a wake-up during it is not lost
+            if self._inbox:  # handed off: already claimed under our name, leases running
+                items, self._inbox = self._inbox, []
+                await self.process(items)
+                continue
+            if stopping.is_set():
+                self._accepting = False  # no await since the inbox check: nothing is stranded
+                return
+            if self.reserved:  # a hand-off is being inserted; its delivery (or failure) wakes us
+                await self._idle(stopping, d.poll_seconds)
+                continue
             try:
                 items = await d.store.claim_due(
                     d.batch_size, d.lease_seconds, self.owner,

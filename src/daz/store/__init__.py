@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from daz.clock import Clock
-from daz.store.base import STATUSES, NewItem, QueueItem, RetryStore, StatsRow, Status
+from daz.store.base import STATUSES, ClaimedSchedule, NewItem, QueueItem, RetryStore, StatsRow, Status
 from daz.store.migrate import migrate, parse_url
 
-__all__ = ["STATUSES", "NewItem", "QueueItem", "RetryStore", "StatsRow", "Status", "open_store"]
+__all__ = [
+    "STATUSES", "ClaimedSchedule", "NewItem", "QueueItem", "RetryStore", "StatsRow", "Status", "open_store",
+]
 
 
 async def open_store(

@@ -90,6 +90,18 @@ class StatsRow:
     oldest_pending_age_seconds: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedSchedule:
+    """What ``schedule_claimed`` returns.
+
+    ``ids`` holds every input item's id in input order (a duplicate idempotency key maps to the item
+    that already had it); ``claimed`` holds only the rows this call inserted, already leased.
+    """
+
+    ids: list[int]
+    claimed: list[QueueItem]
+
+
 WakeCallback = Callable[[], None]
 
 
@@ -100,6 +112,18 @@ class RetryStore(Protocol):
 
     async def schedule(self, items: Sequence[NewItem]) -> list[int]:
         """Insert ``items`` in one round-trip; an existing idempotency key returns the existing id."""
+        ...
+
+    async def schedule_claimed(
+        self, items: Sequence[NewItem], owner: str, lease_seconds: float
+    ) -> ClaimedSchedule:
+        """Insert ``items`` already claimed by ``owner`` in one round-trip: the local hand-off.
+
+        Each inserted row is exactly what a claim of a fresh row would leave: status processing,
+        fence 1, ``lease_owner = owner``, lease until now + ``lease_seconds``, attempt 0. A duplicate
+        idempotency key inserts and claims nothing (its id is the existing item's). No wake-up is
+        sent: nobody else could claim these rows until the lease expires.
+        """
         ...
 
     async def claim_due(

@@ -30,6 +30,7 @@ from daz.store.base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_SECONDS,
     TERMINAL_STATUSES,
+    ClaimedSchedule,
     NewItem,
     QueueItem,
     StatsRow,
@@ -65,6 +66,23 @@ WITH ins AS (
     RETURNING id, idempotency_key
 )
 SELECT ins.id, ins.idempotency_key FROM ins, (SELECT pg_notify($12, '')) AS wake
+"""
+
+# The hand-off: the rows a claim would leave (processing, fence 1, leased), and no NOTIFY, since no
+# other worker could claim them.
+_SCHEDULE_CLAIMED: Final[LiteralString] = """
+INSERT INTO daz_retry_queue (correlation_id, idempotency_key, operation_type, target, event_type,
+                             payload, priority, max_retries, retry_after, timeout_seconds,
+                             created_at, updated_at, status, fence, lease_until, lease_owner)
+SELECT c, k, o, t, e, p::jsonb, pr, mr, coalesce(ra, $11), ts, $11, $11, 'processing', 1, $12, $13
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
+            $8::int[], $9::timestamptz[], $10::float8[])
+     WITH ORDINALITY AS u(c, k, o, t, e, p, pr, mr, ra, ts, ord)
+ORDER BY ord
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, correlation_id, idempotency_key, operation_type, target, event_type, payload::text, status,
+          priority, attempt, max_retries, retry_after, lease_until, lease_owner, fence, timeout_seconds,
+          last_error, created_at, updated_at, deferred_by
 """
 
 _IDS_BY_KEY: Final[LiteralString] = (
@@ -270,28 +288,35 @@ class PostgresStore:
     async def schedule(self, items: Sequence[NewItem]) -> list[int]:
         if not items:
             return []
-        now = self.clock.now()
-        cols: list[list[Any]] = [[] for _ in range(10)]
-        for it in items:
-            cols[0].append(it.correlation_id or uuid.uuid4().hex)
-            cols[1].append(it.idempotency_key)
-            cols[2].append(it.operation_type)
-            cols[3].append(it.target)
-            cols[4].append(it.event_type)
-            cols[5].append(json.dumps(it.payload))
-            cols[6].append(it.priority)
-            cols[7].append(it.max_retries if it.max_retries is not None else DEFAULT_MAX_RETRIES)
-            cols[8].append(it.retry_after)
-            cols[9].append(it.timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
         with _translated("schedule"):
-            rows = await self._pool.fetch(_SCHEDULE, *cols, now, self.channel)
+            rows = await self._pool.fetch(_SCHEDULE, *_columns(items), self.clock.now(), self.channel)
             inserted = sorted((r[0], r[1]) for r in rows)
-            by_key = {key: id for id, key in inserted if key is not None}
-            missing = [it.idempotency_key for it in items
-                       if it.idempotency_key is not None and it.idempotency_key not in by_key]
-            existing: dict[str, int] = {}
-            if missing:
-                existing = {r[0]: r[1] for r in await self._pool.fetch(_IDS_BY_KEY, missing)}
+            return await self._ids(items, inserted)
+
+    async def schedule_claimed(
+        self, items: Sequence[NewItem], owner: str, lease_seconds: float
+    ) -> ClaimedSchedule:
+        if not items:
+            return ClaimedSchedule([], [])
+        now = self.clock.now()
+        with _translated("schedule"):
+            rows = await self._pool.fetch(
+                _SCHEDULE_CLAIMED, *_columns(items), now, now + timedelta(seconds=lease_seconds), owner
+            )
+            claimed = sorted((_item(r) for r in rows), key=lambda i: i.id)
+            ids = await self._ids(items, [(i.id, i.idempotency_key) for i in claimed])
+        return ClaimedSchedule(ids, claimed)
+
+    async def _ids(
+        self, items: Sequence[NewItem], inserted: builtins.list[tuple[int, str | None]]
+    ) -> builtins.list[int]:
+        """Ids in input order; ``inserted`` is (id, key) of the new rows, ascending by id."""
+        by_key = {key: id for id, key in inserted if key is not None}
+        missing = [it.idempotency_key for it in items
+                   if it.idempotency_key is not None and it.idempotency_key not in by_key]
+        existing: dict[str, int] = {}
+        if missing:
+            existing = {r[0]: r[1] for r in await self._pool.fetch(_IDS_BY_KEY, missing)}
         return _assign_ids(items, [id for id, _ in inserted], by_key, existing)
 
     async def claim_due(
@@ -483,6 +508,23 @@ class PostgresStore:
         except TimeoutError:
             log.warning("store.close_timeout", timeout=POOL_CLOSE_TIMEOUT_SECONDS)
             self._pool.terminate()
+
+
+def _columns(items: Sequence[NewItem]) -> list[list[Any]]:
+    """The ten parallel arrays the ``unnest`` inserts take."""
+    cols: list[list[Any]] = [[] for _ in range(10)]
+    for it in items:
+        cols[0].append(it.correlation_id or uuid.uuid4().hex)
+        cols[1].append(it.idempotency_key)
+        cols[2].append(it.operation_type)
+        cols[3].append(it.target)
+        cols[4].append(it.event_type)
+        cols[5].append(json.dumps(it.payload))
+        cols[6].append(it.priority)
+        cols[7].append(it.max_retries if it.max_retries is not None else DEFAULT_MAX_RETRIES)
+        cols[8].append(it.retry_after)
+        cols[9].append(it.timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
+    return cols
 
 
 def _assign_ids(

@@ -28,6 +28,7 @@ from daz.store.base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_SECONDS,
     TERMINAL_STATUSES,
+    ClaimedSchedule,
     NewItem,
     QueueItem,
     StatsRow,
@@ -50,6 +51,14 @@ INSERT INTO daz_retry_queue (correlation_id, idempotency_key, operation_type, ta
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 """
+# The hand-off: the row a claim would leave (processing, fence 1, leased).
+_INSERT_CLAIMED: Final[LiteralString] = """
+INSERT INTO daz_retry_queue (correlation_id, idempotency_key, operation_type, target, event_type, payload,
+                             priority, max_retries, retry_after, timeout_seconds, created_at, updated_at,
+                             status, fence, lease_until, lease_owner)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', 1, ?, ?)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING """ + _COLUMNS
 _FILTERS: Final[LiteralString] = (
     " AND (? IS NULL OR operation_type IN (SELECT value FROM json_each(?)))"
     " AND (? IS NULL OR target IS NULL OR target IN (SELECT value FROM json_each(?)))"
@@ -135,6 +144,16 @@ def _item(r: Sequence[Any], reclaimed: bool = False) -> QueueItem:
     )
 
 
+def _row(it: NewItem, now: float) -> tuple[Any, ...]:
+    return (
+        it.correlation_id or uuid.uuid4().hex, it.idempotency_key, it.operation_type, it.target,
+        it.event_type, json.dumps(it.payload), it.priority,
+        it.max_retries if it.max_retries is not None else DEFAULT_MAX_RETRIES,
+        _ts(it.retry_after) if it.retry_after is not None else now,
+        it.timeout_seconds or DEFAULT_TIMEOUT_SECONDS, now, now,
+    )
+
+
 def _filters(operation_types: Sequence[str] | None, targets: Sequence[str] | None) -> tuple[Any, ...]:
     ops = json.dumps(builtins.list(operation_types)) if operation_types is not None else None
     tgs = json.dumps(builtins.list(targets)) if targets is not None else None
@@ -207,18 +226,39 @@ class SqliteStore:
         ids: list[int] = []
         with _immediate(conn):
             for it in items:
-                cur = conn.execute(_INSERT, (
-                    it.correlation_id or uuid.uuid4().hex, it.idempotency_key, it.operation_type, it.target,
-                    it.event_type, json.dumps(it.payload), it.priority,
-                    it.max_retries if it.max_retries is not None else DEFAULT_MAX_RETRIES,
-                    _ts(it.retry_after) if it.retry_after is not None else now,
-                    it.timeout_seconds or DEFAULT_TIMEOUT_SECONDS, now, now,
-                ))
+                cur = conn.execute(_INSERT, _row(it, now))
                 if cur.rowcount == 1 and cur.lastrowid is not None:
                     ids.append(cur.lastrowid)
                 else:
                     ids.append(conn.execute(_IDS_BY_KEY, (it.idempotency_key,)).fetchone()[0])
         return ids
+
+    async def schedule_claimed(
+        self, items: Sequence[NewItem], owner: str, lease_seconds: float
+    ) -> ClaimedSchedule:
+        if not items:
+            return ClaimedSchedule([], [])
+        now = self.clock.now()
+        ids, rows = await self._run(
+            self._schedule_claimed, items, _ts(now), _ts(now + timedelta(seconds=lease_seconds)), owner
+        )
+        return ClaimedSchedule(ids, [_item(r) for r in rows])
+
+    def _schedule_claimed(
+        self, items: Sequence[NewItem], now: float, lease_until: float, owner: str
+    ) -> tuple[list[int], list[Any]]:
+        conn = self.conn
+        ids: list[int] = []
+        rows: list[Any] = []
+        with _immediate(conn):
+            for it in items:
+                row = conn.execute(_INSERT_CLAIMED, (*_row(it, now), lease_until, owner)).fetchone()
+                if row is not None:
+                    rows.append(row)
+                    ids.append(row[0])
+                else:
+                    ids.append(conn.execute(_IDS_BY_KEY, (it.idempotency_key,)).fetchone()[0])
+        return ids, rows
 
     # claims and outcomes -----------------------------------------------------------------------
     async def claim_due(

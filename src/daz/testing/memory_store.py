@@ -23,6 +23,7 @@ from daz.store.base import (
     DEFAULT_TIMEOUT_SECONDS,
     REQUEUEABLE_STATUSES,
     TERMINAL_STATUSES,
+    ClaimedSchedule,
     NewItem,
     QueueItem,
     StatsRow,
@@ -68,15 +69,34 @@ class InMemoryStore:
     # protocol ---------------------------------------------------------------------------------
     async def schedule(self, items: Sequence[NewItem]) -> list[int]:
         self._check()
+        ids, _ = self._insert(items, None, 0.0)
+        if ids:
+            self._notify()
+        return ids
+
+    async def schedule_claimed(
+        self, items: Sequence[NewItem], owner: str, lease_seconds: float
+    ) -> ClaimedSchedule:
+        self._check()
+        ids, claimed = self._insert(items, owner, lease_seconds)
+        return ClaimedSchedule(
+            ids, [dataclasses.replace(c, payload=copy.deepcopy(c.payload)) for c in claimed]
+        )
+
+    def _insert(
+        self, items: Sequence[NewItem], owner: str | None, lease_seconds: float
+    ) -> tuple[builtins.list[int], builtins.list[QueueItem]]:
+        """Insert pending rows, or (with an ``owner``) rows already claimed by it."""
         now = self.clock.now()
-        ids: list[int] = []
+        ids: builtins.list[int] = []
+        inserted: builtins.list[QueueItem] = []
         by_key = {r.idempotency_key: r.id for r in self._rows.values() if r.idempotency_key is not None}
         for item in items:
             if item.idempotency_key is not None and item.idempotency_key in by_key:
                 ids.append(by_key[item.idempotency_key])
                 continue
             new_id = next(self._ids)
-            self._rows[new_id] = QueueItem(
+            row = self._rows[new_id] = QueueItem(
                 id=new_id,
                 correlation_id=item.correlation_id or uuid.uuid4().hex,
                 idempotency_key=item.idempotency_key,
@@ -84,14 +104,14 @@ class InMemoryStore:
                 target=item.target,
                 event_type=item.event_type,
                 payload=copy.deepcopy(item.payload),
-                status=Status.PENDING,
+                status=Status.PENDING if owner is None else Status.PROCESSING,
                 priority=item.priority,
                 attempt=0,
                 max_retries=item.max_retries if item.max_retries is not None else DEFAULT_MAX_RETRIES,
                 retry_after=item.retry_after or now,
-                lease_until=None,
-                lease_owner=None,
-                fence=0,
+                lease_until=None if owner is None else now + timedelta(seconds=lease_seconds),
+                lease_owner=owner,
+                fence=0 if owner is None else 1,
                 timeout_seconds=item.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
                 last_error=None,
                 created_at=now,
@@ -100,9 +120,8 @@ class InMemoryStore:
             if item.idempotency_key is not None:
                 by_key[item.idempotency_key] = new_id
             ids.append(new_id)
-        if ids:
-            self._notify()
-        return ids
+            inserted.append(row)
+        return ids, inserted
 
     async def claim_due(
         self,

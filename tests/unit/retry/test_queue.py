@@ -15,7 +15,7 @@ from daz.errors import DazError, StoreUnavailable
 from daz.events.bus import Event, EventBus
 from daz.metrics import DazMetrics
 from daz.retry import RetryPolicy, RetryQueue
-from daz.store import NewItem, QueueItem
+from daz.store import ClaimedSchedule, NewItem, QueueItem
 from daz.testing import FakeClock, InMemoryStore
 
 LEASE = 30.0
@@ -444,3 +444,181 @@ async def test_batch_timeout_cancels_only_the_slow_attempt() -> None:
         assert states == ["completed", "pending", "completed"]
         slow = await h.store.get(ids[1])
         assert (slow.attempt, slow.last_error) == (1, "attempt timed out after 0.05s")
+
+
+# the local hand-off --------------------------------------------------------------------------
+
+
+class _CountingStore(InMemoryStore):
+    """Counts claims, and can hold ``schedule_claimed`` mid-insert."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.claims = 0
+        self.hold: asyncio.Event | None = None
+        self.inserting = asyncio.Event()
+
+    async def claim_due(
+        self, batch: int, lease_seconds: float, owner: str, **filters: object
+    ) -> list[QueueItem]:
+        self.claims += 1
+        return await super().claim_due(batch, lease_seconds, owner, **filters)  # type: ignore[arg-type]
+
+    async def schedule_claimed(
+        self, items: Sequence[NewItem], owner: str, lease_seconds: float
+    ) -> ClaimedSchedule:
+        self.inserting.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        return await super().schedule_claimed(items, owner, lease_seconds)
+
+
+async def test_due_item_is_handed_to_an_idle_worker_without_a_claim() -> None:
+    store, clock, metrics, cfg = make_harness(_CountingStore)
+    assert isinstance(store, _CountingStore)
+    async with Running(store, clock, metrics, cfg) as h:
+        seen: list[tuple[QueueItem, int]] = []
+
+        async def handler(item: QueueItem) -> None:
+            seen.append((item, store.claims))
+
+        h.queue.register("op", handler)
+        claims_before = store.claims
+        due_now = NewItem("op", {"x": 1}, retry_after=clock.now(), correlation_id="c1")
+        [item_id] = await h.queue.schedule(due_now)
+        row = await store.get(item_id)  # before any handler ran: committed and fenced already
+        assert (row.status, row.fence, row.attempt) == ("processing", 1, 0)
+        assert row.lease_owner in {w.owner for w in h.queue.workers}
+        await settle()
+        [(item, claims_at_start)] = seen
+        assert claims_at_start == claims_before  # no claim round-trip before the handler started
+        assert (item.id, item.fence, item.payload, item.correlation_id) == (item_id, 1, {"x": 1}, "c1")
+        await h.advance(0)
+        assert (await store.get(item_id)).status == "completed"
+        assert h.queue.stats["handed_off"] == 1
+        assert names(h.events) == ["retry.scheduled", "retry.succeeded"]
+        assert h.metric("daz_retry_success_total", operation_type="op") == 1
+
+
+async def test_items_take_the_normal_path_when_no_worker_is_idle_or_they_are_not_eligible() -> None:
+    store, clock, metrics, cfg = make_harness(_CountingStore)
+    async with Running(store, clock, metrics, cfg) as h:
+        release = asyncio.Event()
+        ran: list[int] = []
+
+        async def blocks(item: QueueItem) -> None:
+            ran.append(item.id)
+            await release.wait()
+
+        h.queue.register("op", blocks)
+        h.queue.set_targets(["lobby"])
+
+        async def status(item_id: int) -> tuple[str, int]:
+            row = await store.get(item_id)
+            return row.status, row.fence
+
+        now = clock.now()
+        # Not eligible while workers are idle: due later, no local handler, a target owned elsewhere.
+        [later] = await h.queue.schedule(NewItem("op"))
+        [unhandled] = await h.queue.schedule(NewItem("nobody", retry_after=now))
+        [elsewhere] = await h.queue.schedule(NewItem("op", target="other", retry_after=now))
+        assert [await status(i) for i in (later, unhandled, elsewhere)] == [("pending", 0)] * 3
+        assert "handed_off" not in h.queue.stats
+        await h.advance(0)  # the normal path woke a worker; let it find nothing and go idle again
+        # Both workers busy with hand-offs: the third due item is inserted pending for a claim.
+        busy = [(await h.queue.schedule(NewItem("op", target="lobby", retry_after=now)))[0] for _ in range(2)]
+        await settle()
+        assert sorted(ran) == sorted(busy)
+        assert h.queue.stats["handed_off"] == 2
+        [third] = await h.queue.schedule(NewItem("op", retry_after=now))
+        assert await status(third) == ("pending", 0)
+        claims = store.claims
+        release.set()
+        await h.advance(0)
+        assert third in ran
+        assert store.claims > claims
+        assert await status(third) == ("completed", 1)
+        assert [await status(i) for i in busy] == [("completed", 1)] * 2
+
+
+async def test_handed_off_item_still_goes_through_the_gate() -> None:
+    store, clock, metrics, _ = make_harness()
+    gate = _Gate(defer=7.0)
+    async with Running(store, clock, metrics, config(breaker="database"), gate) as h:  # type: ignore[arg-type]
+        ran: list[int] = []
+
+        async def handler(item: QueueItem) -> None:
+            ran.append(item.id)
+
+        h.queue.register("op", handler)
+        [item_id] = await h.queue.schedule(NewItem("op", retry_after=clock.now()))
+        await h.advance(0)
+        item = await store.get(item_id)
+        assert (item.status, item.attempt, item.deferred_by, ran) == ("pending", 0, "database", [])
+        assert h.queue.stats["handed_off"] == 1
+        gate.defer = None
+        await h.advance(7)
+        assert ran == [item_id]
+        assert gate.records == [(item_id, "database", None)]
+        assert (await store.get(item_id)).status == "completed"
+
+
+async def test_duplicate_key_is_not_handed_off_twice() -> None:
+    store, clock, metrics, cfg = make_harness()
+    async with Running(store, clock, metrics, cfg) as h:
+        ran: list[int] = []
+
+        async def handler(item: QueueItem) -> None:
+            ran.append(item.id)
+
+        h.queue.register("op", handler)
+        first = await h.queue.schedule(NewItem("op", idempotency_key="k", retry_after=clock.now()))
+        await h.advance(0)
+        second = await h.queue.schedule(NewItem("op", idempotency_key="k", retry_after=clock.now()))
+        await h.advance(0)
+        assert first == second == ran
+        assert h.queue.stats["handed_off"] == 1
+
+
+async def test_handoff_to_a_worker_that_stopped_meanwhile_is_made_claimable_again() -> None:
+    store, clock, metrics, cfg = make_harness(_CountingStore)
+    assert isinstance(store, _CountingStore)
+    store.hold = asyncio.Event()
+    ran: list[int] = []
+
+    async def handler(item: QueueItem) -> None:
+        ran.append(item.id)
+
+    async with Running(store, clock, metrics, cfg) as h:
+        h.queue.register("op", handler)
+        async with asyncio.TaskGroup() as group:
+            scheduling = group.create_task(h.queue.schedule(NewItem("op", retry_after=clock.now())), name="t")
+            await asyncio.wait_for(store.inserting.wait(), 5)
+            h.stopping.set()
+            await settle()
+            assert all(not w.available for w in h.queue.workers)
+            store.hold.set()
+        [item_id] = scheduling.result()
+    item = await store.get(item_id)
+    assert (item.status, item.fence, item.attempt, ran) == ("pending", 1, 0, [])
+    assert [c.id for c in await store.claim_due(1, LEASE, "next")] == [item_id]
+
+
+async def test_handoff_falls_back_to_the_spool_while_the_store_is_down(h: Harness) -> None:
+    spooled: list[list[NewItem]] = []
+
+    async def spool(items: list[NewItem]) -> None:
+        spooled.append(items)
+
+    async def handler(item: QueueItem) -> None:
+        return None
+
+    h.queue.register("op", handler)
+    h.queue.set_fallback(spool)
+    h.store.available = False
+    assert await h.queue.schedule(NewItem("op", retry_after=h.clock.now())) == []
+    assert len(spooled) == 1
+    assert all(w.reserved == 0 for w in h.queue.workers)
+    h.store.available = True
+    await settle()
+    assert any(w.available for w in h.queue.workers)
