@@ -236,6 +236,12 @@ class DatabaseConfig(_Model):
     """Timeout for opening one PostgreSQL connection."""
     sqlite_busy_timeout_seconds: NonNegativeSeconds = 5.0
     """How long SQLite waits on a locked database before SQLITE_BUSY (retryable)."""
+    idempotency_key_retention_days: Annotated[float, Field(gt=0)] = 7.0
+    """How long the keys of applied idempotent execs (`daz_idempotency_keys`) are kept; a duplicate of
+    an exec older than this would apply again. Keep it above the longest time a retry or a re-sent
+    write can arrive late (the retry queue's `retention_days` is a good floor)."""
+    idempotency_prune_interval_seconds: PositiveSeconds = 3600.0
+    """How often the SQL plugin deletes idempotency keys older than idempotency_key_retention_days."""
     pool: PoolConfig = PoolConfig()
 
     @field_validator("url")

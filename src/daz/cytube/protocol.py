@@ -136,6 +136,15 @@ class GenericEvent:
     data: Any
 
 
+_NOT_SEGMENT = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def bus_segment(name: str) -> str:
+    """A server-chosen event name as exactly ONE bus segment (``cytube.<segment>``): dots and
+    pattern characters from the wire must not add segments or wildcards to our event names."""
+    return _NOT_SEGMENT.sub("_", name) or "_"
+
+
 @dataclass(frozen=True, slots=True)
 class Malformed:
     event: str

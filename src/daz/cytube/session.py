@@ -207,7 +207,7 @@ class Session:
             log.warning("cytube.error_msg", room=room, message=event.message[:200])
             self._publish("cytube.error", {"room": room, "event": event})
         elif isinstance(event, p.GenericEvent):
-            self._publish(f"cytube.{event.name}", {"room": room, "event": event})
+            self._publish(f"cytube.{p.bus_segment(event.name)}", {"room": room, "event": event})
         elif isinstance(event, p.UserCount):
             self._publish("cytube.usercount", {"room": room, "event": event})
         elif isinstance(event, p.Rank):

@@ -18,6 +18,7 @@ import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, timedelta
 from typing import Any, LiteralString, Protocol
 
 import structlog
@@ -26,6 +27,7 @@ from daz.clock import Clock
 from daz.config import DatabaseConfig
 from daz.errors import CircuitOpen, DazError, SqlError, SqlRetryScheduled
 from daz.events.bus import EventBus, Subscription
+from daz.lifecycle import wait_or_stop
 from daz.metrics import DazMetrics
 from daz.sql import handlers
 from daz.sql.backends import Backend, Isolation, PostgresBackend, Row, Session, open_backend
@@ -42,6 +44,7 @@ _EXEC_ERRORS: tuple[type[Exception], ...] = (*DRIVER_ERRORS, ValueError, TypeErr
 DATABASE_BREAKER = "database"
 
 _PING: LiteralString = "SELECT 1 AS ok"
+_PRUNE_KEYS: LiteralString = "DELETE FROM daz_idempotency_keys WHERE applied_at < $1"
 _CLAIM_KEY: LiteralString = (
     "INSERT INTO daz_idempotency_keys (idempotency_key, correlation_id, source) VALUES ($1, $2, $3) "
     "ON CONFLICT DO NOTHING"
@@ -128,10 +131,33 @@ class SqlPlugin:
             self._subscriptions = handlers.register(self, self.bus)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        if isinstance(self.backend, PostgresBackend):
-            await self.backend.pool.run(stopping)
-        else:
-            await stopping.wait()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._prune_keys_periodically(stopping), name="sql.prune_keys")
+            if isinstance(self.backend, PostgresBackend):
+                await self.backend.pool.run(stopping)
+            else:
+                await stopping.wait()
+
+    async def prune_idempotency_keys(self) -> int:
+        """Delete keys of execs applied longer ago than ``idempotency_key_retention_days``."""
+        cutoff = self.clock.now() - timedelta(days=self.config.idempotency_key_retention_days)
+        # SQLite stores applied_at as ISO-8601 text with a 'Z' (see 0002_idempotency_keys.sql).
+        param: Any = cutoff if isinstance(self.backend, PostgresBackend) else (
+            cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{cutoff.microsecond // 1000:03d}Z")
+        op = SqlOperation(kind="exec", sql=_PRUNE_KEYS, params=(param,), source="sql.retention",
+                          correlation_id=uuid.uuid4().hex, target=self.target)
+        removed = int(await self._execute(op))
+        if removed:
+            log.info("sql.idempotency_keys_pruned", removed=removed)
+        return removed
+
+    async def _prune_keys_periodically(self, stopping: asyncio.Event) -> None:
+        # Housekeeping only: it bypasses the retry queue, and a failure just waits for the next round.
+        while not await wait_or_stop(self.clock, self.config.idempotency_prune_interval_seconds, stopping):
+            try:
+                await self.prune_idempotency_keys()
+            except DazError as exc:
+                log.warning("sql.idempotency_prune_failed", error=type(exc).__name__)
 
     async def close(self) -> None:
         for sub in self._subscriptions:

@@ -101,3 +101,12 @@ def test_plain_and_escaped_chat_decode_the_same_way_as_before() -> None:
         event = p.parse("chatMsg", {"username": "u", "msg": raw, "meta": {}, "time": 1})
         assert isinstance(event, p.ChatMessage)
         assert event.text == p.html.unescape(p._TAG.sub("", raw))
+
+
+def test_server_chosen_event_names_become_one_bus_segment() -> None:
+    from daz.cytube.protocol import bus_segment
+
+    assert bus_segment("setMotd") == "setMotd"
+    assert bus_segment("a.b.c") == "a_b_c"
+    assert bus_segment("**") == "__"
+    assert bus_segment("") == "_"
