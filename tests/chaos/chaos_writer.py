@@ -25,7 +25,7 @@ from typing import Any
 
 from daz.clock import SystemClock
 from daz.config import DazConfig
-from daz.errors import SqlRetryScheduled, StoreError
+from daz.errors import SqlRetryScheduled
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.resilience.gate import BreakerGate
@@ -35,6 +35,7 @@ from daz.retry.queue import RetryQueue
 from daz.retry.spool import Spool, SpoolDrainer
 from daz.sql.plugin import SqlPlugin
 from daz.store.postgres import PostgresStore
+from daz.testing.settle import queue_settled
 
 INSERT = "INSERT INTO chaos_rows (k) VALUES ($1)"
 SETTLE_TIMEOUT_SECONDS = 600.0
@@ -120,17 +121,6 @@ async def write(plugin: SqlPlugin, start: int, count: int, rate: float) -> dict[
     return outcome
 
 
-async def settled(store: PostgresStore, spool: Spool) -> bool:
-    if await spool.count():
-        return False
-    try:
-        rows = await store.stats()
-    except StoreError:
-        return False
-    return not any(r.operation_type == "sql_operation" and r.status in ("pending", "processing") and r.count
-                   for r in rows)
-
-
 async def report(figures: Figures, stopping: asyncio.Event) -> None:
     while not stopping.is_set():
         say("stats " + json.dumps(await figures.sample()))
@@ -173,9 +163,9 @@ async def main(args: argparse.Namespace) -> None:
             result.update(await write(plugin, args.start, args.count, args.rate))
             say("written")
             deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
-            while time.monotonic() < deadline and not await settled(store, spool):
+            while time.monotonic() < deadline and not await queue_settled(store, spool):
                 await asyncio.sleep(0.25)
-            result["settled"] = await settled(store, spool)
+            result["settled"] = await queue_settled(store, spool)
             result.update(await figures.sample())
             result["spool_drained"] = figures.sample_value("daz_spool_drained_total")
             result["budget_max_use"] = round(figures.budget_max_use, 3)

@@ -19,7 +19,7 @@ from typing import Any
 
 from daz.clock import SystemClock
 from daz.config import DazConfig
-from daz.errors import SqlRetryScheduled, StoreError
+from daz.errors import SqlRetryScheduled
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.resilience.registry import BreakerRegistry
@@ -27,6 +27,7 @@ from daz.retry.queue import RetryQueue
 from daz.retry.spool import Spool, SpoolDrainer
 from daz.sql.plugin import SqlPlugin
 from daz.store.postgres import PostgresStore
+from daz.testing.settle import queue_settled
 
 INSERT = "INSERT INTO outage_rows (k) VALUES ($1)"
 SETTLE_TIMEOUT_SECONDS = 120.0
@@ -73,17 +74,6 @@ async def write(plugin: SqlPlugin, count: int, rate: float) -> dict[str, int]:
     return outcome
 
 
-async def settled(store: PostgresStore, spool: Spool) -> bool:
-    if await spool.count():
-        return False
-    try:
-        rows = await store.stats()
-    except StoreError:
-        return False
-    return not any(r.operation_type == "sql_operation" and r.status in ("pending", "processing") and r.count
-                   for r in rows)
-
-
 async def main(args: argparse.Namespace) -> None:
     config = build_config(args.dsn, Path(args.spool))
     clock, rng, metrics = SystemClock(), random.Random(), DazMetrics()
@@ -106,9 +96,9 @@ async def main(args: argparse.Namespace) -> None:
                 result.update(await write(plugin, args.count, args.rate))
                 say("written")
             deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
-            while time.monotonic() < deadline and not await settled(store, spool):
+            while time.monotonic() < deadline and not await queue_settled(store, spool):
                 await asyncio.sleep(0.25)
-            result["settled"] = await settled(store, spool)
+            result["settled"] = await queue_settled(store, spool)
             result["spool_items"] = await spool.count()
             breaker = breakers.get("database").snapshot()
             result["breaker_opened"] = breaker["opened_total"]
