@@ -33,6 +33,7 @@ from typing import Protocol
 
 import structlog
 
+from daz.aio import sleep_or_stop
 from daz.backoff import seed_backoff
 from daz.clock import Clock, SystemClock
 
@@ -53,41 +54,7 @@ class Service(Protocol):
     async def run(self, stopping: asyncio.Event) -> None: ...
 
 
-# waiting helpers -------------------------------------------------------------------------------
-
-async def wait_or_stop(clock: Clock, seconds: float, stopping: asyncio.Event) -> bool:
-    """Sleep ``seconds`` on ``clock`` unless ``stopping`` is set first; True when stopping."""
-    if stopping.is_set():
-        return True
-    if seconds <= 0:
-        await asyncio.sleep(0)
-        return stopping.is_set()
-    async with asyncio.TaskGroup() as group:
-        sleeper = group.create_task(clock.sleep(seconds), name="lifecycle.sleep")
-        waiter = group.create_task(stopping.wait(), name="lifecycle.stop_wait")
-        sleeper.add_done_callback(lambda _: waiter.cancel())
-        waiter.add_done_callback(lambda _: sleeper.cancel())
-    return stopping.is_set()
-
-
 # serve -----------------------------------------------------------------------------------------
-
-async def wait_any(*events: asyncio.Event) -> None:
-    """Return as soon as one of ``events`` is set; the waiters live in a TaskGroup and the rest are
-    cancelled, so nothing outlives the call."""
-    if any(e.is_set() for e in events):
-        return
-    async with asyncio.TaskGroup() as group:
-        waiters = [group.create_task(e.wait(), name="lifecycle.wait_any") for e in events]
-
-        def cancel_rest(_: asyncio.Task[bool]) -> None:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.cancel()
-
-        for waiter in waiters:
-            waiter.add_done_callback(cancel_rest)
-
 
 async def serve(
     services: Sequence[Service],
@@ -221,7 +188,7 @@ async def supervise(
                         restart_in=round(delay, 3), ran_seconds=round(ran, 3), error=repr(exc),
                         exc_info=exc)
             await _report(on_crash, CrashReport(service.name, exc, attempt, delay, ran))
-            if await wait_or_stop(clock, delay, stopping):
+            if await sleep_or_stop(clock, delay, stopping, label=f"service.{service.name}.restart"):
                 break
             log.info("lifecycle.service_restarting", service=service.name, attempt=attempt)
             continue
@@ -320,5 +287,4 @@ __all__ = [
     "restart_delay",
     "serve",
     "supervise",
-    "wait_or_stop",
 ]

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from daz.backoff import seed_backoff
-from daz.lifecycle import CrashReport, Supervised, next_attempt, restart_delay, serve, supervise, wait_or_stop
+from daz.lifecycle import CrashReport, Supervised, next_attempt, restart_delay, serve, supervise
 from daz.testing import FakeClock
 
 
@@ -276,19 +276,3 @@ async def test_serve_rejects_duplicate_names_and_accepts_empty() -> None:
     with pytest.raises(ValueError, match="unique"):
         await serve([Loop("x", clock), Loop("x", clock)], stopping=asyncio.Event())
     await serve([], stopping=asyncio.Event())
-
-
-async def test_wait_or_stop() -> None:
-    clock = FakeClock()
-    stopping = asyncio.Event()
-    async with asyncio.TaskGroup() as group:
-        t1 = group.create_task(wait_or_stop(clock, 5, stopping), name="test.w1")
-        await clock.advance(5)
-        assert t1.done()
-        assert t1.result() is False
-        t2 = group.create_task(wait_or_stop(clock, 5, stopping), name="test.w2")
-        await clock.advance(1)
-        stopping.set()
-        await clock.advance(0)
-        assert t2.result() is True
-    assert clock.sleepers == 0

@@ -14,6 +14,7 @@ import random
 import structlog
 import typer
 
+from daz.aio import sleep_or_stop
 from daz.clock import Clock, SystemClock
 from daz.lifecycle import (
     Service,
@@ -21,7 +22,6 @@ from daz.lifecycle import (
     force_exit,
     install_signal_handlers,
     serve,
-    wait_or_stop,
 )
 from daz.logging import LogFormat, configure_logging
 
@@ -42,7 +42,7 @@ class IdleService:
     async def run(self, stopping: asyncio.Event) -> None:
         ticks = 0
         log.info("debug.idle.started", service=self.name)
-        while not await wait_or_stop(self._clock, TICK_SECONDS, stopping):
+        while not await sleep_or_stop(self._clock, TICK_SECONDS, stopping):
             ticks += 1
         log.info("debug.idle.draining", service=self.name, ticks=ticks)
         await self._clock.sleep(self._drain_seconds)
@@ -58,7 +58,7 @@ class CrashingService:
         self._crash_every = crash_every
 
     async def run(self, stopping: asyncio.Event) -> None:
-        if await wait_or_stop(self._clock, self._crash_every, stopping):
+        if await sleep_or_stop(self._clock, self._crash_every, stopping):
             return
         raise RuntimeError("debug.idle simulated crash")
 

@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 
 from daz import __version__
+from daz.aio import sleep_or_stop
 from daz.clock import Clock
 from daz.cluster import sql
 from daz.cluster.plan import LeaseView, must_leave, plan_leases
@@ -92,9 +93,8 @@ class ClusterCoordinator:
             try:
                 while not stopping.is_set():
                     await self._tick_safely()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.config.renew_interval_seconds):
-                            await stopping.wait()
+                    await sleep_or_stop(self.clock, self.config.renew_interval_seconds, stopping,
+                                        label="cluster.renew_wait")
             finally:
                 await asyncio.shield(self._leave_all("shutdown"))
 

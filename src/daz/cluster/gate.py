@@ -13,7 +13,7 @@ import contextlib
 
 import structlog
 
-from daz.lifecycle import wait_any
+from daz.aio import wait_any
 
 log = structlog.get_logger("daz.cluster")
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import structlog
 
+from daz.aio import sleep_or_stop, wait_any
 from daz.clock import Clock
 from daz.config import DazConfig, RoomConfig
 from daz.cytube.discovery import Endpoint, HttpEndpoint
@@ -24,7 +25,6 @@ from daz.cytube.protocol import split_line
 from daz.cytube.states import RoomState
 from daz.cytube.supervisor import RoomStatus, RoomSupervisor
 from daz.events.bus import EventBus
-from daz.lifecycle import wait_any
 from daz.metrics import DazMetrics
 from daz.transport.base import TransportFactory
 
@@ -191,11 +191,8 @@ class RoomManager:
             except Exception:  # isolation between rooms is the point
                 log.exception("room.supervisor_crashed", room=supervisor.name)
                 supervisor.reset_after_crash()
-                try:
-                    async with asyncio.timeout(CRASH_RESTART_SECONDS):
-                        await stopping.wait()
-                except TimeoutError:
-                    continue
+                await sleep_or_stop(self.clock, CRASH_RESTART_SECONDS, stopping,
+                                    label=f"room.{supervisor.name}.crash_restart")
             else:
                 return
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import structlog
 
+from daz.aio import wait_for
 from daz.clock import Clock
 from daz.config import CytubeConfig
 from daz.cytube import protocol as p
 from daz.cytube.outbox import OutboundLine
-from daz.cytube.race import wait_for
 from daz.errors import Kicked, LoginFailed, SessionError, SessionTimeout, TransportError
 from daz.metrics import DazMetrics
 from daz.transport.base import Closed, Transport, WireEvent, WireMalformed

@@ -16,11 +16,11 @@ from typing import Any
 
 import structlog
 
+from daz.aio import race, wait_for
 from daz.clock import Clock
 from daz.config import CytubeConfig, RoomConfig
 from daz.cytube.discovery import Endpoint
 from daz.cytube.outbox import OutboundLine, Outbox
-from daz.cytube.race import race, wait_for
 from daz.cytube.session import CooledDown, Credentials, Echo, Session
 from daz.cytube.states import (
     Liveness,

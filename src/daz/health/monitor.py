@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 
+from daz.aio import race, sleep_or_stop, wait_for
 from daz.clock import Clock
 from daz.config import HealthConfig
 from daz.events.bus import EventBus
 from daz.health.process import LoopLagProbe
 from daz.health.types import Check, CheckResult, Recoverable, Status, worst
-from daz.health.waiting import sleep_or_stop
 from daz.metrics import HEALTH_STATUS_CODES, DazMetrics
 
 log = structlog.get_logger("daz.health")
@@ -116,12 +117,7 @@ class HealthMonitor:
 
     async def _tick_or_stop(self, stopping: asyncio.Event) -> bool:
         """One tick, abandoned (cancelled) when ``stopping`` is set first; True when stopping."""
-        async with asyncio.TaskGroup() as tg:
-            tick = tg.create_task(self.run_once(), name="health.tick")
-            stop = tg.create_task(stopping.wait(), name="health.tick.stop")
-            await asyncio.wait({tick, stop}, return_when=asyncio.FIRST_COMPLETED)
-            tick.cancel()
-            stop.cancel()
+        await race({"run": self.run_once, "stop": stopping.wait}, label="health.tick")
         return stopping.is_set()
 
     async def run_once(self) -> HealthReport:
@@ -150,12 +146,8 @@ class HealthMonitor:
                 outcome = [self._failure(check, f"check crashed: {type(exc).__name__}: {exc}")]
 
         timeout = self.config.check_timeout_seconds
-        async with asyncio.TaskGroup() as tg:
-            work = tg.create_task(attempt(), name=f"health.check.{check.name}.run")
-            timer = tg.create_task(self._clock.sleep(timeout), name=f"health.check.{check.name}.timer")
-            await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
-            work.cancel()
-            timer.cancel()
+        with contextlib.suppress(TimeoutError):  # attempt() turns the check's own errors into outcomes
+            await wait_for(self._clock, timeout, attempt, label=f"health.check.{check.name}")
         if outcome is None:
             log.warning("health.check_timed_out", check=check.name, timeout_seconds=timeout)
             return [self._failure(check, f"check timed out after {timeout:g}s")]

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import psutil
 
+from daz.aio import sleep_or_stop
 from daz.clock import Clock
 from daz.config import HealthThresholds
 from daz.health import verdicts
 from daz.health.checks import ResultBuilder, describe_error
 from daz.health.types import CheckResult, Status
-from daz.health.waiting import sleep_or_stop
 from daz.metrics import DazMetrics
 
 _LAG_WINDOW_SAMPLES = 10

@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 import structlog
 from prometheus_client import Counter
 
+from daz.aio import sleep_or_stop
 from daz.clock import Clock, rfc3339
 from daz.config import HealthConfig
 from daz.events.bus import Event, EventBus
 from daz.health.checks import describe_error
 from daz.health.monitor import HealthMonitor
 from daz.health.sources import StatusSources, resolve, state_name
-from daz.health.waiting import sleep_or_stop
 from daz.metrics import DazMetrics
 
 log = structlog.get_logger("daz.health")

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from daz.aio import sleep_or_stop, wait_any
 from daz.backoff import seed_backoff
 from daz.clock import Clock
 from daz.errors import ConfigError
@@ -268,7 +269,7 @@ class PluginHost:
             for name in self.order:
                 tasks[name] = tg.create_task(self._supervise(name), name=f"plugin.{name}")
                 # Dependents start only once their dependencies have been set up (or crashed).
-                await _first_of(self._started[name], stopping)
+                await wait_any(self._started[name], stopping, label=f"plugin.{name}.start_wait")
             await stopping.wait()
             # Stop dependents first so a plugin never outlives what it depends on.
             for name in reversed(self.order):
@@ -318,7 +319,7 @@ class PluginHost:
                                                     "next_delay": status.next_delay}, source="plugins")
                 self._transition(status, PluginState.BACKING_OFF, "crashed")
                 self._started[name].set()
-                await _sleep_or_stop(self.clock, status.next_delay, stop)
+                await sleep_or_stop(self.clock, status.next_delay, stop, label=f"plugin.{name}.backoff")
         finally:
             status.next_delay = None
             self._started[name].set()
@@ -381,33 +382,3 @@ def _first_exception(group: BaseExceptionGroup[Exception]) -> Exception:
             return exc.cause if isinstance(exc.cause, Exception) else RuntimeError(repr(exc.cause))
     first = flat[0] if flat else group
     return first if isinstance(first, Exception) else RuntimeError(repr(first))
-
-
-async def _sleep_or_stop(clock: Clock, seconds: float, stop: asyncio.Event) -> None:
-    """Sleep on ``clock`` but wake early when ``stop`` is set."""
-    if stop.is_set():
-        return
-    done = asyncio.Event()
-
-    async def sleeper() -> None:
-        await clock.sleep(seconds)
-        done.set()
-
-    async with asyncio.TaskGroup() as tg:
-        sleep_task = tg.create_task(sleeper(), name="plugin.backoff.sleep")
-        await _first_of(done, stop)
-        sleep_task.cancel()
-
-
-async def _first_of(*events: asyncio.Event) -> None:
-    """Return as soon as any of ``events`` is set."""
-    if any(e.is_set() for e in events):
-        return
-    async with asyncio.TaskGroup() as tg:
-        waiters = [tg.create_task(e.wait(), name="plugin.wait") for e in events]
-        finished = asyncio.Event()
-        for w in waiters:
-            w.add_done_callback(lambda _: finished.set())
-        await finished.wait()
-        for w in waiters:
-            w.cancel()

@@ -23,6 +23,7 @@ from typing import Any, LiteralString
 import asyncpg
 import structlog
 
+from daz.aio import sleep_or_stop
 from daz.clock import Clock
 from daz.config import PoolConfig
 from daz.errors import SqlError
@@ -486,7 +487,7 @@ class PoolManager:
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            await _sleep_or_stop(self.clock, self.config.resize_interval_seconds, stopping)
+            await sleep_or_stop(self.clock, self.config.resize_interval_seconds, stopping)
             if stopping.is_set():
                 break
             await self.maintain()
@@ -501,12 +502,3 @@ class PoolManager:
             await self._discard(conn, "shutdown")
         for conn in list(self._all.values()):
             conn.retire = True
-
-
-async def _sleep_or_stop(clock: Clock, seconds: float, stopping: asyncio.Event) -> None:
-    async with asyncio.TaskGroup() as tg:
-        sleeper = tg.create_task(clock.sleep(seconds), name="sql.pool.sleep")
-        stopper = tg.create_task(stopping.wait(), name="sql.pool.stop_wait")
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        sleeper.cancel()
-        stopper.cancel()

@@ -20,6 +20,7 @@ from typing import Final
 
 import structlog
 
+from daz.aio import sleep_or_stop
 from daz.clock import Clock, SystemClock
 from daz.config import RetryConfig
 from daz.errors import StoreError, StoreUnavailable
@@ -232,7 +233,7 @@ class RetryQueue:
                 else:
                     if removed:
                         log.info("retry.cleaned_up", removed=removed)
-            await _sleep_or_stop(self.clock, self.config.stats_interval_seconds, stopping)
+            await sleep_or_stop(self.clock, self.config.stats_interval_seconds, stopping)
 
     async def refresh_gauges(self) -> None:
         try:
@@ -249,11 +250,3 @@ class RetryQueue:
         for status, count in depth.items():
             self.metrics.retry_queue_depth.labels(status=status).set(count)
         self.metrics.retry_oldest_pending_age.set(oldest)
-
-
-async def _sleep_or_stop(clock: Clock, seconds: float, stopping: asyncio.Event) -> None:
-    async with asyncio.TaskGroup() as group:
-        sleeper = group.create_task(clock.sleep(seconds), name="retry.maintenance.sleep")
-        waiter = group.create_task(stopping.wait(), name="retry.maintenance.stop")
-        sleeper.add_done_callback(lambda _: waiter.cancel())
-        waiter.add_done_callback(lambda _: sleeper.cancel())

@@ -25,6 +25,7 @@ from typing import Any, LiteralString
 
 import structlog
 
+from daz.aio import sleep_or_stop
 from daz.clock import Clock
 from daz.errors import SpoolFull, StoreError, StoreUnavailable
 from daz.metrics import DazMetrics
@@ -201,12 +202,4 @@ class SpoolDrainer:
                 log.info("spool.store_unavailable", error=str(exc))
             except StoreError as exc:
                 log.error("spool.drain_failed", error=str(exc))  # noqa: TRY400 - a known store error
-            await _sleep_or_stop(self.clock, self.interval_seconds, stopping)
-
-
-async def _sleep_or_stop(clock: Clock, seconds: float, stopping: asyncio.Event) -> None:
-    async with asyncio.TaskGroup() as group:
-        sleeper = group.create_task(clock.sleep(seconds), name="retry.spool.sleep")
-        waiter = group.create_task(stopping.wait(), name="retry.spool.stop")
-        sleeper.add_done_callback(lambda _: waiter.cancel())
-        waiter.add_done_callback(lambda _: sleeper.cancel())
+            await sleep_or_stop(self.clock, self.interval_seconds, stopping)

@@ -23,11 +23,11 @@ from typing import Any, LiteralString, Protocol
 
 import structlog
 
+from daz.aio import sleep_or_stop
 from daz.clock import Clock
 from daz.config import DatabaseConfig
 from daz.errors import CircuitOpen, DazError, SqlError, SqlRetryScheduled
 from daz.events.bus import EventBus, Subscription
-from daz.lifecycle import wait_or_stop
 from daz.metrics import DazMetrics
 from daz.sql import handlers
 from daz.sql.backends import Backend, Isolation, PostgresBackend, Row, Session, open_backend
@@ -153,7 +153,7 @@ class SqlPlugin:
 
     async def _prune_keys_periodically(self, stopping: asyncio.Event) -> None:
         # Housekeeping only: it bypasses the retry queue, and a failure just waits for the next round.
-        while not await wait_or_stop(self.clock, self.config.idempotency_prune_interval_seconds, stopping):
+        while not await sleep_or_stop(self.clock, self.config.idempotency_prune_interval_seconds, stopping):
             try:
                 await self.prune_idempotency_keys()
             except DazError as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from daz.cluster.gate import LeaseGate
-from daz.lifecycle import wait_any
 
 
 async def test_wait_acquired_returns_when_the_lease_arrives() -> None:
@@ -51,13 +50,3 @@ async def test_on_lose_signals_the_room_and_waits_until_it_left() -> None:
         order.append("on_lose returned")
     assert order == ["room saw loss", "room left", "on_lose returned"]
     assert not gate.holds("r")
-
-
-async def test_wait_any_returns_for_any_event() -> None:
-    a, b = asyncio.Event(), asyncio.Event()
-    async with asyncio.TaskGroup() as tg:
-        waiter = tg.create_task(wait_any(a, b))
-        await asyncio.sleep(0)
-        assert not waiter.done()
-        b.set()
-    assert waiter.done()
