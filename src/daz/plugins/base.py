@@ -20,6 +20,7 @@ from daz.config import format_problem
 from daz.errors import ConfigError
 from daz.events.bus import Event, EventBus, Subscription
 from daz.metrics import DazMetrics
+from daz.plugins.command_spec import CommandRegistry
 
 EventHandler = Callable[[Event], Awaitable[None] | None]
 StatusSource = Callable[[], Awaitable[str]]
@@ -87,6 +88,8 @@ class PluginContext:
     started_at: float = 0.0
     on_handler_error: Callable[[BaseException], None] | None = None
     subscriptions: list[Subscription] = field(default_factory=list)
+    # Shared by every plugin of a host, so ``!help`` lists all of them (command_framework.py).
+    commands: CommandRegistry = field(default_factory=CommandRegistry)
 
     def subscribe(
         self, pattern: str, handler: EventHandler, *, queue_size: int | None = None
@@ -117,6 +120,7 @@ class PluginContext:
         for sub in self.subscriptions:
             self.bus.unsubscribe(sub)
         self.subscriptions.clear()
+        self.commands.remove_owner(self.name)
 
 
 class PluginSettings(BaseModel):

@@ -28,6 +28,7 @@ from daz.errors import ConfigError
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.plugins.base import Plugin, PluginContext, SendApi, SqlApi, StatusSource
+from daz.plugins.command_spec import CommandRegistry
 
 log = structlog.get_logger("daz.plugins")
 
@@ -233,6 +234,7 @@ class PluginHost:
         self.policy = policy if policy is not None else RestartPolicy()
         self.stop_grace_seconds = stop_grace_seconds
         self.started_at = clock.monotonic()
+        self.commands = CommandRegistry()
         self.sections = enabled_sections(sections)
         given = dict(factories or {})
         self._factories = {n: given[n] if n in given else resolve_factory(n) for n in self.sections}
@@ -341,7 +343,7 @@ class PluginHost:
             name=name, bus=self.bus, clock=self.clock, metrics=self.metrics,
             log=structlog.get_logger(f"daz.plugins.{name}"), config=self.sections[name],
             sql=self.sql, rooms=self.rooms, status=self.status_source, started_at=self.started_at,
-            on_handler_error=on_handler_error,
+            on_handler_error=on_handler_error, commands=self.commands,
         )
         if status.state is not PluginState.STARTING:
             self._transition(status, PluginState.STARTING, "restart")
