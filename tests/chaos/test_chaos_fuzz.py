@@ -22,6 +22,7 @@ import os
 import random
 import string
 import time
+import typing
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daz.config import DazConfig, load_config, validate_config
-from daz.cytube import protocol
+from daz.cytube import channel_wire, protocol
 from daz.errors import ConfigError
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -49,7 +50,7 @@ PROTOCOL_TYPES = (
     protocol.UserList, protocol.UserCount, protocol.MediaChanged, protocol.MediaUpdate,
     protocol.KickNotice, protocol.LoginResult, protocol.Cooldown, protocol.Rank,
     protocol.ErrorMessage, protocol.NeedPassword, protocol.PasswordAccepted, protocol.GenericEvent,
-    protocol.Malformed,
+    protocol.Malformed, *typing.get_args(channel_wire.ChannelEvent),
 )
 
 VALID_PAYLOADS: dict[str, Any] = {
@@ -184,8 +185,8 @@ def _check_parsed(name: str, data: Any, outcomes: Counter[str]) -> None:
         assert len(event.event) <= protocol.MAX_NAME_CHARS
         assert len(event.detail) <= 200
         assert event.size >= 0
-    if isinstance(event, protocol.GenericEvent) and name == "channelOpts" and isinstance(event.data, dict):
-        assert "password" not in event.data, "channelOpts.password must not reach plugins"
+    if isinstance(event, channel_wire.ChannelOptions):
+        assert "password" not in dict(event.options), "channelOpts.password must not reach plugins"
     if isinstance(event, protocol.ChatMessage):
         assert len(event.raw) <= protocol.MAX_TEXT_CHARS
     outcomes[type(event).__name__] += 1

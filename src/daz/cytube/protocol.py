@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
+
+from daz.cytube import channel_wire as cw
+from daz.cytube import shapes
 
 MAX_TEXT_CHARS = 10_000  # the server cuts chat at 320 chars; escaping and links can grow it a little
 MAX_NAME_CHARS = 64
 MAX_LIST_ITEMS = 5_000
 CHAT_LIMIT_CHARS = 320
 LIVE_MEDIA_TYPES = frozenset({"cu", "tw", "li", "us", "jt", "im", "hb"})
-_SECRET_KEYS = frozenset({"password", "pw"})
 
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -52,6 +53,9 @@ class UserJoined:
     rank: float
     afk: bool = False
     muted: bool = False
+    smuted: bool = False  # only moderators' views carry it
+    profile_image: str = ""
+    profile_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,8 @@ class PasswordAccepted:
 
 @dataclass(frozen=True, slots=True)
 class GenericEvent:
-    """Any other event, passed through. Secret-bearing keys (``channelOpts.password``) are removed."""
+    """Any other event, passed through. Channel-state events (``channel_wire``) are typed, and
+    ``channelOpts`` loses its secret keys there."""
 
     name: str
     data: Any
@@ -155,7 +160,7 @@ class Malformed:
 ServerEvent = (
     ChatMessage | PrivateMessage | UserJoined | UserLeft | UserList | UserCount | MediaChanged
     | MediaUpdate | KickNotice | LoginResult | Cooldown | Rank | ErrorMessage | NeedPassword
-    | PasswordAccepted | GenericEvent | Malformed
+    | PasswordAccepted | GenericEvent | Malformed | cw.ChannelEvent
 )
 
 KNOWN_EVENTS = frozenset({
@@ -164,12 +169,11 @@ KNOWN_EVENTS = frozenset({
     "setPermissions", "setPlaylistLocked", "emoteList", "drinkCount", "channelCSSJS", "setMotd",
     "channelOpts", "setPlaylistMeta", "playlist", "setCurrent", "channelNotRegistered",
     "setUserRank", "setAFK", "queue", "queueFail", "delete", "spamFiltered", "clearchat",
-    "announcement", "newPoll", "updatePoll", "closePoll",
+    "announcement", "newPoll", "updatePoll", "closePoll", *cw.CHANNEL_EVENTS,
 })
 
 
-class _Bad(Exception):
-    """Internal: the payload does not have the promised shape."""
+_Bad = shapes.Bad
 
 
 def metric_event_label(name: str) -> str:
@@ -224,8 +228,8 @@ def _parse(name: str, data: Any) -> ServerEvent:
             raise _Bad("userlist is not a list of users")
         return UserList(tuple(_user(item) for item in data))
     if name == "usercount":
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise _Bad("usercount is not an integer")
+        if isinstance(data, bool) or not isinstance(data, int) or data < 0:
+            raise _Bad("usercount is not a non-negative integer")
         return UserCount(data)
     if name == "changeMedia":
         obj = _obj(data)
@@ -266,47 +270,19 @@ def _parse(name: str, data: Any) -> ServerEvent:
         return NeedPassword(wrong=bool(data))
     if name == "cancelNeedPassword":
         return PasswordAccepted()
+    channel_event = cw.parse_channel(name, data)
+    if channel_event is not None:
+        return channel_event
     if isinstance(data, str) and len(data) > MAX_TEXT_CHARS * 10:
         raise _Bad("string payload too large")
-    if name == "channelOpts" and isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k not in _SECRET_KEYS}
     return GenericEvent(name[:MAX_NAME_CHARS], data)
 
 
-def _obj(data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise _Bad(f"expected an object, got {type(data).__name__}")
-    return data
-
-
-def _str(obj: dict[str, Any], key: str, limit: int) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str):
-        raise _Bad(f"{key} is not a string")
-    if len(value) > limit:
-        raise _Bad(f"{key} is longer than {limit} characters")
-    return value
-
-
-def _is_number(value: Any) -> TypeGuard[int | float]:
-    # Python's json module accepts Infinity and NaN; neither is a time, a rank or a duration.
-    if type(value) is int:
-        return True
-    return type(value) is float and math.isfinite(value)
-
-
-def _int(obj: dict[str, Any], key: str) -> int:
-    value = obj.get(key)
-    if not _is_number(value):
-        raise _Bad(f"{key} is not a finite number")
-    return int(value)
-
-
-def _num(obj: dict[str, Any], key: str) -> float:
-    value = obj.get(key, 0)
-    if not _is_number(value):
-        raise _Bad(f"{key} is not a finite number")
-    return float(value)
+_obj = shapes.obj
+_str = shapes.string
+_is_number = shapes.is_number
+_int = shapes.integer
+_num = shapes.number
 
 
 def _user(data: Any) -> UserJoined:
@@ -317,9 +293,11 @@ def _user(data: Any) -> UserJoined:
     rank = obj.get("rank", 0)
     if not _is_number(rank):
         raise _Bad("rank is not a finite number")
+    image, text = cw.profile(obj.get("profile"))
     return UserJoined(
         name=_str(obj, "name", MAX_NAME_CHARS), rank=float(rank),
         afk=bool(meta.get("afk", False)), muted=bool(meta.get("muted", False)),
+        smuted=bool(meta.get("smuted", False)), profile_image=image, profile_text=text,
     )
 
 

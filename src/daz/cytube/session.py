@@ -13,6 +13,7 @@ the sequence, which needs no clock agreement with the server); the bot's own lin
 from __future__ import annotations
 
 import asyncio
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +24,14 @@ from daz.aio import wait_for
 from daz.clock import Clock
 from daz.config import CytubeConfig
 from daz.cytube import protocol as p
+from daz.cytube.channel_wire import ChannelEvent
 from daz.cytube.outbox import OutboundLine
 from daz.errors import Kicked, LoginFailed, SessionError, SessionTimeout, TransportError
 from daz.metrics import DazMetrics
 from daz.transport.base import Closed, Transport, WireEvent, WireMalformed
 
 log = structlog.get_logger("daz.cytube")
+CHANNEL_EVENT_TYPES = typing.get_args(ChannelEvent)
 
 Publish = Callable[[str, dict[str, Any]], object]
 
@@ -208,6 +211,9 @@ class Session:
             self._publish("cytube.error", {"room": room, "event": event})
         elif isinstance(event, p.GenericEvent):
             self._publish(f"cytube.{p.bus_segment(event.name)}", {"room": room, "event": event})
+        elif isinstance(event, CHANNEL_EVENT_TYPES):
+            # Typed channel-state events keep their wire name on the bus (cytube.playlist, ...).
+            self._publish(f"cytube.{p.bus_segment(item.name)}", {"room": room, "event": event})
         elif isinstance(event, p.UserCount):
             self._publish("cytube.usercount", {"room": room, "event": event})
         elif isinstance(event, p.Rank):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from daz.cytube import channel_wire as cw
 from daz.cytube import protocol as p
 from daz.cytube.discovery import pick_server
 from daz.errors import ConnectFailed
@@ -42,7 +43,7 @@ def test_malformed_payloads_become_malformed_events(name: str, data: object) -> 
 def test_unknown_events_pass_through_and_secrets_are_removed() -> None:
     assert p.parse("somethingNew", {"a": 1}) == p.GenericEvent("somethingNew", {"a": 1})
     opts = p.parse("channelOpts", {"password": "hunter2", "allow_voteskip": True})
-    assert opts == p.GenericEvent("channelOpts", {"allow_voteskip": True})
+    assert opts == cw.ChannelOptions((("allow_voteskip", True),))
     assert p.metric_event_label("somethingNew") == "other"
     assert p.metric_event_label("chatMsg") == "chatMsg"
 
