@@ -90,6 +90,31 @@ class ProbeConfig(_Model):
     socketconfig lookup when connecting."""
 
 
+class ServerLimitsConfig(_Model):
+    """One CyTube server's per-address limits, mirrored by daz so it never trips them (docs/rooms.md)."""
+
+    connection_burst: Annotated[int, Field(ge=1)] = 5
+    """Size of the server's per-IP connection token bucket (CyTube: 5); this many connects may start at
+    once."""
+    connection_refill_seconds: PositiveSeconds = 10.0
+    """One connection token comes back per this many seconds (CyTube: 10)."""
+    token_margin_seconds: NonNegativeSeconds = 0.25
+    """A refilled token is used this much later than the server's bucket would allow, so network
+    latency never makes an attempt arrive before the server's token does."""
+    max_sockets: Annotated[int, Field(ge=1)] = 10
+    """Concurrent sockets the server allows from one address (CyTube's `ip-connection-limit`: 10); rooms
+    beyond it are PARKED."""
+    guest_login_window_seconds: NonNegativeSeconds = 60.0
+    """One successful guest login per address per this many seconds (CyTube: 60); guest rooms wait it
+    out from daz's own last guest login instead of being refused."""
+    socket_cap_recheck_seconds: PositiveSeconds = 60.0
+    """After a `Too many connections` kick (someone else uses slots from this address), the cap daz
+    learned is kept this long before one more room may try."""
+
+
+_SERVER_DEFAULTS = "default"
+
+
 class CytubeConfig(_Model):
     base_url: str = DEFAULT_CYTUBE_BASE_URL
     """CyTube site; each room's server is looked up at `<base_url>/socketconfig/<channel>.json` unless the
@@ -135,6 +160,45 @@ class CytubeConfig(_Model):
     message_max_chars: Annotated[int, Field(ge=1, le=320)] = 320
     """Longer outgoing lines are split into parts of at most this many characters (CyTube cuts chat at
     320)."""
+    servers: dict[str, ServerLimitsConfig] = Field(
+        default_factory=lambda: {_SERVER_DEFAULTS: ServerLimitsConfig()}
+    )
+    """Per-server limits by `host:port` of the Socket.IO URL (e.g. `"cytu.be:443"`); `default` applies
+    to every server not listed. Entries are merged over `default` field by field."""
+    login_failure_retry_seconds: Annotated[float, Field(gt=0)] | None = 600.0
+    """A wrong password or a refused name STOPS the room (the password file is re-read first); it is
+    tried again after this long, or at once on `daz rooms restart`. Unset: only on restart."""
+    ban_retry_seconds: Annotated[float, Field(gt=0)] | None = None
+    """A ban kick STOPS the room; unset (default): it stays stopped until `daz rooms restart`,
+    otherwise it tries again after this long."""
+    kick_rejoin_delay_seconds: NonNegativeSeconds = 30.0
+    """A moderator's plain /kick (or an admin-action kick) rejoins after this polite delay."""
+    half_open_detection: bool = True
+    """Treat a connection as suspect when a server PING is overdue by half_open_grace_seconds past
+    pingInterval, and recover at once (a new session before the old one is dropped) instead of
+    waiting for pingTimeout."""
+    half_open_grace_seconds: NonNegativeSeconds = 10.0
+    """How late a server PING may be before the connection is suspect."""
+    half_open_guest: Literal["fresh_name", "same_name"] = "fresh_name"
+    """A guest's recovery from a suspect connection: `fresh_name` opens a new session under a new
+    guest name at once (the old name stays taken until the server drops the dead socket);
+    `same_name` closes the old socket and waits until the server has dropped it, then logs in
+    under the same name. Both wait for the guest-login window."""
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _merge_servers(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+            return value
+        default = dict(value.get(_SERVER_DEFAULTS, {}))
+        return {
+            _SERVER_DEFAULTS: default,
+            **{k: {**default, **v} for k, v in value.items() if k != _SERVER_DEFAULTS},
+        }
+
+    def server_limits(self, key: str) -> ServerLimitsConfig:
+        """The limits of the server ``host:port`` (its own entry, else `default`)."""
+        return self.servers.get(key) or self.servers.get(_SERVER_DEFAULTS) or ServerLimitsConfig()
 
 
 class RoomConfig(_Model):

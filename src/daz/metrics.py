@@ -22,6 +22,9 @@ ROOM_STATE_CODES = {
     "backing_off": 5,
     "kicked": 6,
     "closed": 7,
+    "parked": 8,
+    "waiting": 9,
+    "stopped": 10,
 }
 
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -115,6 +118,22 @@ class DazMetrics:
         )
         self.protocol_malformed = Counter(
             "daz_protocol_malformed_total", "Server frames that did not parse", ["room"], registry=r
+        )
+        # per CyTube server (label: host:port from configuration or discovery, bounded by the rooms)
+        self.server_sockets = Gauge(
+            "daz_server_sockets", "Sockets daz holds on the server (dead ones it may still count included)",
+            ["server"], registry=r,
+        )
+        self.server_socket_cap = Gauge(
+            "daz_server_socket_cap", "Sockets the server allows from this address (as daz believes)",
+            ["server"], registry=r,
+        )
+        self.server_parked_rooms = Gauge(
+            "daz_server_parked_rooms", "Rooms PARKED waiting for a socket slot", ["server"], registry=r
+        )
+        self.room_refusals = Counter(
+            "daz_room_refusals_total", "Server refusals and kicks by outcome (docs/rooms.md)",
+            ["room", "outcome"], registry=r,
         )
         self.room_lease_owned = Gauge(
             "daz_room_lease_owned", "1 while this instance holds the room's lease", ["room"], registry=r

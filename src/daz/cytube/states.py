@@ -19,24 +19,37 @@ FATAL_KICK_REASONS = frozenset({"Duplicate login"})
 class RoomState(Enum):
     DISCONNECTED = "disconnected"
     DISCOVERING = "discovering"
+    # The server's socket cap is full with our own rooms: no attempt until a slot frees.
+    PARKED = "parked"
+    # Holding a socket slot, waiting for a connection token or for the guest-login window.
+    WAITING = "waiting"
     CONNECTING = "connecting"
     JOINING = "joining"
     READY = "ready"
     BACKING_OFF = "backing_off"
     KICKED = "kicked"
+    # Stopped with a reason (wrong password, ban, operator): only a slow retry or a restart leaves it.
+    STOPPED = "stopped"
     CLOSED = "closed"
 
 
 _S = RoomState
 TRANSITIONS: dict[RoomState, frozenset[RoomState]] = {
-    _S.DISCONNECTED: frozenset({_S.DISCOVERING, _S.CLOSED}),
-    _S.DISCOVERING: frozenset({_S.CONNECTING, _S.BACKING_OFF, _S.CLOSED}),
-    _S.CONNECTING: frozenset({_S.JOINING, _S.BACKING_OFF, _S.CLOSED}),
-    _S.JOINING: frozenset({_S.READY, _S.BACKING_OFF, _S.KICKED, _S.CLOSED}),
-    _S.READY: frozenset({_S.BACKING_OFF, _S.KICKED, _S.CLOSED}),
-    _S.BACKING_OFF: frozenset({_S.DISCOVERING, _S.CLOSED}),
+    _S.DISCONNECTED: frozenset({_S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
+    _S.DISCOVERING: frozenset(
+        {_S.PARKED, _S.WAITING, _S.CONNECTING, _S.BACKING_OFF, _S.STOPPED, _S.CLOSED}
+    ),
+    _S.PARKED: frozenset({_S.WAITING, _S.CONNECTING, _S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
+    _S.WAITING: frozenset({_S.CONNECTING, _S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
+    _S.CONNECTING: frozenset({_S.JOINING, _S.BACKING_OFF, _S.PARKED, _S.STOPPED, _S.CLOSED}),
+    _S.JOINING: frozenset(
+        {_S.READY, _S.BACKING_OFF, _S.KICKED, _S.PARKED, _S.STOPPED, _S.CLOSED}
+    ),
+    _S.READY: frozenset({_S.BACKING_OFF, _S.KICKED, _S.PARKED, _S.STOPPED, _S.CLOSED}),
+    _S.BACKING_OFF: frozenset({_S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
     # A kicked room waits for an operator (``reconnect``); it never fights for the account itself.
-    _S.KICKED: frozenset({_S.DISCOVERING, _S.CLOSED}),
+    _S.KICKED: frozenset({_S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
+    _S.STOPPED: frozenset({_S.DISCOVERING, _S.CLOSED}),
     _S.CLOSED: frozenset(),
 }
 
@@ -137,3 +150,24 @@ def liveness(
             return LivenessVerdict(Liveness.DEAD, "media_timeout", age)
         return LivenessVerdict(Liveness.MEDIA_STALE, "media updates overdue; pings still arrive", age)
     return LivenessVerdict(Liveness.ALIVE, "ok", age)
+
+
+def ping_overdue(
+    now: float,
+    *,
+    last_ping_at: float | None,
+    connected_at: float | None,
+    ping_interval: float | None,
+    grace: float,
+) -> float | None:
+    """Seconds a server PING is overdue past ``pingInterval + grace``, or None while it is not.
+
+    CyTube PINGs every pingInterval (25 s); a black-holed link shows first as a PING that does not
+    come. Before the first PING the interval counts from the handshake. A suspect link is replaced
+    at once rather than after pingTimeout (120 s) more.
+    """
+    since = last_ping_at if last_ping_at is not None else connected_at
+    if since is None or ping_interval is None:
+        return None
+    late = now - since - ping_interval - grace
+    return late if late > 0 else None

@@ -103,3 +103,25 @@ def test_media_timeout_is_confirmed_by_overdue_ping() -> None:
     assert _verdict(340.0, last_frame_at=300.0, media_playing=False, last_media_update_at=0.0) is (
         Liveness.ALIVE
     )
+
+
+def test_ping_overdue_counts_from_the_last_ping_or_the_handshake() -> None:
+    from daz.cytube.states import ping_overdue
+
+    assert ping_overdue(30.0, last_ping_at=None, connected_at=0.0, ping_interval=25, grace=10) is None
+    assert ping_overdue(36.0, last_ping_at=None, connected_at=0.0, ping_interval=25, grace=10) == 1.0
+    assert ping_overdue(36.0, last_ping_at=25.0, connected_at=0.0, ping_interval=25, grace=10) is None
+    assert ping_overdue(60.5, last_ping_at=25.0, connected_at=0.0, ping_interval=25, grace=10) == 0.5
+    assert ping_overdue(99.0, last_ping_at=None, connected_at=None, ping_interval=25, grace=10) is None
+
+
+def test_new_states_leave_only_by_the_table() -> None:
+    check_transition(RoomState.DISCOVERING, RoomState.PARKED)
+    check_transition(RoomState.PARKED, RoomState.WAITING)
+    check_transition(RoomState.WAITING, RoomState.CONNECTING)
+    check_transition(RoomState.READY, RoomState.STOPPED)
+    check_transition(RoomState.STOPPED, RoomState.DISCOVERING)
+    with pytest.raises(IllegalTransition):
+        check_transition(RoomState.PARKED, RoomState.READY)
+    with pytest.raises(IllegalTransition):
+        check_transition(RoomState.STOPPED, RoomState.BACKING_OFF)
