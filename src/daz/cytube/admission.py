@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from daz.aio import race
 from daz.clock import Clock
 from daz.config import CytubeConfig
-from daz.cytube.race import race
 from daz.cytube.scheduler import Priority, ServerCapacity, ServerLedger, server_key
 from daz.metrics import DazMetrics
 
