@@ -48,9 +48,9 @@ SERVER_CHUNK = 1000
 # the child: fake server + a chatty crowd --------------------------------------------------------
 
 async def serve(port_file: Path, events: int) -> None:
-    from daz.testing.fake_cytube import FakeCytubeServer
+    from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
 
-    async with FakeCytubeServer(chat_burst=10**9, chat_rate_per_second=10**9) as server:
+    async with FakeCytubeServer(limits=CytubeLimits(chat_burst=10**9, chat_rate_per_second=10**9)) as server:
         await asyncio.to_thread(port_file.write_text, server.url)
         deadline = time.monotonic() + 60
         while BOT not in server.sessions(ROOM):

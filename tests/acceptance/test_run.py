@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from bot_process import ROOM, BotProcess, bot_lines, chatlog_rows, wait_for, write_config
 
-from daz.testing.fake_cytube import FakeCytubeServer
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
 
 pytestmark = pytest.mark.slow
 
 
 async def test_run_answers_commands_survives_a_server_restart_and_logs_every_line(tmp_path: Path) -> None:
-    fake = FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0, guest_login_window_seconds=0.5)
+    fake = FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0,
+                            limits=CytubeLimits(guest_login_window_seconds=0.5))
     async with fake as server:
         bot = BotProcess(tmp_path, write_config(tmp_path, server))
         try:

@@ -25,7 +25,7 @@ from daz.clock import SystemClock
 from daz.cytube.journal import StoreJournal
 from daz.cytube.outbox import OutboundLine
 from daz.store import open_store
-from daz.testing.fake_cytube import FakeCytubeServer
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
 from daz.testing.faults import TcpProxy
 from daz.testing.process import DazProcess
 
@@ -137,8 +137,8 @@ async def cluster_of_three(
     tmp: Path, dsn: str, dsn_for: Callable[[str], str | None] = lambda _: None
 ) -> AsyncIterator[tuple[FakeCytubeServer, dict[str, DazProcess], Sampler]]:
     async with FakeCytubeServer(accounts={ACCOUNT: PASSWORD}, ping_interval=1, ping_timeout=2,
-                                guest_login_window_seconds=0, connection_bucket_size=1000,
-                                max_sockets_per_ip=1000) as server:
+                                limits=CytubeLimits(guest_login_window_seconds=0.2, bucket_size=1000,
+                                                    refill_seconds=0.01, max_sockets_per_ip=1000)) as server:
         config = write_config(tmp, server, dsn)
         procs = {name: instance(tmp, config, name, dsn_for(name)) for name in ("a", "b", "c")}
         sampler = Sampler(server)

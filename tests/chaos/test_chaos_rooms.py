@@ -38,7 +38,7 @@ from daz.cytube.rooms import RoomManager
 from daz.cytube.states import RoomState
 from daz.events.bus import Event, EventBus
 from daz.metrics import DazMetrics
-from daz.testing.fake_cytube import FakeCytubeServer
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
 from daz.testing.faults import TcpProxy
 from daz.transport.socketio import socketio_transport_factory
 
@@ -72,8 +72,10 @@ def _cytube() -> CytubeConfig:
 def _server() -> FakeCytubeServer:
     return FakeCytubeServer(
         ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, accounts={BOT: ROOM_PASSWORD},
-        channel_passwords={ROOM: CHANNEL_PASSWORD}, connection_bucket_size=10_000,
-        max_sockets_per_ip=1000, chat_burst=1000, chat_rate_per_second=1000.0, cooldown_ms=0,
+        channel_passwords={ROOM: CHANNEL_PASSWORD}, limits=CytubeLimits(
+            bucket_size=10_000, refill_seconds=0.01, max_sockets_per_ip=1000, chat_burst=1000,
+            chat_rate_per_second=1000.0, chat_cooldown_ms=1,
+        ),
     )
 
 

@@ -24,7 +24,7 @@ from chaos_support import (
     until,
 )
 
-from daz.testing.fake_cytube import FakeCytubeServer
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
 from daz.testing.pgcluster import PgCluster
 from daz.testing.process import DazProcess
 
@@ -61,7 +61,7 @@ async def test_no_secret_in_any_log_line(
     dsn = pg_cluster.dsn.replace("postgres@", f"postgres:{DB_PASSWORD}@", 1)  # trust auth ignores it
     async with FakeCytubeServer(
         accounts={"dazbot": ROOM_PASSWORD, "dazbot2": "the-right-one"},
-        channel_passwords={"lobby": CHANNEL_PASSWORD}, connection_bucket_size=1000,
+        channel_passwords={"lobby": CHANNEL_PASSWORD}, limits=CytubeLimits(refill_seconds=0.05),
     ) as server:
         config_path = tmp_path / "daz.json"
         config_path.write_text(json.dumps(_config(server, dsn, tmp_path)))

@@ -8,7 +8,10 @@ from tests.integration.cytube.conftest import fast_cytube, live
 
 from daz.config import RoomConfig
 from daz.cytube.states import RoomState
-from daz.testing.fake_cytube import FakeCytubeServer
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
+
+# CyTube's limits, shrunk: the guest window is what a guest bot meets when it reconnects at once.
+FAST = CytubeLimits(refill_seconds=0.2, guest_login_window_seconds=0.3)
 
 
 async def test_join_and_login_are_verified_and_chat_roundtrips() -> None:
@@ -46,7 +49,7 @@ async def test_failing_login_is_reported_not_assumed() -> None:
 
 
 async def test_restart_delivers_every_line_sent_while_down_exactly_once_in_order() -> None:
-    async with FakeCytubeServer(ping_interval=1, ping_timeout=2, guest_login_window_seconds=0) as server:
+    async with FakeCytubeServer(ping_interval=1, ping_timeout=2, limits=FAST) as server:
         async with live(server) as h:
             await h.state(RoomState.READY)
             await h.manager.send_chat("lobby", "before the outage")
@@ -65,7 +68,7 @@ async def test_restart_delivers_every_line_sent_while_down_exactly_once_in_order
 
 
 async def test_silent_server_is_detected_within_interval_plus_timeout() -> None:
-    async with FakeCytubeServer(ping_interval=0.5, ping_timeout=1.0, guest_login_window_seconds=0) as server:
+    async with FakeCytubeServer(ping_interval=0.5, ping_timeout=1.0, limits=FAST) as server:
         async with live(server) as h:
             await h.state(RoomState.READY)
             server.go_silent()
@@ -95,7 +98,8 @@ async def test_duplicate_login_kick_stops_the_room() -> None:
 
 
 async def test_cooldown_line_is_retried_after_the_cooldown() -> None:
-    async with FakeCytubeServer(chat_burst=2, chat_rate_per_second=2, cooldown_ms=300) as server:
+    limits = CytubeLimits(chat_burst=2, chat_rate_per_second=2, chat_cooldown_ms=300)
+    async with FakeCytubeServer(limits=limits) as server:
         async with live(server) as h:
             await h.state(RoomState.READY)
             for i in range(6):
@@ -121,7 +125,7 @@ async def test_malformed_frames_are_reported_and_the_connection_survives() -> No
 
 
 async def test_line_in_doubt_that_the_server_has_is_not_resent() -> None:
-    async with FakeCytubeServer(guest_login_window_seconds=0) as server:
+    async with FakeCytubeServer(limits=FAST) as server:
         async with live(server) as h:
             await h.state(RoomState.READY)
             server.drop_echoes()
@@ -136,7 +140,7 @@ async def test_line_in_doubt_that_the_server_has_is_not_resent() -> None:
 
 
 async def test_line_in_doubt_that_the_server_lost_is_resent_once() -> None:
-    async with FakeCytubeServer(guest_login_window_seconds=0) as server:
+    async with FakeCytubeServer(limits=FAST) as server:
         async with live(server) as h:
             await h.state(RoomState.READY)
             server.delay_replies(0.5)
@@ -162,7 +166,7 @@ async def test_every_frame_including_pings_refreshes_liveness() -> None:
 
 
 async def test_discovery_via_socketconfig_and_rate_limit_reason_is_kept() -> None:
-    async with FakeCytubeServer(connection_bucket_size=1, guest_login_window_seconds=0) as server:
+    async with FakeCytubeServer(limits=CytubeLimits(bucket_size=1, guest_login_window_seconds=0.3)) as server:
         room = RoomConfig(channel="lobby", username="dazbot")
         async with live(server, rooms=[room], cytube=fast_cytube(base_url=server.url)) as h:
             await h.state(RoomState.READY)
@@ -176,4 +180,4 @@ async def test_discovery_via_socketconfig_and_rate_limit_reason_is_kept() -> Non
             status = h.status()
             assert status.state is RoomState.BACKING_OFF
             assert status.next_delay >= 10.0
-        assert server.rate_limited_total >= 1
+        assert server.refused_connects >= 1

@@ -15,7 +15,7 @@ from daz.app import AppOptions, DazApp
 from daz.config import validate_config
 from daz.errors import DazError
 from daz.store.base import NewItem, QueueItem
-from daz.testing.fake_cytube import FakeCytubeServer
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
 
 Scrape = dict[str, float]
 
@@ -53,8 +53,8 @@ async def until(cond: Callable[[], bool | Awaitable[bool]], timeout: float = 20.
 
 
 async def test_every_named_metric_moves_during_a_scripted_scenario(tmp_path: Path) -> None:
-    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0, guest_login_window_seconds=0.5,
-                                media_update_interval=1.0) as server:
+    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0, media_update_interval=1.0,
+                                limits=CytubeLimits(guest_login_window_seconds=0.5)) as server:
         config = validate_config({
             "rooms": [{"channel": "lobby", "username": "dazbot"}],
             "cytube": {"base_url": server.url, "connect_timeout_seconds": 2, "join_timeout_seconds": 2,

@@ -1,36 +1,13 @@
-"""A fake CyTube server speaking CyTube's wire protocol, with fault controls. Public and documented.
-
-Built on python-socketio's ``AsyncServer`` + aiohttp, it reproduces what daz depends on (see
-docs/fake-cytube.md and the protocol notes): ``/socketconfig/<channel>.json``; ``rank -1`` on
-connect; ``joinChannel`` with the join sequence and a 15-line backlog replay; guest and registered
-login with the real rules (one guest login per IP per window, name rules, duplicate-login kick);
-chat echo with HTML escaping and the 320-character cut; the chat limiter answering ``cooldown``;
-the per-IP connection token bucket (``Rate limit exceeded``) and socket cap; ``userlist`` /
-``addUser`` / ``userLeave``; ``changeMedia`` and ``mediaUpdate`` every few seconds while playing.
-
-Clients connect through a small TCP relay that owns the public port; that is what makes the faults
-real at the socket level: ``kill_connections()`` resets every socket, ``refuse_connections()``
-closes new ones at once, ``stop()``/``start()`` release and re-bind the SAME port, ``go_silent()``
-black-holes traffic both ways while keeping sockets open (no PINGs, no frames).
-
-    async with FakeCytubeServer(ping_interval=0.5, ping_timeout=1.0) as server:
-        config_url = server.url            # http://127.0.0.1:<port>
-        ...
-        server.chat_log("lobby")           # ground truth: every line the server accepted
-
-Run it by hand: ``python -m daz.testing.fake_cytube --port 8099``.
-"""
+"""The fake CyTube server: lifecycle, sockets, sessions and login (see the package docstring)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import html
 import json
-import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,26 +15,26 @@ import socketio
 import structlog
 from aiohttp import web
 
+from daz.testing.fake_cytube import names
+from daz.testing.fake_cytube.limits import ConnectionGate, CytubeLimits, FloodLimiter
+from daz.testing.fake_cytube.records import (
+    BANNED_BY_MODERATOR,
+    BANNED_ON_JOIN,
+    DUPLICATE_LOGIN,
+    RATE_LIMIT_EXCEEDED,
+    TOO_MANY_CONNECTIONS,
+    ActionRecord,
+    ChatRecord,
+    KickRecord,
+    LoginRefusal,
+    now_ms,
+)
+from daz.testing.fake_cytube.relay import RelayConn
+
 log = structlog.get_logger("daz.testing.fake_cytube")
 
-CHANNEL_NAME = re.compile(r"^[\w-]{1,30}$")
-USER_NAME = re.compile(r"^[\w-]{1,20}$")
-RESERVED_NAMES = frozenset({"admin", "owner", "administrator"})
 CHAT_LIMIT_CHARS = 320
 BACKLOG_LINES = 15
-GUEST_RESTRICTED = "Guest logins are restricted to one per IP address per {window} seconds."
-_CHUNK = 65536
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRecord:
-    """One line the server accepted (ground truth for tests): raw text as sent, cut at 320."""
-
-    room: str
-    username: str
-    text: str
-    time_ms: int
-    to: str | None = None
 
 
 @dataclass
@@ -67,8 +44,7 @@ class _Sock:
     channel: str | None = None
     name: str | None = None
     account: str | None = None  # registered account name, None for guests
-    tokens: float = 20.0
-    last_chat: float = 0.0
+    chat: FloodLimiter | None = None  # None when limits are off
 
 
 @dataclass
@@ -91,25 +67,11 @@ class _Media:
 @dataclass
 class _Channel:
     name: str
+    registered: bool = False
     sockets: set[str] = field(default_factory=set)
     media: _Media | None = None
-
-
-class _Bucket:
-    def __init__(self, size: float, refill_seconds: float) -> None:
-        self.size = size
-        self.refill = refill_seconds
-        self.tokens = size
-        self.at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.size, self.tokens + (now - self.at) / self.refill)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+    banned_names: set[str] = field(default_factory=set)  # lower-case names
+    banned_ips: set[str] = field(default_factory=set)
 
 
 class FakeCytubeServer:
@@ -122,30 +84,21 @@ class FakeCytubeServer:
         port: int = 0,
         ping_interval: float = 25.0,
         ping_timeout: float = 120.0,
-        guest_login_window_seconds: float = 60.0,
-        connection_bucket_size: int = 5,
-        connection_refill_seconds: float = 10.0,
-        max_sockets_per_ip: int = 10,
-        chat_burst: int = 20,
-        chat_rate_per_second: float = 10.0,
-        cooldown_ms: int = 100,
+        limits: CytubeLimits | None = None,
         media_update_interval: float = 5.0,
         accounts: dict[str, str] | None = None,
         channel_passwords: dict[str, str] | None = None,
+        registered_channels: Iterable[str] = (),
     ) -> None:
         self.host = host
         self.port = port
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.guest_login_window_seconds = guest_login_window_seconds
-        self.connection_bucket_size = connection_bucket_size
-        self.connection_refill_seconds = connection_refill_seconds
-        self.max_sockets_per_ip = max_sockets_per_ip
-        self.chat_burst = chat_burst
-        self.chat_rate_per_second = chat_rate_per_second
-        self.cooldown_ms = cooldown_ms
+        self.limits = limits if limits is not None else CytubeLimits()
         self.media_update_interval = media_update_interval
-        self.accounts = dict(accounts or {})
+        # account lookups are case-insensitive on CyTube; the stored spelling is the display name
+        self.accounts = {name.lower(): (name, pw) for name, pw in (accounts or {}).items()}
+        self._registered = {name.lower() for name in registered_channels}
         self.channel_passwords = dict(channel_passwords or {})
         # faults
         self.silent = False
@@ -156,15 +109,16 @@ class FakeCytubeServer:
         # ground truth and counters (survive restarts, like CyTube's persisted chat buffer)
         self._chat: dict[str, list[ChatRecord]] = defaultdict(list)
         self._max_sessions: dict[tuple[str, str], int] = defaultdict(int)
-        self.duplicate_login_kicks = 0
+        self._kicks: list[KickRecord] = []
+        self._login_refusals: list[LoginRefusal] = []
+        self._actions: list[ActionRecord] = []
         self.connections_total = 0
-        self.rate_limited_total = 0
+        self.refused_connects = 0
         self.restarts = 0
         # per-run state (forgotten on restart)
         self._socks: dict[str, _Sock] = {}
         self._channels: dict[str, _Channel] = {}
-        self._buckets: dict[str, _Bucket] = {}
-        self._guest_logins: dict[str, float] = {}
+        self._gate = ConnectionGate(self.limits)
         # plumbing
         self._sio = socketio.AsyncServer(
             async_mode="aiohttp",
@@ -182,7 +136,7 @@ class FakeCytubeServer:
         self._runner: web.AppRunner | None = None
         self._upstream_port = 0
         self._relay: asyncio.Server | None = None
-        self._conns: set[_RelayConn] = set()
+        self._conns: set[RelayConn] = set()
         self._group: asyncio.TaskGroup | None = None
         self._media_task: asyncio.Task[None] | None = None
 
@@ -234,8 +188,7 @@ class FakeCytubeServer:
             await relay.wait_closed()
         self._socks.clear()
         self._channels_reset()
-        self._buckets.clear()
-        self._guest_logins.clear()
+        self._gate.reset()
         log.info("fake_cytube.stopped", port=self.port)
 
     async def restart(self, down_for: float = 0.0) -> None:
@@ -304,7 +257,7 @@ class FakeCytubeServer:
         """
         frames: list[str] = []
         for username, text in lines:
-            record = ChatRecord(room, username, text[:CHAT_LIMIT_CHARS], _now_ms())
+            record = ChatRecord(room, username, text[:CHAT_LIMIT_CHARS], now_ms())
             self._chat[room].append(record)
             frames.append("2" + json.dumps(["chatMsg", self._chat_payload(record)], separators=(",", ":")))
         for sid in list(self._channel(room).sockets):
@@ -338,13 +291,70 @@ class FakeCytubeServer:
             )
 
     async def kick(self, room: str, username: str, reason: str) -> None:
-        for sock in list(self._socks.values()):
-            if sock.channel == room and sock.name is not None and sock.name.lower() == username.lower():
-                await self._kick(sock.sid, reason)
+        """A moderator's ``/kick``: ``kick {reason}`` to the user, then disconnect."""
+        for sock in self._named(room, username):
+            await self._kick(sock.sid, reason)
+
+    def register_channel(self, room: str, registered: bool = True) -> None:
+        """Make ``room`` a registered channel (bans apply; no ``channelNotRegistered``) or not."""
+        self._channel(room).registered = registered
+
+    async def ban(self, room: str, *, name: str | None = None, ip: str | None = None) -> None:
+        """A moderator's ``/ban`` (name) or ``/ipban`` (IP): present matches are kicked "You're banned!",
+        later joins get "You are banned from this channel." Bans exist in registered channels only."""
+        channel = self._channel(room)
+        if not channel.registered:
+            raise ValueError(f"ban: channel {room!r} is not registered (CyTube has no bans there); "
+                             "call register_channel first")
+        if name is None and ip is None:
+            raise ValueError("ban: give name= or ip=")
+        if name is not None:
+            channel.banned_names.add(name.lower())
+        if ip is not None:
+            channel.banned_ips.add(ip)
+        for sid in list(channel.sockets):
+            sock = self._socks.get(sid)
+            if sock is not None and (
+                (name is not None and sock.name is not None and sock.name.lower() == name.lower())
+                or (ip is not None and sock.ip == ip)
+            ):
+                await self._kick(sid, BANNED_BY_MODERATOR)
+
+    def unban(self, room: str, *, name: str | None = None, ip: str | None = None) -> None:
+        channel = self._channel(room)
+        if name is not None:
+            channel.banned_names.discard(name.lower())
+        if ip is not None:
+            channel.banned_ips.discard(ip)
 
     # ground truth -----------------------------------------------------------------------------
     def chat_log(self, room: str) -> list[ChatRecord]:
         return list(self._chat.get(room, []))
+
+    @property
+    def kicks(self) -> list[KickRecord]:
+        """Every ``kick`` sent, oldest first (survives restarts)."""
+        return list(self._kicks)
+
+    def kicks_by_reason(self) -> dict[str, int]:
+        """How many kicks were sent per reason, e.g. ``{"Too many connections from your IP address": 2}``."""
+        return dict(Counter(k.reason for k in self._kicks))
+
+    @property
+    def login_refusals(self) -> list[LoginRefusal]:
+        """Every ``login {success: false}`` sent, oldest first (survives restarts)."""
+        return list(self._login_refusals)
+
+    @property
+    def duplicate_login_kicks(self) -> int:
+        return sum(1 for k in self._kicks if k.reason == DUPLICATE_LOGIN)
+
+    def actions(self, room: str | None = None, event: str | None = None) -> list[ActionRecord]:
+        """Every event frame clients sent (after connect), optionally for one room and/or event name."""
+        return [
+            a for a in self._actions
+            if (room is None or a.room == room) and (event is None or a.event == event)
+        ]
 
     def max_concurrent_sessions(self, account: str, room: str) -> int:
         return self._max_sessions.get((account.lower(), room), 0)
@@ -367,7 +377,7 @@ class FakeCytubeServer:
         except OSError:
             writer.transport.abort()
             return
-        conn = _RelayConn(self, reader, writer, up_reader, up_writer)
+        conn = RelayConn(self, reader, writer, up_reader, up_writer)
         self._conns.add(conn)
         try:
             await conn.run()
@@ -379,34 +389,77 @@ class FakeCytubeServer:
         sio = self._sio
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
-        sio.on("joinChannel", self._on_join)
-        sio.on("channelPassword", self._on_channel_password)
-        sio.on("login", self._on_login)
-        sio.on("chatMsg", self._on_chat)
-        sio.on("pm", self._on_pm)
+        handlers: dict[str, Callable[[str, Any], Awaitable[None]]] = {
+            "joinChannel": self._on_join,
+            "channelPassword": self._on_channel_password,
+            "login": self._on_login,
+            "chatMsg": self._on_chat,
+            "pm": self._on_pm,
+        }
+        for event, handler in handlers.items():
+            sio.on(event, self._recorded(event, handler))
+        sio.on("*", self._on_other)
+
+    def _recorded(
+        self, event: str, handler: Callable[[str, Any], Awaitable[None]]
+    ) -> Callable[[str, Any], Awaitable[None]]:
+        async def run(sid: str, data: Any = None) -> None:
+            self._record_action(event, sid, data)
+            await handler(sid, data)
+
+        return run
+
+    async def _on_other(self, event: str, sid: str, data: Any = None) -> None:
+        self._record_action(event, sid, data)  # an event this server does not handle: dropped silently
+
+    def _record_action(self, event: str, sid: str, data: Any) -> None:
+        sock = self._socks.get(sid)
+        if sock is None:
+            return
+        room = sock.channel
+        asked = data.get("name") if event == "joinChannel" and isinstance(data, dict) else None
+        if room is None and isinstance(asked, str):
+            room = asked.lower()  # the room this frame asks for
+        self._actions.append(ActionRecord(event, data, sock.ip, room, sock.name, now_ms()))
 
     async def _socketconfig(self, request: web.Request) -> web.Response:
         return web.json_response({"servers": [{"url": self.url, "secure": False}]})
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        ip = str(environ.get("REMOTE_ADDR") or "127.0.0.1")
-        bucket = self._buckets.setdefault(
-            ip, _Bucket(self.connection_bucket_size, self.connection_refill_seconds)
-        )
-        if not bucket.take():
-            self.rate_limited_total += 1
-            raise socketio.exceptions.ConnectionRefusedError("Rate limit exceeded")
+        ip = _client_ip(environ)
+        if not self._gate.admit(ip):
+            self.refused_connects += 1  # a refused attempt costs no token (CyTube's bucket)
+            raise socketio.exceptions.ConnectionRefusedError(RATE_LIMIT_EXCEEDED)
         self.connections_total += 1
-        self._socks[sid] = _Sock(sid, ip, tokens=float(self.chat_burst))
+        self._socks[sid] = _Sock(sid, ip, chat=self._gate.chat_limiter())
+        over_cap = not self._gate.opened(ip)
+        # Anything sent from inside this handler would precede Socket.IO's CONNECT packet (and a
+        # disconnect here would be lost): greet, or kick, once the connection is established.
+        assert self._group is not None  # noqa: S101 - handlers only run inside `async with`
+        self._group.create_task(self._greet(sid, over_cap=over_cap), name="fake_cytube.greet")
+
+    async def _greet(self, sid: str, *, over_cap: bool) -> None:
+        for _ in range(1000):  # bounded: CONNECT is sent right after the connect handler returns
+            if self._sio.manager.is_connected(sid, "/"):
+                break
+            await asyncio.sleep(0.001)
+        else:
+            return
         await self._sio.emit("rank", -1, to=sid)
-        if sum(1 for s in self._socks.values() if s.ip == ip) > self.max_sockets_per_ip:
-            await self._kick(sid, "Too many connections from your IP address")
+        if over_cap:
+            # CyTube 3.86 accepts the socket (its token is spent) and then kicks it.
+            await self._kick(sid, TOO_MANY_CONNECTIONS)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         sock = self._socks.pop(sid, None)
-        if sock is None or sock.channel is None:
+        if sock is None:
+            return
+        self._gate.closed(sock.ip)
+        if sock.channel is None:
             return
         channel = self._channel(sock.channel)
+        if sid not in channel.sockets:
+            return
         channel.sockets.discard(sid)
         if sock.name is not None:
             await self._sio.emit("userLeave", {"name": sock.name}, room=channel.name)
@@ -416,17 +469,31 @@ class FakeCytubeServer:
         await self._delay()
         sock = self._socks.get(sid)
         if sock is None or sock.channel is not None:
-            return
+            return  # one join per connection
         name = data.get("name") if isinstance(data, dict) else None
-        if not isinstance(name, str) or not CHANNEL_NAME.match(name):
-            await self._sio.emit("errorMsg", {"msg": "Invalid channel name"}, to=sid)
-            await self._kick(sid, "Invalid channel name")
+        if not isinstance(name, str):
+            return  # CyTube ignores a malformed joinChannel
+        if not names.valid_channel_name(name) and self.limits.enabled:
+            await self._sio.emit("errorMsg", {"msg": names.INVALID_CHANNEL_MSG}, to=sid)
+            await self._kick(sid, names.INVALID_CHANNEL_KICK)
             return
+        name = name.lower()
         sock.channel = name
+        channel = self._channel(name)
+        if self._banned(channel, sock):
+            await self._kick(sid, BANNED_ON_JOIN)
+            return
         if name in self.channel_passwords:
             await self._sio.emit("needPassword", False, to=sid)
             return
         await self._join_sequence(sock)
+
+    def _banned(self, channel: _Channel, sock: _Sock) -> bool:
+        if not channel.registered or not self.limits.enabled:
+            return False  # unregistered channels have no ban list
+        if sock.ip in channel.banned_ips:
+            return True
+        return sock.name is not None and sock.name.lower() in channel.banned_names
 
     async def _on_channel_password(self, sid: str, data: Any = None) -> None:
         sock = self._socks.get(sid)
@@ -476,7 +543,8 @@ class FakeCytubeServer:
             to=sid,
         )
         await emit("usercount", self._usercount(channel), to=sid)
-        await emit("channelNotRegistered", None, to=sid)
+        if not channel.registered:
+            await emit("channelNotRegistered", None, to=sid)
 
     async def _on_login(self, sid: str, data: Any = None) -> None:
         await self._delay()
@@ -484,19 +552,25 @@ class FakeCytubeServer:
         if sock is None or sock.name is not None or not isinstance(data, dict):
             return
         name = data.get("name")
-        password = data.get("pw")
+        password = data.get("pw") or ""
         if not isinstance(name, str):
             return
+        if not isinstance(password, str):
+            password = ""
+        registered = bool(password)
         error = self._login_error(sock, name, password)
         if error is not None:
+            self._login_refusals.append(
+                LoginRefusal(error, sock.ip, sock.channel, name, not registered, now_ms())
+            )
             await self._sio.emit("login", {"success": False, "error": error}, to=sid)
             return
-        registered = password is not None
         if registered:
+            name = self.accounts[name.lower()][0]
             await self._kick_duplicates(sock, name)
             sock.account = name.lower()
         else:
-            self._guest_logins[sock.ip] = time.monotonic()
+            self._gate.guest_logged_in(sock.ip)
         sock.name = name
         reply: dict[str, Any] = {"success": True, "name": name}
         if not registered:
@@ -505,46 +579,56 @@ class FakeCytubeServer:
         await self._sio.emit("rank", 1 if registered else 0, to=sid)
         if sock.channel is not None and sid in self._channel(sock.channel).sockets:
             channel = self._channel(sock.channel)
+            if self._banned(channel, sock):
+                await self._kick(sid, BANNED_ON_JOIN)
+                return
             key = (name.lower(), channel.name)
             current = sum(1 for s in channel.sockets if self._socks.get(s, sock).name == name)
             self._max_sessions[key] = max(self._max_sessions[key], current)
             await self._sio.emit("addUser", self._user_payload(sock), room=channel.name)
             await self._sio.emit("usercount", self._usercount(channel), room=channel.name)
 
-    def _login_error(self, sock: _Sock, name: str, password: Any) -> str | None:
-        if password is not None:
-            stored = self.accounts.get(name)
-            if stored is None:
-                return "User does not exist"
-            if password != stored:
-                return "Invalid username/password combination"
+    def _login_error(self, sock: _Sock, name: str, password: str) -> str | None:
+        if password:
+            account = self.accounts.get(name.lower())
+            if account is None:
+                return names.NO_SUCH_USER
+            if password != account[1]:
+                return names.BAD_PASSWORD
             return None
-        last = self._guest_logins.get(sock.ip)
-        window = self.guest_login_window_seconds
-        if window > 0 and last is not None and time.monotonic() - last < window:
-            return GUEST_RESTRICTED.format(window=f"{window:g}")
-        if not USER_NAME.match(name):
-            return (
-                "Invalid username.  Usernames must be 1-20 characters long and consist only of "
-                "characters a-z, A-Z, 0-9, -, _, and accented letters."
-            )
-        if name.lower() in RESERVED_NAMES:
-            return "That username is reserved."
-        if name in self.accounts:
-            return "That username is registered."
-        if sock.channel is not None and any(
-            self._socks[s].name is not None and str(self._socks[s].name).lower() == name.lower()
-            for s in self._channel(sock.channel).sockets
-            if s in self._socks
-        ):
-            return "That name is already taken"
+        if not self.limits.enabled:
+            return self._name_in_use(sock, name)
+        # CyTube checks the guest window first (user.js guestLogin), then the name.
+        if not self._gate.guest_window_open(sock.ip):
+            return names.GUEST_RESTRICTED.format(window=self.limits.guest_window_text)
+        if not names.valid_user_name(name):
+            return names.INVALID_USERNAME
+        if name.lower() in names.RESERVED_NAMES:
+            return names.NAME_RESERVED
+        if name.lower() in self.accounts:
+            return names.NAME_REGISTERED
+        return self._name_in_use(sock, name)
+
+    def _name_in_use(self, sock: _Sock, name: str) -> str | None:
+        if sock.channel is not None and self._named(sock.channel, name):
+            return names.NAME_IN_USE
         return None
+
+    def _named(self, room: str, username: str) -> list[_Sock]:
+        """Logged-in sockets in ``room`` named ``username`` (case-insensitive, as CyTube compares)."""
+        lower = username.lower()
+        return [
+            sock
+            for sid in self._channel(room).sockets
+            if (sock := self._socks.get(sid)) is not None
+            and sock.name is not None
+            and sock.name.lower() == lower
+        ]
 
     async def _kick_duplicates(self, sock: _Sock, name: str) -> None:
         for other in list(self._socks.values()):
             if other.sid != sock.sid and other.channel == sock.channel and other.account == name.lower():
-                self.duplicate_login_kicks += 1
-                await self._kick(other.sid, "Duplicate login")
+                await self._kick(other.sid, DUPLICATE_LOGIN)
 
     async def _on_chat(self, sid: str, data: Any = None) -> None:
         await self._delay()
@@ -555,7 +639,7 @@ class FakeCytubeServer:
         if not isinstance(msg, str) or not msg.strip():
             return
         if not self._allow_chat(sock):
-            await self._sio.emit("cooldown", self.cooldown_ms, to=sid)
+            await self._sio.emit("cooldown", self.limits.chat_cooldown_ms, to=sid)
             return
         await self._accept_chat(sock.channel, sock.name, msg, skip_sid=sid if self.echoes_dropped else None)
 
@@ -579,38 +663,31 @@ class FakeCytubeServer:
             await self._sio.emit("errorMsg", {"msg": f"{to} is not on this channel"}, to=sid)
             return
         if not self._allow_chat(sock):
-            await self._sio.emit("cooldown", self.cooldown_ms, to=sid)
+            await self._sio.emit("cooldown", self.limits.chat_cooldown_ms, to=sid)
             return
-        record = ChatRecord(sock.channel, sock.name, msg[:CHAT_LIMIT_CHARS], _now_ms(), to=target.name)
+        record = ChatRecord(sock.channel, sock.name, msg[:CHAT_LIMIT_CHARS], now_ms(), to=target.name)
         self._chat[sock.channel].append(record)
         payload = {**self._chat_payload(record), "to": target.name}
         await self._sio.emit("pm", payload, to=sid)
         await self._sio.emit("pm", payload, to=target.sid)
 
-    def _allow_chat(self, sock: _Sock) -> bool:
-        now = time.monotonic()
-        if now - sock.last_chat > 2.0:
-            sock.tokens = float(self.chat_burst)  # the limiter resets after 2 s of quiet
-        else:
-            sock.tokens = min(
-                float(self.chat_burst), sock.tokens + (now - sock.last_chat) * self.chat_rate_per_second
-            )
-        sock.last_chat = now
-        if sock.tokens >= 1:
-            sock.tokens -= 1
-            return True
-        return False
+    @staticmethod
+    def _allow_chat(sock: _Sock) -> bool:
+        return sock.chat is None or sock.chat.allow()
 
     async def _accept_chat(
         self, room: str, username: str, text: str, skip_sid: str | None = None
     ) -> ChatRecord:
-        record = ChatRecord(room, username, text[:CHAT_LIMIT_CHARS], _now_ms())
+        record = ChatRecord(room, username, text[:CHAT_LIMIT_CHARS], now_ms())
         self._chat[room].append(record)
         await self._sio.emit("chatMsg", self._chat_payload(record), room=room, skip_sid=skip_sid)
         return record
 
     # helpers -----------------------------------------------------------------------------------
     async def _kick(self, sid: str, reason: str) -> None:
+        sock = self._socks.get(sid)
+        if sock is not None:
+            self._kicks.append(KickRecord(reason, sock.ip, sock.channel, sock.name, now_ms()))
         await self._sio.emit("kick", {"reason": reason}, to=sid)
         await self._sio.disconnect(sid)
 
@@ -619,7 +696,10 @@ class FakeCytubeServer:
             await asyncio.sleep(self.reply_delay)
 
     def _channel(self, name: str) -> _Channel:
-        return self._channels.setdefault(name, _Channel(name))
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = _Channel(name, registered=name in self._registered)
+        return channel
 
     def _usercount(self, channel: _Channel) -> int:
         return len(channel.sockets)
@@ -676,98 +756,21 @@ class FakeCytubeServer:
                 )
 
 
-class _RelayConn:
-    """One client connection: bytes pumped both ways unless the server is 'silent'."""
+def _client_ip(environ: dict[str, Any]) -> str:
+    """The client's address as CyTube sees it: X-Forwarded-For is trusted from loopback only.
 
-    def __init__(
-        self,
-        server: FakeCytubeServer,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        up_reader: asyncio.StreamReader,
-        up_writer: asyncio.StreamWriter,
-    ) -> None:
-        self.server = server
-        self.reader, self.writer = reader, writer
-        self.up_reader, self.up_writer = up_reader, up_writer
-
-    def abort(self) -> None:
-        self.writer.transport.abort()
-        self.up_writer.transport.abort()
-
-    async def run(self) -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._pipe(self.reader, self.up_writer, downstream=False), name="relay.up")
-                group.create_task(self._pipe(self.up_reader, self.writer, downstream=True), name="relay.down")
-        finally:
-            self.abort()
-
-    async def _pipe(
-        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, downstream: bool
-    ) -> None:
-        try:
-            while True:
-                chunk = await source.read(_CHUNK)
-                if not chunk:
-                    break
-                if self.server.silent:
-                    continue  # black hole: nothing passes, nothing is closed
-                sink.write(chunk)
-                await sink.drain()
-        except OSError:
-            return
-        if downstream and self.server.silent:
-            # The server side gave up (no PONGs); a black-holed client must not notice: keep it open
-            # until the client itself hangs up.
-            with contextlib.suppress(OSError):
-                while await self.reader.read(_CHUNK):
-                    pass
-            return
-        with contextlib.suppress(OSError):
-            sink.close()
+    Every client reaches the Socket.IO server through the relay (127.0.0.1), so, like CyTube behind
+    ``proxyaddr(trust 127.0.0.1)``, the rightmost forwarded address that is not loopback is the client;
+    tests use distinct ``X-Forwarded-For`` values to be distinct IPs.
+    """
+    remote = str(environ.get("REMOTE_ADDR") or "127.0.0.1")
+    if remote not in _LOOPBACK:
+        return remote
+    forwarded = [p.strip() for p in str(environ.get("HTTP_X_FORWARDED_FOR") or "").split(",") if p.strip()]
+    for address in reversed(forwarded):
+        if address not in _LOOPBACK:
+            return address
+    return forwarded[0] if forwarded else remote
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    server = FakeCytubeServer(
-        host=args.host,
-        port=args.port,
-        ping_interval=args.ping_interval,
-        ping_timeout=args.ping_timeout,
-        guest_login_window_seconds=args.guest_window,
-        connection_bucket_size=args.connection_bucket,
-        max_sockets_per_ip=args.max_sockets,
-        media_update_interval=args.media_interval,
-    )
-    async with server:
-        print(f"fake CyTube listening on {server.url}", flush=True)  # noqa: T201 - CLI output
-        await asyncio.Event().wait()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m daz.testing.fake_cytube", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--ping-interval", type=float, default=25.0)
-    parser.add_argument("--ping-timeout", type=float, default=120.0)
-    parser.add_argument(
-        "--guest-window", type=float, default=60.0, help="seconds between guest logins per IP"
-    )
-    parser.add_argument(
-        "--connection-bucket", type=int, default=5, help="connection token bucket size per IP"
-    )
-    parser.add_argument("--max-sockets", type=int, default=10, help="concurrent sockets per IP")
-    parser.add_argument("--media-interval", type=float, default=5.0)
-    args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
-
-
-if __name__ == "__main__":
-    main()
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
