@@ -167,3 +167,41 @@ class RequestTimeout(DazError):
 
 class NoHandler(DazError):
     """A bus request or queue item has nobody to handle it."""
+
+
+class ActionError(DazError):
+    """A channel action (queue, delete, kick, poll, ...) did not take effect; ``kind`` names the action."""
+
+    def __init__(self, message: str, *, kind: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.kind = kind
+
+
+class ActionInvalid(ActionError, ValueError):
+    """The action is malformed (unknown media type, poll limits, a bad name); nothing was sent."""
+
+
+class ActionNotPermitted(ActionError):
+    """The bot's rank is below the permission the action needs (or the key is absent: nobody has it).
+    Never sent, never retried."""
+
+    def __init__(
+        self, message: str, *, key: str, needed: float | None, rank: float, **kwargs: object
+    ) -> None:
+        super().__init__(message, retryable=False, **kwargs)  # type: ignore[arg-type]
+        self.key = key
+        self.needed = needed
+        self.rank = rank
+
+
+class ActionRefused(ActionError):
+    """The server refused the action with a message (``queueFail``, ``errorMsg``, ``channelRankFail``)."""
+
+    def __init__(self, message: str, *, server_message: str, category: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.server_message = server_message
+        self.category = category
+
+
+class ActionUnanswered(ActionError):
+    """The server never answered and the replica shows no effect: "no reply (dropped by the server)"."""

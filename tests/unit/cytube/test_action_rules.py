@@ -1,0 +1,536 @@
+"""Actions, pure: local validation, journal records, permissions (incl. absent keys), the send decision
+with in-doubt reconciliation, reply matching and the refusal table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from daz.cytube.action_replies import Confirmed, Refused, classify_refusal, match_reply
+from daz.cytube.action_rules import (
+    ChannelFacts,
+    Entry,
+    Plan,
+    PollFacts,
+    UserFacts,
+    check_permission,
+    decide_send,
+    effect_holds,
+    has_permission,
+)
+from daz.cytube.actions import (
+    ACTION_TYPES,
+    Action,
+    AssignLeader,
+    Ban,
+    ClosePoll,
+    DeleteMedia,
+    JumpTo,
+    Kick,
+    MoveMedia,
+    Mute,
+    NewPoll,
+    QueueMedia,
+    SetAfk,
+    SetTemp,
+    Skip,
+    Unban,
+    Unmute,
+    Vote,
+    VoteSkip,
+    action_from_record,
+    to_record,
+)
+from daz.errors import ActionInvalid, ActionNotPermitted, ActionRefused, DazError
+
+# Default permission sets of CyTube 3.86 (permissions.js), registered and unregistered channels.
+REGISTERED = {
+    "seeplaylist": -1,
+    "playlistadd": 1.5,
+    "playlistnext": 1.5,
+    "playlistmove": 1.5,
+    "playlistdelete": 2,
+    "playlistjump": 1.5,
+    "playlistaddlist": 1.5,
+    "oplaylistadd": -1,
+    "oplaylistnext": 1.5,
+    "oplaylistmove": 1.5,
+    "oplaylistdelete": 2,
+    "oplaylistjump": 1.5,
+    "oplaylistaddlist": 1.5,
+    "playlistaddcustom": 3,
+    "playlistaddrawfile": 2,
+    "playlistaddlive": 1.5,
+    "exceedmaxlength": 2,
+    "addnontemp": 2,
+    "settemp": 2,
+    "playlistshuffle": 2,
+    "playlistclear": 2,
+    "pollctl": 1.5,
+    "pollvote": -1,
+    "viewhiddenpoll": 1.5,
+    "voteskip": -1,
+    "viewvoteskip": 1.5,
+    "mute": 1.5,
+    "kick": 1.5,
+    "ban": 2,
+    "motdedit": 3,
+    "filteredit": 3,
+    "filterimport": 3,
+    "emoteedit": 3,
+    "emoteimport": 3,
+    "playlistlock": 2,
+    "leaderctl": 2,
+    "drink": 1.5,
+    "chat": 0,
+    "chatclear": 2,
+    "exceedmaxitems": 2,
+    "deletefromchannellib": 2,
+    "exceedmaxdurationperuser": 2,
+}
+UNREGISTERED = {
+    "seeplaylist": -1,
+    "playlistadd": -1,
+    "playlistnext": 0,
+    "playlistmove": 0,
+    "playlistdelete": 0,
+    "playlistjump": 0,
+    "playlistaddlist": 0,
+    "oplaylistadd": -1,
+    "oplaylistnext": 0,
+    "oplaylistmove": 0,
+    "oplaylistdelete": 0,
+    "oplaylistjump": 0,
+    "oplaylistaddlist": 0,
+    "playlistaddcustom": 0,
+    "playlistaddlive": 0,
+    "exceedmaxlength": 0,
+    "addnontemp": 0,
+    "settemp": 0,
+    "playlistshuffle": 0,
+    "playlistclear": 0,
+    "pollctl": 0,
+    "pollvote": -1,
+    "viewhiddenpoll": 1.5,
+    "voteskip": -1,
+    "viewvoteskip": 1.5,
+    "playlistlock": 2,
+    "leaderctl": 0,
+    "drink": 0,
+    "chat": 0,
+    "chatclear": 2,
+    "exceedmaxitems": 2,
+    "deletefromchannellib": 2,
+}
+BOT = "DazBot"
+
+
+def facts(rank: float = 2, perms: dict[str, float] | None = None, **kw: Any) -> ChannelFacts:
+    users = {u.name.lower(): u for u in kw.pop("users", (UserFacts(BOT, rank), UserFacts("alice", 1)))}
+    return ChannelFacts(
+        bot_name=BOT, bot_rank=rank, permissions=perms if perms is not None else REGISTERED, users=users, **kw
+    )
+
+
+PLAYLIST = (
+    Entry(1, "rt", "rtmp://x/a", temp=True, queueby=BOT),
+    Entry(2, "rt", "rtmp://x/b"),
+    Entry(3, "yt", "abc", temp=False),
+)
+
+# validation ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "problem"),
+    [
+        (QueueMedia("zz", "x"), "unknown media type 'zz'"),
+        (QueueMedia("yt", " "), "media_id must be"),
+        (QueueMedia("yt", "x", position="top"), "position must be"),  # type: ignore[arg-type]
+        (QueueMedia("yt", "x", title="T"), "title is kept only for types cu and fi"),
+        (QueueMedia("yt", "x", duration=10), "duration is honoured only for live types"),
+        (QueueMedia("rt", "rtmp://x", duration=0), "duration must be a positive"),
+        (QueueMedia("hl", "http://x/s.m3u8"), "HLS links must start with https://"),
+        (QueueMedia("cu", "<b>x</b>"), "must be an <iframe> tag"),
+        (DeleteMedia(-1), "uid must be a playlist uid"),
+        (DeleteMedia(True), "uid must be"),  # type: ignore[arg-type]
+        (MoveMedia(1, 1), "after itself"),
+        (MoveMedia(1, "top"), "after must be"),  # type: ignore[arg-type]
+        (NewPoll("", ("a",)), "title must be 1-255"),
+        (NewPoll("t", ()), "1-50 options, not 0"),
+        (NewPoll("t", tuple("x" * 51)), "1-50 options, not 51"),
+        (NewPoll("t", ("a", "")), "option 2 must be 1-255"),
+        (NewPoll("t", ("a" * 256,)), "option 1 must be 1-255"),
+        (NewPoll("t", ("a",), timeout=0), "timeout must be 1-86400"),
+        (NewPoll("t", ("a",), timeout=86401), "timeout must be"),
+        (Vote(-1), "option must be"),
+        (Kick("bad name"), "is not a CyTube user name"),
+        (Kick("x" * 21), "not a CyTube user name"),
+        (Kick("bob", "two\nlines"), "reason must be one line"),
+        (Ban("b<c"), "user name"),
+        (Unban(-2, "bob"), "ban_id must be"),
+        (AssignLeader("no way"), "user name"),
+    ],
+)
+def test_invalid_actions_are_refused_locally(action: Action, problem: str) -> None:
+    with pytest.raises(ActionInvalid, match=problem) as info:
+        action.validate()
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, DazError)
+    assert info.value.retryable is False
+    assert str(info.value).startswith(action.kind + ":")
+
+
+def test_valid_actions_and_their_wire_form() -> None:
+    cases: list[tuple[Action, tuple[str, Any]]] = [
+        (
+            QueueMedia("rt", "rtmp://x/a", duration=30),
+            ("queue", {"id": "rtmp://x/a", "type": "rt", "pos": "end", "temp": True, "duration": 30}),
+        ),
+        (
+            QueueMedia("cu", "<iframe src='https://e/x'></iframe>", "next", False, title="Mine"),
+            (
+                "queue",
+                {
+                    "id": "<iframe src='https://e/x'></iframe>",
+                    "type": "cu",
+                    "pos": "next",
+                    "temp": False,
+                    "title": "Mine",
+                },
+            ),
+        ),
+        (DeleteMedia(4), ("delete", 4)),
+        (MoveMedia(4, "prepend"), ("moveMedia", {"from": 4, "after": "prepend"})),
+        (JumpTo(2), ("jumpTo", 2)),
+        (Skip(2), ("playNext", None)),
+        (SetTemp(2, False), ("setTemp", {"uid": 2, "temp": False})),
+        (VoteSkip(), ("voteskip", None)),
+        (
+            NewPoll("Lunch?", ("a", "b"), obscured=True, timeout=60),
+            ("newPoll", {"title": "Lunch?", "opts": ["a", "b"], "obscured": True, "timeout": 60}),
+        ),
+        (Vote(1), ("vote", {"option": 1})),
+        (ClosePoll(), ("closePoll", None)),
+        (Kick("bob", "spam"), ("chatMsg", {"msg": "/kick bob spam", "meta": {}})),
+        (Ban("bob"), ("chatMsg", {"msg": "/ban bob", "meta": {}})),
+        (Mute("bob"), ("chatMsg", {"msg": "/mute bob", "meta": {}})),
+        (Unmute("bob"), ("chatMsg", {"msg": "/unmute bob", "meta": {}})),
+        (Unban(7, "bob"), ("unban", {"id": 7, "name": "bob"})),
+        (SetAfk(True), ("chatMsg", {"msg": "/afk", "meta": {}})),
+        (AssignLeader(""), ("assignLeader", {"name": ""})),
+    ]
+    assert {type(a) for a, _ in cases} == set(ACTION_TYPES.values())
+    for action, wire in cases:
+        action.validate()
+        assert action.wire() == wire
+        assert action_from_record(to_record(action)) == action  # journal round trip
+
+
+def test_custom_embed_playlist_id_is_the_servers_hash() -> None:
+    # customembed.js: id = "cu:" + base64(sha256(input))
+    assert QueueMedia("cu", '<iframe src="https://example.com/embed"></iframe>').playlist_id == (
+        "cu:"
+        + __import__("base64")
+        .b64encode(
+            __import__("hashlib").sha256(b'<iframe src="https://example.com/embed"></iframe>').digest()
+        )
+        .decode()
+    )
+
+
+def test_bad_records_are_invalid_not_crashes() -> None:
+    for record in (
+        {"kind": "nope"},
+        {"kind": "delete"},
+        {"kind": "delete", "uid": "x"},
+        {"kind": "queue", "media_type": "zz", "media_id": "a"},
+    ):
+        with pytest.raises(ActionInvalid):
+            action_from_record(record)
+
+
+# permissions -------------------------------------------------------------------------------------
+
+
+def test_has_permission_follows_the_server_rule() -> None:
+    assert has_permission("kick", 1.5, REGISTERED, locked=True)
+    assert not has_permission("kick", 1, REGISTERED, locked=True)
+    assert not has_permission("kick", 255, UNREGISTERED, locked=False)  # absent: nobody
+    # locked: only the plain key; open: the o-key also grants
+    assert not has_permission("playlistadd", 0, REGISTERED, locked=True)
+    assert has_permission("playlistadd", 0, REGISTERED, locked=False)
+    assert not has_permission("playlistaddrawfile", 255, UNREGISTERED, locked=False)
+
+
+@pytest.mark.parametrize(
+    ("action", "rank", "perms", "locked", "key", "needed"),
+    [
+        (DeleteMedia(1), 1, REGISTERED, True, "playlistdelete", 2),
+        (Kick("alice"), 1, REGISTERED, True, "kick", 1.5),
+        (Kick("alice"), 255, UNREGISTERED, False, "kick", None),
+        (Mute("alice"), 3, UNREGISTERED, False, "mute", None),
+        (QueueMedia("cm", "http://h/m.json"), 255, UNREGISTERED, False, "playlistaddrawfile", None),
+        (QueueMedia("rt", "rtmp://x"), 1, REGISTERED, True, "playlistadd", 1.5),
+        (QueueMedia("rt", "rtmp://x"), 1, REGISTERED, False, "playlistaddlive", 1.5),
+        (QueueMedia("cu", "<iframe></iframe>"), 2, REGISTERED, True, "playlistaddcustom", 3),
+        (QueueMedia("yt", "a", position="next"), 1, REGISTERED, False, "playlistnext", 1.5),
+        (NewPoll("t", ("a",)), 1, REGISTERED, True, "pollctl", 1.5),
+        (AssignLeader("alice"), 1.5, REGISTERED, True, "leaderctl", 2),
+        (Ban("alice"), 1.5, REGISTERED, True, "ban", 2),
+        (SetTemp(1, False), 1.5, REGISTERED, True, "settemp", 2),
+    ],
+)
+def test_missing_permission_names_the_key_and_the_rank(  # noqa: PLR0917 - parametrized
+    action: Action, rank: float, perms: dict[str, float], locked: bool, key: str, needed: float | None
+) -> None:
+    denied = check_permission(action, facts(rank, perms, playlist_locked=locked))
+    assert isinstance(denied, ActionNotPermitted)
+    assert (denied.key, denied.needed, denied.rank, denied.retryable) == (key, needed, rank, False)
+    assert repr(key) in str(denied)
+    assert ("does not exist in this channel" if needed is None else f"needs rank {needed:g}") in str(denied)
+
+
+def test_permitted_actions_pass() -> None:
+    for action in (
+        QueueMedia("rt", "rtmp://x"),
+        DeleteMedia(1),
+        Kick("alice"),
+        NewPoll("t", ("a",)),
+        VoteSkip(),
+        Vote(0),
+    ):
+        assert check_permission(action, facts(2)) is None
+    assert (
+        check_permission(QueueMedia("rt", "rtmp://x"), facts(0, UNREGISTERED, playlist_locked=False)) is None
+    )
+    assert check_permission(SetAfk(True), facts(-1, {})) is None  # /afk needs no permission
+
+
+# the send decision ---------------------------------------------------------------------------------
+
+
+def test_in_doubt_queue_already_on_the_playlist_is_confirmed_not_resent() -> None:
+    queued = QueueMedia("rt", "rtmp://x/b")
+    state = facts(playlist=PLAYLIST)
+    assert decide_send(queued, state, in_doubt=True).plan is Plan.DONE
+    fresh = decide_send(queued, state, in_doubt=False)  # a new request for an item already there
+    assert fresh.plan is Plan.FAIL
+    assert isinstance(fresh.error, ActionRefused)
+    assert fresh.error.category == "duplicate"
+    assert decide_send(QueueMedia("rt", "rtmp://x/new"), state, in_doubt=True).plan is Plan.SEND
+    assert (
+        decide_send(queued, facts(playlist=PLAYLIST, options={"allow_dupes": True}), in_doubt=False).plan
+        is Plan.SEND
+    )
+
+
+def test_in_doubt_reconciliation_per_kind() -> None:
+    poll = PollFacts("Best &lt;b&gt;color&lt;/b&gt;?", BOT, ("r", "g"))
+    state = facts(
+        playlist=PLAYLIST,
+        current_uid=2,
+        poll=poll,
+        leader="alice",
+        users=(UserFacts(BOT, 2, afk=True), UserFacts("alice", 1, muted=True)),
+    )
+    done = [
+        DeleteMedia(9),
+        MoveMedia(2, 1),
+        MoveMedia(1, "prepend"),
+        MoveMedia(3, "append"),
+        JumpTo(2),
+        Skip(1),
+        SetTemp(3, False),
+        NewPoll("Best <b>color</b>?", ("r", "g")),
+        Kick("gone"),
+        Ban("gone"),
+        Mute("alice"),
+        SetAfk(True),
+        AssignLeader("ALICE"),
+    ]
+    for action in done:
+        assert effect_holds(action, state), action
+        assert decide_send(action, state, in_doubt=True).plan is Plan.DONE, action
+    not_done = [
+        DeleteMedia(1),
+        MoveMedia(1, 3),
+        JumpTo(1),
+        Skip(2),
+        SetTemp(3, True),
+        NewPoll("Other", ("a",)),
+        ClosePoll(),
+        Kick("alice"),
+        Unmute("alice"),
+        SetAfk(False),
+        AssignLeader(""),
+        VoteSkip(),
+        Vote(0),
+        Unban(1, "x"),
+    ]
+    for action in not_done:
+        assert not effect_holds(action, state), action
+    assert effect_holds(ClosePoll(), facts())
+    assert not effect_holds(NewPoll("Best <b>color</b>?", ("r",)), facts(poll=PollFacts(poll.title, "alice")))
+
+
+def test_permission_is_checked_before_preconditions_and_never_sends() -> None:
+    decision = decide_send(DeleteMedia(99), facts(1, playlist=PLAYLIST), in_doubt=False)
+    assert decision.plan is Plan.FAIL
+    assert isinstance(decision.error, ActionNotPermitted)
+    assert decision.error.key == "playlistdelete"
+
+
+@pytest.mark.parametrize(
+    ("action", "plan", "reason"),
+    [
+        (DeleteMedia(9), Plan.FAIL, "uid 9 is not on the playlist"),
+        (MoveMedia(1, 9), Plan.FAIL, "uid 9 (after)"),
+        (JumpTo(9), Plan.FAIL, "not on the playlist"),
+        (SetTemp(3, False), Plan.DONE, "already so"),
+        (Skip(1), Plan.DONE, "not playing any more"),
+        (Skip(2), Plan.SEND, ""),
+        (Vote(0), Plan.FAIL, "no poll is open"),
+        (ClosePoll(), Plan.DONE, "no poll is open"),
+        (Kick("nobody"), Plan.FAIL, "nobody is not in the room"),
+        (Kick(BOT), Plan.FAIL, "to itself"),
+        (Kick("mod"), Plan.FAIL, "mod has rank 2, not below the bot's rank 2"),
+        (Ban("nobody"), Plan.SEND, ""),
+        (Unmute("alice"), Plan.DONE, "already so"),
+        (Mute("alice"), Plan.SEND, ""),
+        (SetAfk(False), Plan.DONE, "already so"),
+        (AssignLeader("nobody"), Plan.FAIL, "not in the room"),
+        (AssignLeader(""), Plan.DONE, "already so"),
+        (VoteSkip(), Plan.SEND, ""),
+    ],
+)
+def test_preconditions(action: Action, plan: Plan, reason: str) -> None:
+    state = facts(
+        playlist=PLAYLIST,
+        current_uid=2,
+        users=(UserFacts(BOT, 2), UserFacts("alice", 1), UserFacts("mod", 2)),
+    )
+    decision = decide_send(action, state, in_doubt=False)
+    assert decision.plan is plan
+    assert reason in decision.reason
+    if plan is Plan.FAIL:
+        assert decision.error is not None
+        assert decision.error.retryable is False
+
+
+def test_voteskip_disabled_and_vote_out_of_range() -> None:
+    assert decide_send(VoteSkip(), facts(options={"allow_voteskip": False}), in_doubt=False).plan is Plan.FAIL
+    poll = facts(poll=PollFacts("t", "alice", ("a", "b")))
+    assert decide_send(Vote(2), poll, in_doubt=False).reason.startswith("the poll has 2 options")
+    assert decide_send(Vote(1), poll, in_doubt=False).plan is Plan.SEND
+
+
+# replies ---------------------------------------------------------------------------------------------
+
+
+def test_queue_is_confirmed_by_its_own_item_only() -> None:
+    action = QueueMedia("rt", "rtmp://x/a")
+    other = {"item": {"media": {"id": "rtmp://x/b", "type": "rt"}, "uid": 5, "queueby": BOT}, "after": 4}
+    mine = {"item": {"media": {"id": "rtmp://x/a", "type": "rt"}, "uid": 6, "queueby": BOT}, "after": 5}
+    assert match_reply(action, "queue", other, BOT) is None
+    assert match_reply(action, "queue", mine, BOT) == Confirmed("queued", 6)
+    assert match_reply(action, "queue", "garbage", BOT) is None
+    refused = match_reply(
+        action, "queueFail", {"msg": "You are adding videos too quickly", "id": "rtmp://x/a"}, BOT
+    )
+    assert refused == Refused("You are adding videos too quickly", "rate_limited", True, 1.0)
+    assert match_reply(action, "queueFail", {"msg": "x", "id": "rtmp://other"}, BOT) is None
+    cu = QueueMedia("cu", "<iframe src='https://e/x'></iframe>")
+    assert match_reply(
+        cu, "queue", {"item": {"media": {"id": cu.playlist_id, "type": "cu"}, "uid": 1}}, BOT
+    ) == Confirmed("queued", 1)
+
+
+@pytest.mark.parametrize(
+    ("action", "event", "data", "expected"),
+    [
+        (DeleteMedia(3), "delete", {"uid": 3}, "deleted"),
+        (DeleteMedia(3), "delete", {"uid": 4}, None),
+        (MoveMedia(3, "prepend"), "moveVideo", {"from": 3, "after": "prepend"}, "moved"),
+        (JumpTo(3), "setCurrent", 3, "jumped"),
+        (JumpTo(3), "setCurrent", 4, None),
+        (Skip(3), "setCurrent", 3, "skipped"),
+        (Skip(3), "delete", {"uid": 3}, "skipped"),
+        (SetTemp(3, True), "setTemp", {"uid": 3, "temp": True}, "temp set"),
+        (SetTemp(3, True), "setTemp", {"uid": 3, "temp": False}, None),
+        (VoteSkip(), "voteskip", {"count": 1, "need": 1}, "voted"),
+        (NewPoll("t", ("a",)), "newPoll", {"title": "t", "initiator": BOT.lower()}, "poll opened"),
+        (NewPoll("t", ("a",)), "newPoll", {"title": "t", "initiator": "alice"}, None),
+        (Vote(0), "updatePoll", {"counts": [1]}, "voted"),
+        (ClosePoll(), "closePoll", None, "poll closed"),
+        (Kick("bob"), "userLeave", {"name": "Bob"}, "left"),
+        (Ban("bob"), "userLeave", {"name": "bob"}, "left"),
+        (Ban("bob"), "chatMsg", {"username": "[server]", "msg": "owner1 namebanned bob"}, "banned"),
+        (Ban("bob"), "chatMsg", {"username": "eve", "msg": "owner1 namebanned bob"}, None),
+        (Mute("bob"), "setUserMeta", {"name": "bob", "meta": {"afk": False, "muted": True}}, "muted"),
+        (Mute("bob"), "setUserMeta", {"name": "bob", "meta": {"afk": False, "muted": False}}, None),
+        (Unmute("bob"), "setUserMeta", {"name": "bob", "meta": {"muted": False}}, "unmuted"),
+        (SetAfk(True), "setUserMeta", {"name": BOT, "meta": {"afk": True}}, "afk set"),
+        (SetAfk(True), "setAFK", {"name": BOT, "afk": True}, "afk set"),
+        (AssignLeader("bob"), "setLeader", "bob", "leader set"),
+        (Unban(7, "bob"), "banlistRemove", {"id": 7, "name": "bob"}, "unbanned"),
+    ],
+)
+def test_confirmations(action: Action, event: str, data: Any, expected: str | None) -> None:
+    reply = match_reply(action, event, data, BOT)
+    assert (reply.detail if isinstance(reply, Confirmed) else reply) == expected
+
+
+def test_error_messages_are_attributed_by_scope() -> None:
+    kick = match_reply(Kick("boss"), "errorMsg", {"msg": "You do not have permission to kick boss"}, BOT)
+    assert isinstance(kick, Refused)
+    assert (kick.category, kick.retryable) == ("permission", False)
+    assert (
+        match_reply(Kick("boss"), "errorMsg", {"msg": "Poll options must be 1-255 characters long."}, BOT)
+        is None
+    )
+    assert match_reply(Ban("bob"), "errorMsg", {"msg": "bob is already banned"}, BOT) == Confirmed(
+        "already so (bob is already banned)"
+    )
+    assert match_reply(Unmute("bob"), "errorMsg", {"msg": "bob is not muted."}, BOT) == Confirmed(
+        "already so (bob is not muted.)"
+    )
+    leader = match_reply(
+        AssignLeader("zed"), "errorMsg", {"msg": "Unable to assign leader: could not find user zed"}, BOT
+    )
+    assert isinstance(leader, Refused)
+    assert leader.category == "not_found"
+    typed = match_reply(
+        SetTemp(1, True), "errorMsg", {"msg": "Unexpected error for message setTemp: Expected key"}, BOT
+    )
+    assert isinstance(typed, Refused)
+    assert typed.category == "invalid"
+    assert match_reply(DeleteMedia(1), "errorMsg", {"msg": "anything"}, BOT) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "retryable"),
+    [
+        ("You are adding videos too quickly", "rate_limited", True),
+        ("This item is already on the playlist", "duplicate", False),
+        ("Unknown media type &#39;zz&#39;", "unknown_type", False),
+        ("You don't have permission to add live media", "permission", False),
+        ("Playlist limit reached (4000)", "limit", False),
+        ("Channel limit exceeded: maximum number of videos per user", "limit", False),
+        ("Video exceeds the maximum length set by the channel admin: 10 seconds", "limit", False),
+        ("The YouTube API now requires an API key.  Please see the documentation", "unavailable", False),
+        ("Expected HTTP 200 OK, not 503 Service Unavailable", "fetch_failed", True),
+        ("Expected HTTP 200 OK, not 404 Not Found", "refused", False),
+        ("Something new", "refused", False),
+    ],
+)
+def test_refusal_table(text: str, category: str, retryable: bool) -> None:
+    refused = classify_refusal(text)
+    assert (refused.category, refused.retryable) == (category, retryable)
+    assert "&#39;" not in refused.message
+
+
+def test_rate_limit_pace_follows_the_bots_rank() -> None:
+    assert classify_refusal("You are adding videos too quickly", bot_rank=1).retry_after == 1.0
+    assert classify_refusal("You are adding videos too quickly", bot_rank=2).retry_after == 0.5
