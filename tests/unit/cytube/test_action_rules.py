@@ -7,18 +7,9 @@ from typing import Any
 
 import pytest
 
+from daz.cytube import channel_wire as cw
 from daz.cytube.action_replies import Confirmed, Refused, classify_refusal, match_reply
-from daz.cytube.action_rules import (
-    ChannelFacts,
-    Entry,
-    Plan,
-    PollFacts,
-    UserFacts,
-    check_permission,
-    decide_send,
-    effect_holds,
-    has_permission,
-)
+from daz.cytube.action_rules import Plan, check_permission, decide_send, effect_holds
 from daz.cytube.actions import (
     ACTION_TYPES,
     Action,
@@ -42,6 +33,8 @@ from daz.cytube.actions import (
     action_from_record,
     to_record,
 )
+from daz.cytube.channel import ChannelState, apply_all
+from daz.cytube.protocol import LoginResult, Rank, UserJoined, UserList
 from daz.errors import ActionInvalid, ActionNotPermitted, ActionRefused, DazError
 
 # Default permission sets of CyTube 3.86 (permissions.js), registered and unregistered channels.
@@ -126,18 +119,58 @@ UNREGISTERED = {
 BOT = "DazBot"
 
 
-def facts(rank: float = 2, perms: dict[str, float] | None = None, **kw: Any) -> ChannelFacts:
-    users = {u.name.lower(): u for u in kw.pop("users", (UserFacts(BOT, rank), UserFacts("alice", 1)))}
-    return ChannelFacts(
-        bot_name=BOT, bot_rank=rank, permissions=perms if perms is not None else REGISTERED, users=users, **kw
-    )
+def user(name: str, rank: float, *, afk: bool = False, muted: bool = False) -> UserJoined:
+    return UserJoined(name, rank, afk=afk, muted=muted)
+
+
+def entry(
+    uid: int, media_type: str, media_id: str, *, temp: bool = True, queueby: str = ""
+) -> cw.PlaylistItem:
+    return cw.PlaylistItem(uid, cw.Media(media_id, media_type, media_id, 0), temp, queueby)
+
+
+def poll_state(title: str, initiator: str, options: tuple[str, ...] = ()) -> cw.PollState:
+    return cw.PollState(True, title, options, tuple(0 for _ in options), False, initiator, 1)
+
+
+def facts(
+    rank: float = 2,
+    perms: dict[str, float] | None = None,
+    *,
+    playlist_locked: bool = True,
+    playlist: tuple[cw.PlaylistItem, ...] = (),
+    current_uid: int | None = None,
+    poll: cw.PollState | None = None,
+    users: tuple[UserJoined, ...] = (),
+    leader: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> ChannelState:
+    """A replica built the way the session builds it: by the reducer, from typed server events."""
+    events: list[object] = [
+        LoginResult(True, BOT, False, None),
+        Rank(rank),
+        cw.PermissionsSet(tuple((perms if perms is not None else REGISTERED).items())),
+        cw.PlaylistLocked(playlist_locked),
+        cw.PlaylistReplaced(playlist),
+        UserList(users or (user(BOT, rank), user("alice", 1))),
+    ]
+    if current_uid is not None:
+        events.append(cw.CurrentSet(current_uid))
+    if poll is not None:
+        events.append(poll)
+    if leader is not None:
+        events.append(cw.LeaderSet(leader))
+    if options is not None:
+        events.append(cw.ChannelOptions(tuple(options.items())))
+    return apply_all(ChannelState(), events)
 
 
 PLAYLIST = (
-    Entry(1, "rt", "rtmp://x/a", temp=True, queueby=BOT),
-    Entry(2, "rt", "rtmp://x/b"),
-    Entry(3, "yt", "abc", temp=False),
+    entry(1, "rt", "rtmp://x/a", temp=True, queueby=BOT),
+    entry(2, "rt", "rtmp://x/b"),
+    entry(3, "yt", "abc", temp=False),
 )
+
 
 # validation ------------------------------------------------------------------------------------
 
@@ -254,14 +287,14 @@ def test_bad_records_are_invalid_not_crashes() -> None:
 # permissions -------------------------------------------------------------------------------------
 
 
-def test_has_permission_follows_the_server_rule() -> None:
-    assert has_permission("kick", 1.5, REGISTERED, locked=True)
-    assert not has_permission("kick", 1, REGISTERED, locked=True)
-    assert not has_permission("kick", 255, UNREGISTERED, locked=False)  # absent: nobody
+def test_the_replicas_permission_rule_is_the_servers() -> None:
+    assert facts(1.5).may("kick")
+    assert not facts(1).may("kick")
+    assert not facts(255, UNREGISTERED, playlist_locked=False).may("kick")  # absent: nobody
     # locked: only the plain key; open: the o-key also grants
-    assert not has_permission("playlistadd", 0, REGISTERED, locked=True)
-    assert has_permission("playlistadd", 0, REGISTERED, locked=False)
-    assert not has_permission("playlistaddrawfile", 255, UNREGISTERED, locked=False)
+    assert not facts(0, playlist_locked=True).may("playlistadd")
+    assert facts(0, playlist_locked=False).may("playlistadd")
+    assert not facts(255, UNREGISTERED, playlist_locked=False).may("playlistaddrawfile")
 
 
 @pytest.mark.parametrize(
@@ -327,13 +360,13 @@ def test_in_doubt_queue_already_on_the_playlist_is_confirmed_not_resent() -> Non
 
 
 def test_in_doubt_reconciliation_per_kind() -> None:
-    poll = PollFacts("Best &lt;b&gt;color&lt;/b&gt;?", BOT, ("r", "g"))
+    poll = poll_state("Best &lt;b&gt;color&lt;/b&gt;?", BOT, ("r", "g"))
     state = facts(
         playlist=PLAYLIST,
         current_uid=2,
         poll=poll,
         leader="alice",
-        users=(UserFacts(BOT, 2, afk=True), UserFacts("alice", 1, muted=True)),
+        users=(user(BOT, 2, afk=True), user("alice", 1, muted=True)),
     )
     done = [
         DeleteMedia(9),
@@ -372,7 +405,9 @@ def test_in_doubt_reconciliation_per_kind() -> None:
     for action in not_done:
         assert not effect_holds(action, state), action
     assert effect_holds(ClosePoll(), facts())
-    assert not effect_holds(NewPoll("Best <b>color</b>?", ("r",)), facts(poll=PollFacts(poll.title, "alice")))
+    assert not effect_holds(
+        NewPoll("Best <b>color</b>?", ("r",)), facts(poll=poll_state(poll.title, "alice"))
+    )
 
 
 def test_permission_is_checked_before_preconditions_and_never_sends() -> None:
@@ -409,7 +444,7 @@ def test_preconditions(action: Action, plan: Plan, reason: str) -> None:
     state = facts(
         playlist=PLAYLIST,
         current_uid=2,
-        users=(UserFacts(BOT, 2), UserFacts("alice", 1), UserFacts("mod", 2)),
+        users=(user(BOT, 2), user("alice", 1), user("mod", 2)),
     )
     decision = decide_send(action, state, in_doubt=False)
     assert decision.plan is plan
@@ -421,7 +456,7 @@ def test_preconditions(action: Action, plan: Plan, reason: str) -> None:
 
 def test_voteskip_disabled_and_vote_out_of_range() -> None:
     assert decide_send(VoteSkip(), facts(options={"allow_voteskip": False}), in_doubt=False).plan is Plan.FAIL
-    poll = facts(poll=PollFacts("t", "alice", ("a", "b")))
+    poll = facts(poll=poll_state("t", "alice", ("a", "b")))
     assert decide_send(Vote(2), poll, in_doubt=False).reason.startswith("the poll has 2 options")
     assert decide_send(Vote(1), poll, in_doubt=False).plan is Plan.SEND
 
