@@ -25,6 +25,9 @@ from daz.clock import Clock
 from daz.cluster import sql
 from daz.cluster.plan import LeaseView, must_leave, plan_leases
 from daz.config import ClusterConfig
+from daz.db.errors import translate
+from daz.db.postgres import connect
+from daz.errors import DazError, StoreError
 from daz.events import EventBus
 from daz.metrics import DazMetrics
 
@@ -110,12 +113,14 @@ class ClusterCoordinator:
 
     async def _tick_safely(self) -> None:
         try:
-            async with asyncio.timeout(self.config.renew_interval_seconds):
-                await self.tick()
-        except asyncio.CancelledError:
-            raise
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            log.warning("cluster.tick_failed", instance=self.instance_id, error=type(exc).__name__)
+            # A tick that outlives its interval counts as a database failure (TimeoutError is
+            # translated as a lost connection); errors of on_acquire/on_lose pass through.
+            with translate("cluster lease tick", passthrough=DazError):
+                async with asyncio.timeout(self.config.renew_interval_seconds):
+                    await self.tick()
+        except StoreError as exc:
+            log.warning("cluster.tick_failed", instance=self.instance_id, error=exc.message,
+                        retryable=exc.retryable)
             await self._drop_connection()
 
     # one step ----------------------------------------------------------------------------------
@@ -196,7 +201,7 @@ class ClusterCoordinator:
         for room in rooms:
             await self._lose(room, reason)
         if self._conn is not None and rooms:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            with contextlib.suppress(StoreError), translate("cluster lease release"):
                 async with asyncio.timeout(2):
                     await self._conn.execute(sql.RELEASE, rooms, self.instance_id)
         await self._drop_connection()
@@ -204,7 +209,7 @@ class ClusterCoordinator:
     # connection --------------------------------------------------------------------------------
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self.dsn, timeout=self.config.renew_interval_seconds)
+            self._conn = await connect(self.dsn, timeout=self.config.renew_interval_seconds)
         return self._conn
 
     async def _drop_connection(self) -> None:

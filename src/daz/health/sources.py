@@ -57,7 +57,7 @@ def state_name(state: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PoolView:
-    """Connection-pool figures (``daz.resilience.pool``)."""
+    """Connection-pool figures (``daz.db.pool``)."""
 
     size: int
     in_use: int

@@ -21,9 +21,9 @@ import structlog
 
 from daz.clock import Clock
 from daz.config import DatabaseConfig
+from daz.db.pool import PooledConnection, PoolManager
 from daz.errors import SqlError
 from daz.metrics import DazMetrics
-from daz.resilience.pool import PooledConnection, PoolManager
 from daz.sql.statements import bind_qmark
 
 log = structlog.get_logger("daz.sql")

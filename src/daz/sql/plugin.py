@@ -26,12 +26,13 @@ import structlog
 from daz.aio import sleep_or_stop
 from daz.clock import Clock
 from daz.config import DatabaseConfig
+from daz.db.classify import DRIVER_ERRORS, Classification
+from daz.db.errors import translated
 from daz.errors import CircuitOpen, DazError, SqlError, SqlRetryScheduled
 from daz.events.bus import EventBus, Subscription
 from daz.metrics import DazMetrics
 from daz.sql import handlers
 from daz.sql.backends import Backend, Isolation, PostgresBackend, Row, Session, open_backend
-from daz.sql.classify import DRIVER_ERRORS, classify
 from daz.sql.events import publish_failure
 from daz.sql.operation import DEFAULT_SOURCE, Kind, SqlOperation
 from daz.store.base import NewItem, QueueItem
@@ -307,12 +308,13 @@ class SqlPlugin:
             raise self._translate(exc, op) from exc
 
     def _translate(self, exc: BaseException, op: SqlOperation) -> SqlError:
-        verdict = classify(exc)
-        return SqlError(
-            f"{op.operation_type} failed: {type(exc).__name__}: {exc}".rstrip(": "),
-            sqlstate=verdict.sqlstate, retryable=verdict.retryable,
-            correlation_id=op.correlation_id, operation_type=op.operation_type,
-        )
+        """The one translation (``daz.db.errors``), said as a ``SqlError`` carrying the operation."""
+
+        def sql_error(message: str, verdict: Classification) -> SqlError:
+            return SqlError(message, sqlstate=verdict.sqlstate, retryable=verdict.retryable,
+                            correlation_id=op.correlation_id, operation_type=op.operation_type)
+
+        return translated(exc, op.operation_type, sql_error)
 
     async def _hand_to_queue(self, op: SqlOperation, error: DazError) -> bool:
         """Queue a re-run (idempotent + retryable) or a dead letter; True when a re-run was queued."""

@@ -18,7 +18,11 @@ from typing import Literal
 import asyncpg
 import structlog
 
-from daz.errors import StoreError, StoreUnavailable
+from daz.db.errors import translate
+from daz.db.postgres import connect
+from daz.db.sqlite import DEFAULT_BUSY_TIMEOUT_SECONDS
+from daz.db.sqlite import connect as sqlite_connect
+from daz.errors import StoreError
 
 log = structlog.get_logger("daz.store")
 
@@ -35,7 +39,7 @@ CREATE TABLE IF NOT EXISTS daz_schema_version (
     name       TEXT NOT NULL,
     applied_at TEXT NOT NULL
 )"""
-SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+SQLITE_BUSY_TIMEOUT_SECONDS = DEFAULT_BUSY_TIMEOUT_SECONDS
 PG_CONNECT_TIMEOUT_SECONDS = 10.0
 
 
@@ -104,30 +108,16 @@ async def status(url: str) -> list[MigrationState]:
 # PostgreSQL -------------------------------------------------------------------------------------
 
 async def _connect_pg(dsn: str) -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(dsn, timeout=PG_CONNECT_TIMEOUT_SECONDS)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}") from exc
+    with translate("PostgreSQL connect (migrations)"):
+        return await connect(dsn, timeout=PG_CONNECT_TIMEOUT_SECONDS)
 
 
 async def _migrate_pg(dsn: str) -> list[int]:
     conn = await _connect_pg(dsn)
     applied_now: list[int] = []
     try:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('daz_migrate:' || current_schema()))")
-            await conn.execute(_VERSION_TABLE_PG)
-            done = {r["version"] for r in await conn.fetch("SELECT version FROM daz_schema_version")}
-            for mig in available("postgres"):
-                if mig.version in done:
-                    continue
-                await conn.execute(mig.sql)
-                await conn.execute(
-                    "INSERT INTO daz_schema_version (version, name) VALUES ($1, $2)", mig.version, mig.name
-                )
-                applied_now.append(mig.version)
-    except asyncpg.PostgresError as exc:
-        raise StoreError(f"migration failed: {exc.__class__.__name__}: {exc}") from exc
+        with translate("PostgreSQL migration"):
+            await _apply_pg(conn, applied_now)
     finally:
         await conn.close()
     if applied_now:
@@ -135,13 +125,30 @@ async def _migrate_pg(dsn: str) -> list[int]:
     return applied_now
 
 
+async def _apply_pg(conn: asyncpg.Connection, applied_now: list[int]) -> None:
+    """Every pending migration in one transaction, under a lock keyed by the current schema."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('daz_migrate:' || current_schema()))")
+        await conn.execute(_VERSION_TABLE_PG)
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM daz_schema_version")}
+        for mig in available("postgres"):
+            if mig.version in done:
+                continue
+            await conn.execute(mig.sql)
+            await conn.execute(
+                "INSERT INTO daz_schema_version (version, name) VALUES ($1, $2)", mig.version, mig.name
+            )
+            applied_now.append(mig.version)
+
+
 async def _applied_pg(dsn: str) -> dict[int, datetime | str | None]:
     conn = await _connect_pg(dsn)
     try:
-        exists = await conn.fetchval("SELECT to_regclass('daz_schema_version') IS NOT NULL")
-        if not exists:
-            return {}
-        rows = await conn.fetch("SELECT version, applied_at FROM daz_schema_version")
+        with translate("PostgreSQL migration status"):
+            exists = await conn.fetchval("SELECT to_regclass('daz_schema_version') IS NOT NULL")
+            if not exists:
+                return {}
+            rows = await conn.fetch("SELECT version, applied_at FROM daz_schema_version")
         return {r["version"]: r["applied_at"] for r in rows}
     finally:
         await conn.close()
@@ -164,42 +171,12 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-def connect_sqlite(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_SECONDS, isolation_level=None,
-                           check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
-
-
 def migrate_sqlite_sync(path: Path) -> list[int]:
+    with translate(f"SQLite {path} open (migrations)"):
+        conn = sqlite_connect(path, busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_SECONDS)
     try:
-        conn = connect_sqlite(path)
-    except sqlite3.Error as exc:
-        raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
-    applied_now: list[int] = []
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(_VERSION_TABLE_SQLITE)
-            done = {row[0] for row in conn.execute("SELECT version FROM daz_schema_version")}
-            for mig in available("sqlite"):
-                if mig.version in done:
-                    continue
-                for statement in split_statements(mig.sql):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO daz_schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                    (mig.version, mig.name, datetime.now(UTC).isoformat()),
-                )
-                applied_now.append(mig.version)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    except sqlite3.Error as exc:
-        raise StoreError(f"migration failed on {path}: {exc}") from exc
+        with translate(f"SQLite {path} migration"):
+            applied_now = _apply_sqlite(conn)
     finally:
         conn.close()
     if applied_now:
@@ -207,18 +184,42 @@ def migrate_sqlite_sync(path: Path) -> list[int]:
     return applied_now
 
 
+def _apply_sqlite(conn: sqlite3.Connection) -> list[int]:
+    """Every pending migration under ``BEGIN IMMEDIATE`` (SQLite's single writer lock)."""
+    applied_now: list[int] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_VERSION_TABLE_SQLITE)
+        done = {row[0] for row in conn.execute("SELECT version FROM daz_schema_version")}
+        for mig in available("sqlite"):
+            if mig.version in done:
+                continue
+            for statement in split_statements(mig.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO daz_schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                (mig.version, mig.name, datetime.now(UTC).isoformat()),
+            )
+            applied_now.append(mig.version)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return applied_now
+
+
 def _applied_sqlite(path: Path) -> dict[int, datetime | str | None]:
     if not path.exists():
         return {}
-    conn = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+    with translate(f"SQLite {path} open (migration status)"):
+        conn = sqlite_connect(path, busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_SECONDS)
     try:
-        row = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daz_schema_version'"
-        ).fetchone()
-        if row is None:
-            return {}
-        return dict(conn.execute("SELECT version, applied_at FROM daz_schema_version"))
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read migration state of {path}: {exc}") from exc
+        with translate(f"SQLite {path} migration status"):
+            row = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daz_schema_version'"
+            ).fetchone()
+            if row is None:
+                return {}
+            return dict(conn.execute("SELECT version, applied_at FROM daz_schema_version"))
     finally:
         conn.close()

@@ -15,7 +15,7 @@ import contextlib
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, LiteralString
 
@@ -24,7 +24,10 @@ import structlog
 
 from daz.backoff import full_jitter
 from daz.clock import Clock, SystemClock
-from daz.errors import ItemNotFound, StaleFence, StoreError, StoreUnavailable
+from daz.db.classify import DRIVER_ERRORS
+from daz.db.errors import translate
+from daz.db.postgres import connect
+from daz.errors import ItemNotFound, StaleFence
 from daz.store.base import (
     DEFAULT_LIST_LIMIT,
     DEFAULT_MAX_RETRIES,
@@ -211,18 +214,6 @@ SELECT least(
 )
 """
 
-_CONNECTION_ERRORS: Final = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    # raised by asyncpg when a connection dies mid-protocol (e.g. a rollback on a closed socket)
-    asyncpg.InternalClientError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
 
 
 async def _no_session_reset(_: asyncpg.Connection) -> None:
@@ -240,15 +231,9 @@ def _item(r: asyncpg.Record, reclaimed: bool = False) -> QueueItem:
     )
 
 
-@contextlib.contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    """Driver errors become daz errors; an unreachable server is ``StoreUnavailable`` (retryable)."""
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"PostgreSQL unavailable during {operation}: {type(exc).__name__}") from exc
-    except asyncpg.PostgresError as exc:
-        raise StoreError(f"PostgreSQL error during {operation}: {type(exc).__name__}: {exc}") from exc
+def _translated(operation: str) -> contextlib.AbstractContextManager[None]:
+    """Driver errors become daz errors (``daz.db.errors.translate``): retryable → ``StoreUnavailable``."""
+    return translate(f"PostgreSQL {operation}")
 
 
 class PostgresStore:
@@ -474,8 +459,8 @@ class PostgresStore:
                     fut.set_result(None)
 
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_SECONDS)
-            except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                conn = await connect(self._dsn, timeout=CONNECT_TIMEOUT_SECONDS)
+            except DRIVER_ERRORS as exc:
                 failures += 1
                 delay = full_jitter(failures, rng, base=LISTEN_RETRY_BASE_SECONDS, multiplier=2.0,
                                     cap=LISTEN_RETRY_CAP_SECONDS)
@@ -489,11 +474,11 @@ class PostgresStore:
                 on_wake()  # anything scheduled while we were not listening is now claimable
                 await lost
                 log.warning("store.listen_lost", channel=self.channel)
-            except _CONNECTION_ERRORS as exc:
+            except DRIVER_ERRORS as exc:
                 log.warning("store.listen_lost", channel=self.channel, error=type(exc).__name__)
             finally:
                 if not conn.is_closed():
-                    with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
+                    with contextlib.suppress(*DRIVER_ERRORS):
                         await conn.close(timeout=2)
 
     async def ping(self) -> None:

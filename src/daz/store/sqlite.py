@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Final, LiteralString, TypeVar
 
 from daz.clock import Clock, SystemClock
+from daz.db.errors import translate
+from daz.db.sqlite import connect as sqlite_connect
 from daz.errors import ItemNotFound, StaleFence, StoreError, StoreUnavailable
 from daz.store.base import (
     DEFAULT_LIST_LIMIT,
@@ -36,7 +38,6 @@ from daz.store.base import (
     WakeCallback,
     validate_status,
 )
-from daz.store.migrate import connect_sqlite
 
 T = TypeVar("T")
 
@@ -190,16 +191,15 @@ class SqliteStore:
         return store
 
     def _connect(self) -> None:
-        self._conn = connect_sqlite(self.path)
+        self._conn = sqlite_connect(self.path)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite {self.path} unavailable: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+            # One translation for every backend: a busy or unreachable file is StoreUnavailable, a
+            # bad statement (SQLITE_ERROR) a non-retryable StoreError, never an outage.
+            with translate(f"SQLite {self.path}"):
+                return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
         except RuntimeError as exc:  # the executor was shut down by close()
             raise StoreUnavailable(f"SQLite store {self.path} is closed") from exc
 

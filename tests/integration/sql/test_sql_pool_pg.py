@@ -13,9 +13,9 @@ from sqltest_support import PluginFactory
 
 from daz.clock import SystemClock
 from daz.config import PoolConfig
+from daz.db.pool import PoolManager
 from daz.errors import SqlError
 from daz.metrics import DazMetrics
-from daz.resilience.pool import PoolManager
 from daz.sql.backends import PostgresBackend
 from daz.testing.pgcluster import free_port
 

@@ -8,9 +8,9 @@ import random
 import pytest
 
 from daz.config import PoolConfig
+from daz.db.pool import PoolManager
 from daz.errors import SqlError
 from daz.metrics import DazMetrics
-from daz.resilience.pool import PoolManager
 from daz.testing.clock import FakeClock
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from daz.config import PoolConfig
-from daz.resilience.pool import (
+from daz.db.pool import (
     ConnectionStats,
     ConnectionView,
     PoolObservations,

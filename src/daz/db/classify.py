@@ -1,8 +1,10 @@
 """Retryable or not: decided from the SQLSTATE class and the driver's exception type, never from text.
 
-The Go original matched error-message prefixes and a bug made every error look retryable. Here the
-decision reads only structured facts: asyncpg's ``sqlstate`` attribute, the Python exception type for
-transport failures, and sqlite3's numeric ``sqlite_errorcode``. The full table is in docs/sql.md.
+Message text changes with the server's version and locale, so matching it misclassifies; the decision
+reads only structured facts: asyncpg's ``sqlstate`` attribute, the Python exception type for transport
+failures, and sqlite3's numeric ``sqlite_errorcode``. The full table is in docs/sql.md. Every caller
+(the retry store, the SQL plugin, the cluster coordinator, migrations) goes through this module, via
+``daz.db.errors.translate``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ _RETRYABLE_CLASSES = frozenset({"08"})
 
 _SQLITE_PRIMARY_MASK = 0xFF
 _SQLITE_RETRYABLE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+# The file cannot be reached or written right now (missing directory, I/O error, disk full): an
+# outage that can clear, unlike SQLITE_ERROR (a bad statement, a missing table), which cannot.
+_SQLITE_UNAVAILABLE = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL})
 
 
 # What the drivers raise: anything else escaping a statement is the caller's own exception.
@@ -94,6 +99,8 @@ def classify(exc: BaseException) -> Classification:
         code = getattr(exc, "sqlite_errorcode", None)
         if isinstance(code, int) and (code & _SQLITE_PRIMARY_MASK) in _SQLITE_RETRYABLE:
             return Classification(True, None, "sqlite_busy")
+        if isinstance(code, int) and (code & _SQLITE_PRIMARY_MASK) in _SQLITE_UNAVAILABLE:
+            return Classification(True, None, "sqlite_unavailable")
         if isinstance(code, int) and (code & _SQLITE_PRIMARY_MASK) == sqlite3.SQLITE_CONSTRAINT:
             return Classification(False, None, "integrity")
         return Classification(False, None, "sqlite")

@@ -26,11 +26,11 @@ import structlog
 from daz.aio import sleep_or_stop
 from daz.clock import Clock
 from daz.config import PoolConfig
+from daz.db.classify import classify, is_connection_loss
 from daz.errors import SqlError
 from daz.metrics import DazMetrics
-from daz.sql.classify import classify, is_connection_loss
 
-log = structlog.get_logger("daz.resilience.pool")
+log = structlog.get_logger("daz.db.pool")
 
 LATENCY_REFERENCE_SECONDS = 0.25  # an EWMA latency of this much halves the latency factor
 ERROR_WINDOW_SECONDS = 60.0

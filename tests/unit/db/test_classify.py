@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from daz.db.classify import classify, classify_sqlstate, is_connection_loss
 from daz.errors import CircuitOpen, SqlError
-from daz.sql.classify import classify, classify_sqlstate, is_connection_loss
 
 RETRYABLE = ["08000", "08001", "08003", "08006", "08P01", "40001", "40P01", "57P01", "57P02", "57P03",
              "53300", "55P03", "57014"]
