@@ -157,6 +157,12 @@ class CytubeConfig(_Model):
     """How long a sent line waits for the server's echo; on timeout the connection is recycled and the join
     backlog decides whether it arrived (after 3 timeouts the line is dropped from the outbox and left to
     the retry queue)."""
+    action_timeout_seconds: PositiveSeconds = 10.0
+    """How long a sent channel action (queue, delete, kick, poll...) waits for the server's confirming
+    event; then the replica is checked (did it happen anyway?) before it is sent again or failed."""
+    action_silent_retries: Annotated[int, Field(ge=0, le=10)] = 1
+    """Times an action the server did not answer (and the replica shows not done) is sent again before it
+    fails with "no reply (dropped by the server)"."""
     message_max_chars: Annotated[int, Field(ge=1, le=320)] = 320
     """Longer outgoing lines are split into parts of at most this many characters (CyTube cuts chat at
     320)."""

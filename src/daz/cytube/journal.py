@@ -61,7 +61,8 @@ class StoreJournal:
         item = NewItem(
             operation_type=CYTUBE_COMMAND,
             payload={"room": line.room, "kind": line.kind, "text": line.text, "to": line.to,
-                     "key": line.key, "created_at": line.created_at},
+                     "key": line.key, "created_at": line.created_at,
+                     **({"action": dict(line.action)} if line.action is not None else {})},
             target=line.room, event_type=f"cytube.{line.kind}", correlation_id=line.correlation_id,
             idempotency_key=LINE_KEY_PREFIX + line.key, max_retries=self.max_retries,
             retry_after=self.clock.now() + timedelta(seconds=self.hold_seconds),
@@ -146,10 +147,15 @@ class RoomAvailabilityGate:
 def line_from(item: QueueItem) -> OutboundLine | None:
     p = item.payload
     try:
+        kind = p.get("kind")
+        action = p.get("action") if kind == "action" else None
+        if kind == "action" and not isinstance(action, dict):
+            log.warning("journal.bad_item", id=item.id)  # an action line without its action record
+            return None
         return OutboundLine(key=str(p["key"]), room=str(p["room"]),
-                            kind="pm" if p.get("kind") == "pm" else "chat", text=str(p["text"]),
+                            kind=kind if kind in ("pm", "action") else "chat", text=str(p["text"]),
                             to=p.get("to"), correlation_id=item.correlation_id,
-                            created_at=float(p.get("created_at", 0.0)))
+                            created_at=float(p.get("created_at", 0.0)), action=action)
     except (KeyError, TypeError, ValueError):
         log.warning("journal.bad_item", id=item.id)
         return None

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from daz.errors import DazError
 
@@ -27,11 +28,13 @@ class OutboxFull(DazError):
 class OutboundLine:
     key: str
     room: str
-    kind: Literal["chat", "pm"]
+    kind: Literal["chat", "pm", "action"]
     text: str
     to: str | None = None
     correlation_id: str | None = None
     created_at: float = 0.0  # wall-clock epoch seconds
+    # kind "action": the channel action's record (daz.cytube.actions.to_record); ``text`` describes it.
+    action: Mapping[str, Any] | None = None
 
 
 class OutboundJournal(Protocol):

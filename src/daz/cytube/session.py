@@ -34,6 +34,7 @@ log = structlog.get_logger("daz.cytube")
 CHANNEL_EVENT_TYPES = typing.get_args(ChannelEvent)
 
 Publish = Callable[[str, dict[str, Any]], object]
+FrameWatcher = Callable[[str, Any], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class Session:
         self._join_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._login_done: asyncio.Future[p.LoginResult] = asyncio.get_running_loop().create_future()
         self._expect: tuple[OutboundLine, str, asyncio.Future[SendOutcome]] | None = None
+        self._frame_watcher: FrameWatcher | None = None
         # prometheus_client's labels() costs more than the rest of a chat line's parsing: cache the
         # children (bounded: metric_event_label maps unknown names to "other").
         self._received: dict[str, Any] = {}
@@ -123,6 +125,14 @@ class Session:
 
     def disarm(self) -> None:
         self._expect = None
+
+    def watch_frames(self, watcher: FrameWatcher | None) -> None:
+        """Show every inbound frame (name, raw payload) to ``watcher`` before it is handled: the
+        action in flight looks for its confirmation or refusal there. None stops watching."""
+        self._frame_watcher = watcher
+
+    async def emit_action(self, event: str, payload: Any) -> None:
+        await self.transport.emit(event, payload)
 
     async def emit_line(self, line: OutboundLine) -> None:
         if line.kind == "pm" and line.to is not None:
@@ -177,6 +187,8 @@ class Session:
             if label != "other":
                 self._received[item.name] = counter
         counter.inc()
+        if self._frame_watcher is not None:
+            self._frame_watcher(item.name, item.data)
         event = p.parse(item.name, item.data)
         if isinstance(event, p.Malformed):
             self._malformed(event.event, event.size, event.detail)

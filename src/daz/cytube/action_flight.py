@@ -1,0 +1,227 @@
+"""Delivering the channel action at the head of a room's outbox: decide, send, confirm, settle.
+
+The room's sender hands an ``action`` line here (in order with the chat lines around it, one thing
+in flight at a time). The steps, each a pure decision from ``action_rules``/``action_replies``
+followed by its I/O:
+
+1. wait until the channel replica is live (complete for this connection);
+2. ``decide_send``: an action in doubt (sent before, or inherited from a previous process, with no
+   confirmation) whose effect the resynced replica already shows is confirmed without sending; a
+   missing permission or a failed precondition fails it at once (never sent, never retried);
+3. send it and watch the inbound frames for its confirmation or refusal (``match_reply``);
+4. a refusal the table calls retryable ("You are adding videos too quickly") is sent again at the
+   server's pace, a chat-command action cooled down by the chat limiter after the cooldown; any
+   other refusal fails it with the server's message;
+5. silence (most refusals are silent): after ``action_timeout_seconds`` the replica is checked;
+   if the effect is there it is confirmed, else it is sent again up to ``action_silent_retries``
+   times, then failed with "no reply (dropped by the server)".
+
+A settled action is acknowledged to the journal (it will not be retried by the queue), published
+as ``room.action.confirmed`` or ``room.action.failed`` and handed to ``on_settled``. A connection
+lost mid-flight leaves the action at the head, in doubt: step 2 reconciles it on the next
+connection against the replica rebuilt from the server's join sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from daz.aio import wait_for
+from daz.clock import Clock
+from daz.cytube.action_replies import Confirmed, Refused, match_reply
+from daz.cytube.action_rules import Plan, decide_send, effect_holds
+from daz.cytube.actions import Action, Vote, VoteSkip, action_from_record
+from daz.cytube.channel import ChannelState
+from daz.cytube.outbox import OutboundLine, Outbox
+from daz.cytube.session import Session
+from daz.errors import ActionError, ActionInvalid, ActionRefused, ActionUnanswered
+
+log = structlog.get_logger("daz.cytube")
+
+REPLICA_POLL_SECONDS = 0.05
+MAX_REFUSAL_RETRIES = 50  # paced retries of a retryable refusal before the action fails
+NO_REPLY = "no reply (dropped by the server)"
+# Replies the server does not send to everyone: voteskip counts go to rank >= viewvoteskip only, a
+# repeated vote or voteskip is silent, and /afk toggles are confirmed by the replica. For these,
+# silence after a permitted send means "done", not "dropped".
+_SILENCE_IS_DONE = (VoteSkip, Vote)
+
+Publish = Callable[[str, dict[str, Any], str | None], object]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSettled:
+    """The outcome of one action: ``error`` is None when it was confirmed."""
+
+    key: str
+    room: str
+    kind: str
+    detail: str
+    uid: int | None = None
+    error: ActionError | None = None
+
+
+Settled = Callable[[ActionSettled], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTimings:
+    timeout_seconds: float
+    silent_retries: int
+
+
+class ActionSender:
+    """One room's action delivery (owned by its ``RoomSupervisor``)."""
+
+    def __init__(self, room: str, outbox: Outbox, clock: Clock, timings: ActionTimings, *,
+                 replica: Callable[[], ChannelState | None], publish: Publish,
+                 on_settled: Settled | None = None) -> None:
+        self.room = room
+        self.outbox = outbox
+        self.clock = clock
+        self.timings = timings
+        self.replica = replica
+        self.publish = publish
+        self.on_settled = on_settled
+        self.sent = 0
+
+    async def deliver(self, session: Session, line: OutboundLine) -> None:
+        """Settle the head ``line`` (an action): returns once it is confirmed or failed."""
+        try:
+            action = action_from_record(dict(line.action or {}))
+        except ActionInvalid as exc:
+            await self._settle(line, "invalid", error=exc)
+            return
+        refusals = 0
+        while True:
+            state = await self._live_replica()
+            in_doubt = self.outbox.in_doubt_since_ms is not None
+            decision = decide_send(action, state, in_doubt=in_doubt)
+            if decision.plan is Plan.DONE:
+                log.info("room.action.reconciled", room=self.room, key=line.key, kind=action.kind,
+                         reason=decision.reason)
+                await self._settle(line, action.kind, detail=decision.reason)
+                return
+            if decision.plan is Plan.FAIL:
+                await self._settle(line, action.kind, error=decision.error)
+                return
+            reply = await self._send_and_wait(session, line, action, state.self_name or "", state.self_rank)
+            if isinstance(reply, Confirmed):
+                await self._settle(line, action.kind, detail=reply.detail, uid=reply.uid)
+                return
+            if isinstance(reply, _Cooled):
+                self.outbox.mark_not_sent()  # the chat limiter dropped it: certainly not delivered
+                await self.clock.sleep(max(reply.milliseconds, 1) / 1000)
+                continue
+            if isinstance(reply, Refused):
+                if reply.category == "duplicate" and in_doubt:
+                    # Our earlier send landed before the connection dropped: that IS the effect.
+                    await self._settle(line, action.kind, detail="already on the playlist (earlier send)")
+                    return
+                refusals += 1
+                if reply.retryable and refusals <= MAX_REFUSAL_RETRIES:
+                    self.outbox.mark_not_sent()  # refused: it did not take effect
+                    log.info("room.action.paced", room=self.room, key=line.key, kind=action.kind,
+                             reason=reply.message, retry_in=reply.retry_after)
+                    await self.clock.sleep(reply.retry_after)
+                    continue
+                error = ActionRefused(f"{action.describe()}: refused by the server: {reply.message}",
+                                      server_message=reply.message, category=reply.category,
+                                      retryable=False, kind=action.kind, operation_type="cytube_action")
+                await self._settle(line, action.kind, error=error)
+                return
+            if await self._after_silence(line, action):
+                return
+
+    async def _after_silence(self, line: OutboundLine, action: Action) -> bool:
+        """No reply within the timeout: the replica decides; True when the action is settled."""
+        state = self.replica()
+        if state is not None and effect_holds(action, state):
+            await self._settle(line, action.kind, detail="no reply, but the replica shows it done")
+            return True
+        if isinstance(action, _SILENCE_IS_DONE):
+            await self._settle(line, action.kind, detail="sent (the server answers only some of these)")
+            return True
+        silences = self.outbox.note_echo_timeout()
+        if silences > self.timings.silent_retries:
+            error = ActionUnanswered(f"{action.describe()}: {NO_REPLY} after {silences} attempt(s) of "
+                                     f"{self.timings.timeout_seconds:g}s; the replica shows no effect",
+                                     retryable=False, kind=action.kind, operation_type="cytube_action")
+            await self._settle(line, action.kind, error=error)
+            return True
+        log.info("room.action.resent_after_silence", room=self.room, key=line.key, kind=action.kind,
+                 attempt=silences + 1)
+        return False
+
+    async def _live_replica(self) -> ChannelState:
+        # The sender runs only while READY; the replica completes with the join sequence, so this
+        # wait is short. It is cancelled with the sender if the connection goes first.
+        while True:
+            state = self.replica()
+            if state is not None:
+                return state
+            await self.clock.sleep(REPLICA_POLL_SECONDS)
+
+    async def _send_and_wait(self, session: Session, line: OutboundLine, action: Action, me: str,
+                             rank: float) -> Confirmed | Refused | _Cooled | None:
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[Confirmed | Refused | _Cooled] = loop.create_future()
+        event, payload = action.wire()
+        chat_command = event == "chatMsg"
+
+        def watch(name: str, data: Any) -> None:
+            if got.done():
+                return
+            if chat_command and name == "cooldown" and isinstance(data, int | float):
+                got.set_result(_Cooled(int(data)))
+                return
+            reply = match_reply(action, name, data, me, bot_rank=rank)
+            if reply is not None:
+                got.set_result(reply)
+
+        session.watch_frames(watch)
+        try:
+            # Marked before the emit: if the process dies in between, the action is in doubt, never lost.
+            self.outbox.mark_sent(int(self.clock.now().timestamp() * 1000))
+            await session.emit_action(event, payload)
+            self.sent += 1
+            try:
+                return await wait_for(self.clock, self.timings.timeout_seconds, lambda: asyncio.shield(got),
+                                      label=f"room.{self.room}.action")
+            except TimeoutError:
+                return None
+        finally:
+            session.watch_frames(None)
+            if not got.done():
+                got.cancel()
+
+    async def _settle(self, line: OutboundLine, kind: str, *, detail: str = "", uid: int | None = None,
+                      error: ActionError | None = None) -> None:
+        await self.outbox.ack_head(None)
+        text = detail if error is None else str(error)
+        outcome = ActionSettled(line.key, self.room, kind, text, uid, error)
+        if error is None:
+            log.info("room.action.confirmed", room=self.room, key=line.key, kind=kind, detail=detail, uid=uid)
+            self.publish("room.action.confirmed",
+                         {"room": self.room, "key": line.key, "kind": kind, "detail": detail, "uid": uid},
+                         line.correlation_id)
+        else:
+            log.warning("room.action.failed", room=self.room, key=line.key, kind=kind, error=str(error))
+            data: dict[str, Any] = {"room": self.room, "key": line.key, "kind": kind, "reason": str(error),
+                                    "error": type(error).__name__}
+            for attr in ("key", "needed", "category", "server_message"):
+                if hasattr(error, attr):
+                    data["permission" if attr == "key" else attr] = getattr(error, attr)
+            self.publish("room.action.failed", data, line.correlation_id)
+        if self.on_settled is not None:
+            self.on_settled(outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cooled:
+    milliseconds: int
