@@ -26,6 +26,7 @@ from daz.cluster.gate import LeaseGate
 from daz.cluster.health import ClusterCheck
 from daz.cluster.identity import resolve_instance_id
 from daz.config import DazConfig
+from daz.cytube.handoff import HandoffPuller
 from daz.cytube.journal import CYTUBE_COMMAND, RoomAvailabilityGate, StoreJournal
 from daz.cytube.rooms import RoomManager
 from daz.errors import DazError
@@ -185,6 +186,10 @@ class DazApp:
         self.rooms = RoomManager(cfg, self.bus, metrics, clock, rng, transport_factory, self.journal,
                                  leases=self.leases)
         self.journal.rooms = self.rooms
+        self.handoff: HandoffPuller | None = None
+        if self.cluster is not None:  # other instances may store lines for the rooms held here
+            self.handoff = HandoffPuller(self.journal, self.rooms)
+            self.queue.on_store_wake(self.handoff.wake)
         self.bus.subscribe("room.line.delivered", self._on_delivered, name="app.line_delivered")
         self.plugins = PluginHost(
             cfg.plugins, bus=self.bus, clock=clock, metrics=metrics, rng=rng, sql=self.sql,
@@ -333,6 +338,8 @@ class DazApp:
                                    self.monitor, self.plugins]
         if self.cluster is not None:
             services.append(self.cluster)
+        if self.handoff is not None:
+            services.append(self.handoff)
         if self.health_server is not None:
             services.append(self.health_server)
         return services

@@ -14,7 +14,7 @@ READY and the line still is not delivered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Protocol
 
@@ -43,6 +43,7 @@ class LineDelivery(Protocol):
     def room_state(self, room: str) -> RoomState: ...
     def holds(self, room: str) -> bool: ...
     def has_line(self, room: str, key: str) -> bool: ...
+    def delivered(self, room: str, key: str) -> bool: ...
     async def resend(self, line: OutboundLine) -> None: ...
 
 
@@ -57,8 +58,8 @@ class StoreJournal:
         self.rooms: LineDelivery | None = None
         self._waiters: dict[str, asyncio.Event] = {}
 
-    async def save(self, line: OutboundLine) -> None:
-        item = NewItem(
+    def _item(self, line: OutboundLine) -> NewItem:
+        return NewItem(
             operation_type=CYTUBE_COMMAND,
             payload={"room": line.room, "kind": line.kind, "text": line.text, "to": line.to,
                      "key": line.key, "created_at": line.created_at,
@@ -67,12 +68,30 @@ class StoreJournal:
             idempotency_key=LINE_KEY_PREFIX + line.key, max_retries=self.max_retries,
             retry_after=self.clock.now() + timedelta(seconds=self.hold_seconds),
         )
+
+    async def save(self, line: OutboundLine) -> None:
         try:
-            await self.store.schedule([item])
+            await self.store.schedule([self._item(line)])
         except StoreError as exc:
             # The line is still in the room's memory outbox and will be sent; only its
             # survival across a restart is lost while the store is down.
             log.warning("journal.save_failed", room=line.room, key=line.key, error=str(exc))
+
+    async def hand_off(self, line: OutboundLine) -> None:
+        """A line for a room another instance holds: the same pending item, and nothing else here.
+
+        The insert's NOTIFY wakes every instance's ``HandoffPuller``; the owner's pulls it into the
+        room's outbox at once. The hold still applies to the retry queue: it stays the safety net.
+        Unlike ``save`` a failure propagates: no local copy would ever send the line.
+        """
+        await self.store.schedule([self._item(line)])
+
+    async def pending(self, rooms: Collection[str]) -> list[OutboundLine]:
+        """Every undelivered line for ``rooms``, in store (id) order."""
+        items = await self.store.list(status="pending", operation_type=CYTUBE_COMMAND,
+                                      limit=JOURNAL_LOAD_LIMIT)
+        lines = [line_from(item) for item in sorted(items, key=lambda i: i.id) if item.target in rooms]
+        return [line for line in lines if line is not None]
 
     async def ack(self, key: str) -> None:
         waiter = self._waiters.get(key)
@@ -110,6 +129,8 @@ class StoreJournal:
         if rooms is None or line.room not in rooms.rooms():
             raise DazError(f"room {line.room} is not configured here", retryable=False,
                            correlation_id=item.correlation_id, operation_type=CYTUBE_COMMAND)
+        if rooms.delivered(line.room, line.key):
+            return  # delivered here moments ago; its ack had not reached the store yet
         waiter = self._waiters.setdefault(line.key, asyncio.Event())
         try:
             if not rooms.has_line(line.room, line.key):

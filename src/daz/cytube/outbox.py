@@ -39,6 +39,10 @@ class OutboundLine:
 
 class OutboundJournal(Protocol):
     async def save(self, line: OutboundLine) -> None: ...
+    async def hand_off(self, line: OutboundLine) -> None:
+        """Store a line for a room another instance holds; raises ``DazError`` if it was not stored."""
+        ...
+
     async def ack(self, key: str) -> None: ...
     async def load(self, room: str) -> list[OutboundLine]: ...
 
@@ -53,6 +57,9 @@ class InMemoryJournal:
     async def save(self, line: OutboundLine) -> None:
         self._rooms.setdefault(line.room, OrderedDict())[line.key] = line
         self._room_of[line.key] = line.room
+
+    async def hand_off(self, line: OutboundLine) -> None:
+        await self.save(line)
 
     async def ack(self, key: str) -> None:
         room = self._room_of.pop(key, None)
@@ -71,6 +78,9 @@ class _Flight:
     echo_timeouts: int = 0
 
 
+RECENT_KEYS = 4096  # delivered/dropped keys remembered, so a pull racing an ack cannot resend a line
+
+
 @dataclass(slots=True)
 class Outbox:
     """The ordered, bounded queue of one room's unconfirmed lines; one line in flight at a time."""
@@ -86,11 +96,16 @@ class Outbox:
     # and the join backlog decides whether they go out again.
     _inherited: set[str] = field(default_factory=set)
     last_echo_ms: int | None = None  # server time of the newest echo that confirmed one of our lines
+    # False while this instance does not hold the room (cluster): accepted lines stay in the journal
+    # only, for whichever instance holds the room, instead of waiting here where nothing sends them.
+    accepting: bool = True
+    _delivered: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _dropped: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     async def restore(self) -> int:
         """Reload lines the journal still holds (e.g. after a process restart); returns how many."""
         for line in await self.journal.load(self.room):
-            if line.key not in self._lines:
+            if line.key not in self._lines and line.key not in self._delivered:
                 self._lines[line.key] = line
                 self._inherited.add(line.key)
         if self._lines:
@@ -103,19 +118,49 @@ class Outbox:
                 f"room {self.room}: outbox full ({self.capacity} lines)", operation_type="cytube_command"
             )
         await self.journal.save(line)
+        if not self.accepting:  # the lease went while the line was being saved: it is the owner's now
+            return
         self._lines[line.key] = line
+        self._inherited.discard(line.key)  # a hand-off pull may have seen it first; it is ours, not in doubt
         self._changed.set()
 
     def contains(self, key: str) -> bool:
         return key in self._lines
 
-    async def readmit(self, line: OutboundLine) -> None:
+    async def readmit(self, line: OutboundLine, *, handoff: bool = False) -> bool:
         """Put back a line the journal still owns (replay, or a previous process), without saving it
-        again; it goes to the END: lines of the original order ahead of it were delivered already."""
-        if line.key not in self._lines:
-            self._lines[line.key] = line
-            self._inherited.add(line.key)
-            self._changed.set()
+        again; it goes to the END: lines of the original order ahead of it were delivered already.
+
+        ``handoff``: the line was pulled from the journal for this room's owner; a line this outbox
+        gave up on (``drop_head``) is then left to the retry queue, which readmits it itself.
+        Returns whether the line newly entered the outbox.
+        """
+        if (not self.accepting or line.key in self._lines or line.key in self._delivered
+                or (handoff and line.key in self._dropped)):
+            return False
+        self._lines[line.key] = line
+        self._inherited.add(line.key)
+        self._changed.set()
+        return True
+
+    def delivered(self, key: str) -> bool:
+        """Whether this outbox saw ``key`` delivered recently (its journal ack may still be on its way)."""
+        return key in self._delivered
+
+    def release(self) -> int:
+        """The room's lease is gone: forget every line WITHOUT acknowledging it. The journal keeps
+        them pending for the next holder, which restores them (in doubt) and sends the rest in order."""
+        count = len(self._lines)
+        self.accepting = False
+        self._lines.clear()
+        self._inherited.clear()
+        self._flight = _Flight()
+        self._dropped.clear()
+        return count
+
+    def open(self) -> None:
+        """This instance holds the room again: accept lines (``restore`` reloads the journal's)."""
+        self.accepting = True
 
     def drop_head(self) -> OutboundLine | None:
         """Give up on the head line WITHOUT acknowledging it to the journal: its durable copy stays
@@ -126,6 +171,7 @@ class Outbox:
         del self._lines[line.key]
         self._inherited.discard(line.key)
         self._flight = _Flight()
+        _remember(self._dropped, line.key)
         return line
 
     def head(self) -> OutboundLine | None:
@@ -164,6 +210,8 @@ class Outbox:
         del self._lines[line.key]
         self._inherited.discard(line.key)
         self._flight = _Flight()
+        _remember(self._delivered, line.key)
+        self._dropped.pop(line.key, None)
         if echo_ms is not None:
             self.last_echo_ms = max(echo_ms, self.last_echo_ms or echo_ms)
         await self.journal.ack(line.key)
@@ -173,3 +221,10 @@ class Outbox:
         while not self._lines:
             self._changed.clear()
             await self._changed.wait()
+
+
+def _remember(keys: OrderedDict[str, None], key: str) -> None:
+    keys[key] = None
+    keys.move_to_end(key)
+    while len(keys) > RECENT_KEYS:
+        keys.popitem(last=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import secrets
 from collections.abc import Callable
 from typing import Protocol
 
@@ -72,6 +73,9 @@ class RoomManager:
         self.journal: OutboundJournal = journal if journal is not None else InMemoryJournal()
         self.leases = leases
         self._seq = itertools.count(1)
+        # Keys are idempotency keys in the shared store: two processes (a restart, or other cluster
+        # instances) counting from 1 in the same second must not collide, or one line is lost.
+        self._origin = secrets.token_hex(4)
         make_endpoint = endpoint_factory or self._http_endpoint
         self._supervisors: dict[str, RoomSupervisor] = {}
         for room in config.rooms:
@@ -109,9 +113,23 @@ class RoomManager:
     def has_line(self, room: str, key: str) -> bool:
         return self._get(room).outbox.contains(key)
 
+    def delivered(self, room: str, key: str) -> bool:
+        return self._get(room).outbox.delivered(key)
+
     async def resend(self, line: OutboundLine) -> None:
         """Put a journalled line back into its room's outbox (replay, or a previous process)."""
         await self._get(line.room).outbox.readmit(line)
+
+    def held_rooms(self) -> list[str]:
+        """Rooms whose lines this instance sends (every room, unless rooms are leased)."""
+        return [name for name in self._supervisors if self.holds(name)]
+
+    async def take_handoff(self, line: OutboundLine) -> bool:
+        """A line another instance stored for a room held here: into the outbox, behind what is there."""
+        supervisor = self._supervisors.get(line.room)
+        if supervisor is None or not self.holds(line.room):
+            return False
+        return await supervisor.outbox.readmit(line, handoff=True)
 
     def supervisor(self, name: str) -> RoomSupervisor:
         return self._get(name)
@@ -144,12 +162,17 @@ class RoomManager:
         keys: list[str] = []
         created = self.clock.now().timestamp()
         for part in split_line(text, self.config.cytube.message_max_chars):
-            key = f"{room}:{created:.0f}:{next(self._seq)}"
+            key = f"{room}:{created:.0f}:{self._origin}:{next(self._seq)}"
             line = OutboundLine(
                 key=key, room=room, kind="pm" if kind == "pm" else "chat", text=part, to=to,
                 correlation_id=correlation_id, created_at=created,
             )
-            await supervisor.outbox.put(line)
+            if self.holds(room):
+                await supervisor.outbox.put(line)
+            else:
+                # Another instance holds the room: the journal is the way to it (its HandoffPuller
+                # pulls the line at once). A local outbox here would never send it.
+                await self.journal.hand_off(line)
             self.metrics.messages_sent.labels(room=room, outcome="queued").inc()
             keys.append(key)
         return keys
@@ -169,6 +192,7 @@ class RoomManager:
             if not await leases.wait_acquired(supervisor.name, stopping):
                 return
             room_stopping = asyncio.Event()
+            supervisor.outbox.open()
             leases.joined(supervisor.name)
             try:
                 async with asyncio.TaskGroup() as group:
@@ -179,6 +203,7 @@ class RoomManager:
                     await self._supervised(supervisor, room_stopping)
                     relay.cancel()
             finally:
+                supervisor.outbox.release()  # its lines stay in the journal for the next holder
                 leases.left(supervisor.name)
             log.info("room.left_on_lease_loss", room=supervisor.name)
             supervisor.reset_after_crash()  # CLOSED -> DISCONNECTED: ready for the next lease

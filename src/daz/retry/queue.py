@@ -62,6 +62,7 @@ class RetryQueue:
         self.rng = rng if rng is not None else random.Random()
         self._fallback = on_store_unavailable
         self._policies: dict[str, RetryPolicy] = {}
+        self._wake_listeners: list[Callable[[], None]] = []
         self.deps = WorkerDeps(
             store=store, clock=self.clock, rng=self.rng, metrics=self.metrics, bus=bus, gate=gate,
             handlers={}, policy=self.policy, batch_size=config.batch_size,
@@ -85,6 +86,15 @@ class RetryQueue:
     def set_fallback(self, fallback: Fallback | None) -> None:
         """Where ``schedule`` puts items while the store is unreachable (the local spool)."""
         self._fallback = fallback
+
+    def on_store_wake(self, listener: Callable[[], None]) -> None:
+        """Also call ``listener`` when another process's schedule wakes this one (one LISTEN for all)."""
+        self._wake_listeners.append(listener)
+
+    def _store_woke(self) -> None:
+        self.wake()
+        for listener in self._wake_listeners:
+            listener()
 
     def set_targets(self, targets: Iterable[str] | None) -> None:
         """Claim targeted items only for these targets (rooms this instance owns); None = all."""
@@ -210,7 +220,7 @@ class RetryQueue:
 
     # running -----------------------------------------------------------------------------------
     async def run(self, stopping: asyncio.Event) -> None:
-        async with self.store.wakeups(self.wake), asyncio.TaskGroup() as group:
+        async with self.store.wakeups(self._store_woke), asyncio.TaskGroup() as group:
             for worker in self.workers:
                 suffix = worker.owner.rsplit(":", 1)[-1]
                 group.create_task(worker.run(stopping), name=f"retry.worker.{suffix}")

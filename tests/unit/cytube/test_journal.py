@@ -23,6 +23,7 @@ class FakeRooms:
         self.held = held
         self.outbox: dict[str, OutboundLine] = {}
         self.resent: list[str] = []
+        self.done: set[str] = set()
 
     def rooms(self) -> list[str]:
         return ["lobby"]
@@ -35,6 +36,9 @@ class FakeRooms:
 
     def has_line(self, room: str, key: str) -> bool:
         return key in self.outbox
+
+    def delivered(self, room: str, key: str) -> bool:
+        return key in self.done
 
     async def resend(self, line: OutboundLine) -> None:
         self.resent.append(line.key)

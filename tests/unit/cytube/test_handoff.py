@@ -1,0 +1,150 @@
+"""The cross-instance hand-off: a line for a room held elsewhere goes to the journal only, and the
+holder's puller brings it into the room's outbox in store order, once."""
+
+from __future__ import annotations
+
+import random
+
+from daz.cluster.gate import LeaseGate
+from daz.config import CytubeConfig, DazConfig, ProbeConfig, RoomConfig
+from daz.cytube.handoff import HandoffPuller
+from daz.cytube.journal import StoreJournal
+from daz.cytube.outbox import OutboundLine, Outbox
+from daz.cytube.rooms import RoomManager
+from daz.events.bus import EventBus
+from daz.metrics import DazMetrics
+from daz.testing import FakeClock
+from daz.testing.fake_transport import FakeNetwork
+from daz.testing.memory_store import InMemoryStore
+
+
+def _line(key: str, room: str = "lobby") -> OutboundLine:
+    return OutboundLine(key=key, room=room, kind="chat", text=f"text {key}", created_at=1.0)
+
+
+class HeldRooms:
+    """The room manager as the puller sees it: one outbox per room, some rooms held."""
+
+    def __init__(self, journal: StoreJournal, held: set[str]) -> None:
+        self.held = held
+        self.outboxes = {r: Outbox(r, journal, capacity=5) for r in ("lobby", "other")}
+
+    def held_rooms(self) -> list[str]:
+        return sorted(self.held)
+
+    async def take_handoff(self, line: OutboundLine) -> bool:
+        if line.room not in self.held:
+            return False
+        return await self.outboxes[line.room].readmit(line, handoff=True)
+
+    def keys(self, room: str) -> list[str]:
+        box, keys = self.outboxes[room], []
+        while (head := box.head()) is not None:
+            keys.append(head.key)
+            box.drop_head()
+        return keys
+
+
+async def test_the_holder_pulls_lines_stored_elsewhere_in_store_order_and_only_once() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    journal = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    for key in ("a", "b", "c"):
+        await journal.hand_off(_line(key))
+    await journal.hand_off(_line("x", room="other"))
+    rooms = HeldRooms(journal, {"lobby"})
+    puller = HandoffPuller(journal, rooms)
+    assert await puller.pull() == 3
+    assert await puller.pull() == 0  # already in the outbox: nothing twice
+    lobby = rooms.outboxes["lobby"]
+    assert lobby.depth == 3
+    assert lobby.in_doubt_since_ms == 1000  # a previous holder may have sent it: the backlog decides
+    delivered = await lobby.ack_head(echo_ms=5)
+    assert delivered is not None
+    assert delivered.key == "a"
+    await store.ack_pending("line:a")
+    await journal.hand_off(_line("d"))
+    assert await puller.pull() == 1
+    assert rooms.keys("lobby") == ["b", "c", "d"]
+    assert rooms.outboxes["other"].depth == 0  # not held here: its holder pulls it
+
+
+async def test_a_delivered_line_whose_ack_is_late_is_not_pulled_again() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    journal = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    rooms = HeldRooms(journal, {"lobby"})
+    puller = HandoffPuller(journal, rooms)
+    await journal.hand_off(_line("a"))
+    await puller.pull()
+    box = rooms.outboxes["lobby"]
+    box.journal = _NoAck(journal)  # type: ignore[assignment] # the store ack is still on its way
+    await box.ack_head(echo_ms=5)
+    assert [line.key for line in await journal.pending(["lobby"])] == ["a"]
+    assert await puller.pull() == 0
+    assert box.delivered("a")
+
+
+async def test_a_line_given_up_on_is_left_to_the_retry_queue_not_pulled_back() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    journal = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    rooms = HeldRooms(journal, {"lobby"})
+    puller = HandoffPuller(journal, rooms)
+    await journal.hand_off(_line("a"))
+    await puller.pull()
+    box = rooms.outboxes["lobby"]
+    box.drop_head()  # three echo timeouts
+    assert await puller.pull() == 0
+    assert await box.readmit(_line("a"))  # the retry queue's attempt still can
+
+
+async def test_a_released_outbox_keeps_lines_in_the_journal_for_the_next_holder() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    journal = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    box = Outbox("lobby", journal, capacity=5)
+    await box.put(_line("a"))
+    assert box.release() == 1
+    await box.put(_line("b"))  # accepted while the lease is gone: journal only
+    assert box.depth == 0
+    assert not await box.readmit(_line("a"), handoff=True)
+    assert [line.key for line in await journal.load("lobby")] == ["a", "b"]
+    box.open()
+    assert await box.restore() == 2
+    assert box.in_doubt_since_ms == 1000
+
+
+async def test_a_line_for_a_room_held_elsewhere_goes_to_the_journal_not_to_a_local_outbox() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    journal = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    config = DazConfig(rooms=[RoomConfig(channel="lobby", username="dazbot")],
+                       cytube=CytubeConfig(probe=ProbeConfig(enabled=False), outbound_buffer_size=2))
+    network = FakeNetwork()
+    metrics = DazMetrics()
+    async with EventBus(clock=clock, metrics=metrics) as bus:
+        rooms = RoomManager(config, bus, metrics, clock, random.Random(1), network.factory, journal,
+                            endpoint_factory=network.endpoint, leases=LeaseGate())
+        keys = [key for i in range(5) for key in await rooms.send_chat("lobby", f"line {i}")]
+        # More lines than the outbox holds: none waits here, so none is refused with OutboxFull.
+        assert rooms.supervisor("lobby").outbox.depth == 0
+        assert [line.key for line in await journal.pending(["lobby"])] == keys
+        assert len(set(keys)) == 5
+
+
+class _NoAck:
+    def __init__(self, journal: StoreJournal) -> None:
+        self.journal = journal
+
+    async def save(self, line: OutboundLine) -> None:
+        await self.journal.save(line)
+
+    async def hand_off(self, line: OutboundLine) -> None:
+        await self.journal.hand_off(line)
+
+    async def ack(self, key: str) -> None:
+        return None
+
+    async def load(self, room: str) -> list[OutboundLine]:
+        return await self.journal.load(room)
