@@ -39,13 +39,10 @@ def apply_all(state: ChannelState, events: Iterable[object], at: float = 0.0) ->
 def _with_items(state: ChannelState, items: tuple[cw.PlaylistItem, ...], **changes: Any) -> ChannelState:
     by_uid = {it.uid: it for it in items}
     if len(by_uid) != len(items):  # a duplicated uid: keep the first copy (uids are unique)
-        seen: set[int] = set()
-        kept = []
+        by_uid = {}
         for it in items:
-            if it.uid not in seen:
-                seen.add(it.uid)
-                kept.append(it)
-        items = tuple(kept)
+            by_uid.setdefault(it.uid, it)
+        items = tuple(by_uid.values())
     current = changes.get("current_uid", state.current_uid)
     if current is not None and current not in by_uid:
         # The current item left the playlist (deleted, or the last temp item ended: the server
