@@ -20,6 +20,7 @@ import structlog
 from daz.aio import sleep_or_stop, wait_any
 from daz.clock import Clock
 from daz.config import DazConfig, RoomConfig
+from daz.cytube.channel import ChannelState
 from daz.cytube.discovery import Endpoint, HttpEndpoint
 from daz.cytube.outbox import InMemoryJournal, OutboundJournal, OutboundLine, Outbox
 from daz.cytube.protocol import split_line
@@ -130,6 +131,11 @@ class RoomManager:
         if supervisor is None or not self.holds(line.room):
             return False
         return await supervisor.outbox.readmit(line, handoff=True)
+
+    def channel(self, room: str) -> ChannelState | None:
+        """The room's channel replica (an immutable snapshot; None until the first join completed).
+        While the room is not READY it is the replica as it was when the connection was lost."""
+        return self._get(room).channel.snapshot
 
     def supervisor(self, name: str) -> RoomSupervisor:
         return self._get(name)

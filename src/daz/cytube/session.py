@@ -35,6 +35,7 @@ CHANNEL_EVENT_TYPES = typing.get_args(ChannelEvent)
 
 Publish = Callable[[str, dict[str, Any]], object]
 FrameWatcher = Callable[[str, Any], None]
+Observe = Callable[[object, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class Session:
         config: CytubeConfig,
         publish: Publish,
         metrics: DazMetrics,
+        observe: Observe | None = None,
     ) -> None:
         self.room = room
         self.channel = channel
@@ -78,13 +80,14 @@ class Session:
         self.config = config
         self.metrics = metrics
         self._publish = publish
+        # The room's channel replica sees every parsed frame first, in arrival order.
+        self._observe = observe
         self.name = credentials.name
         self.joined = False
         self.logged_in = False
         self.backlog: list[p.ChatMessage] = []
         self.kick_reason: str | None = None
         self.closed_error: TransportError | None = None
-        self.media_playing = False
         self.last_media_update_at: float | None = None
         self._join_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._login_done: asyncio.Future[p.LoginResult] = asyncio.get_running_loop().create_future()
@@ -193,6 +196,8 @@ class Session:
         if isinstance(event, p.Malformed):
             self._malformed(event.event, event.size, event.detail)
             return
+        if self._observe is not None:
+            self._observe(event, self.clock.monotonic())
         room = self.room
         if isinstance(event, p.ChatMessage | p.PrivateMessage):
             self._chat(event)
@@ -246,13 +251,12 @@ class Session:
         self._publish("cytube.chat", {"room": self.room, "event": event, "backlog": backlog, "own": own})
 
     def _media(self, event: p.MediaChanged | p.MediaUpdate) -> None:
+        # Whether media plays is the channel replica's to say (it also sees the end of the
+        # playlist, which comes as delete + setPlaylistMeta with no media event at all).
         self.last_media_update_at = self.clock.monotonic()
         if isinstance(event, p.MediaChanged):
-            self.media_playing = not event.live and not event.paused
             self._publish("cytube.media.changed", {"room": self.room, "event": event})
         else:
-            # Live items never send mediaUpdate, so one arriving means a non-live item is loaded.
-            self.media_playing = not event.paused
             self._publish("cytube.media.update", {"room": self.room, "event": event})
 
     async def _need_password(self, event: p.NeedPassword) -> None:

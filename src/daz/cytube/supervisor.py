@@ -19,6 +19,7 @@ import structlog
 from daz.aio import race, wait_for
 from daz.clock import Clock
 from daz.config import CytubeConfig, RoomConfig
+from daz.cytube.channel.replica import ChannelReplica
 from daz.cytube.discovery import Endpoint
 from daz.cytube.outbox import OutboundLine, Outbox
 from daz.cytube.session import CooledDown, Credentials, Echo, Session
@@ -128,6 +129,8 @@ class RoomSupervisor:
         self._degraded = False
         self._session: Session | None = None
         self._transport: Transport | None = None
+        # The channel replica outlives connections: resync diffs against it after a reconnect.
+        self.channel = ChannelReplica(self.name, lambda name, data: bus.publish(name, data, source="cytube"))
         self._wake = asyncio.Event()
         self._wake_reason = "requested"
         self._stopping: asyncio.Event | None = None
@@ -148,7 +151,7 @@ class RoomSupervisor:
             last_frame_at=transport.last_frame_at if transport is not None else None,
             ping_interval=transport.ping_interval if transport is not None else None,
             ping_timeout=transport.ping_timeout if transport is not None else None,
-            media_playing=session.media_playing if session is not None else False,
+            media_playing=self.channel.playing,
             last_media_update_at=session.last_media_update_at if session is not None else None,
             flaps_in_window=sum(1 for t in self._flaps if now - t <= window),
             degraded=is_degraded(self._flaps, now, window, self.config.flap_threshold),
@@ -299,11 +302,14 @@ class RoomSupervisor:
             config=self.config,
             metrics=self.metrics,
             publish=lambda name, data: self.bus.publish(name, data, source="cytube"),
+            observe=self.channel.observe,
         )
         self._session = session
+        self.channel.connection_started()
         try:
             return await self._serve(session, transport, stopping)
         finally:
+            self.channel.connection_ended()
             if self.state is RoomState.READY:
                 self._left_ready()
             await transport.close()
@@ -402,7 +408,7 @@ class RoomSupervisor:
                 ping_interval=transport.ping_interval,
                 ping_timeout=transport.ping_timeout,
                 margin=self.config.liveness_margin_seconds,
-                media_playing=session.media_playing,
+                media_playing=self.channel.playing,
                 last_media_update_at=session.last_media_update_at,
                 media_timeout=self.config.media_update_timeout_seconds,
             )

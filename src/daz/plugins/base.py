@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from daz.clock import Clock
 from daz.config import format_problem
+from daz.cytube.channel import ChannelState
 from daz.errors import ConfigError
 from daz.events.bus import Event, EventBus, Subscription
 from daz.metrics import DazMetrics
@@ -46,6 +47,13 @@ class SendApi(Protocol):
     async def send_pm(
         self, room: str, user: str, text: str, *, correlation_id: str | None = None
     ) -> list[str]: ...
+
+
+@runtime_checkable
+class ChannelApi(Protocol):
+    """The rooms' channel replicas (implemented by ``daz.cytube.RoomManager``)."""
+
+    def channel(self, room: str) -> ChannelState | None: ...
 
 
 class SqlApi(Protocol):
@@ -84,6 +92,7 @@ class PluginContext:
     config: Mapping[str, Any] = field(default_factory=dict)
     sql: SqlApi | None = None
     rooms: SendApi | None = None
+    channels: ChannelApi | None = None
     status: StatusSource | None = None
     started_at: float = 0.0
     on_handler_error: Callable[[BaseException], None] | None = None
@@ -114,6 +123,12 @@ class PluginContext:
         )
         self.subscriptions.append(sub)
         return sub
+
+    def channel(self, room: str) -> ChannelState | None:
+        """An immutable snapshot of ``room``'s channel (users, playlist, what plays, poll,
+        permissions...; see ``daz.cytube.channel``). None before the room's first complete join.
+        Read it again for fresh data: a snapshot never changes."""
+        return None if self.channels is None else self.channels.channel(room)
 
     def close(self) -> None:
         """Drop every subscription this context made (the host calls it when the plugin stops)."""

@@ -27,7 +27,7 @@ from daz.clock import Clock
 from daz.errors import ConfigError
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
-from daz.plugins.base import Plugin, PluginContext, SendApi, SqlApi, StatusSource
+from daz.plugins.base import ChannelApi, Plugin, PluginContext, SendApi, SqlApi, StatusSource
 from daz.plugins.command_spec import CommandRegistry
 
 log = structlog.get_logger("daz.plugins")
@@ -343,6 +343,7 @@ class PluginHost:
             name=name, bus=self.bus, clock=self.clock, metrics=self.metrics,
             log=structlog.get_logger(f"daz.plugins.{name}"), config=self.sections[name],
             sql=self.sql, rooms=self.rooms, status=self.status_source, started_at=self.started_at,
+            channels=self.rooms if isinstance(self.rooms, ChannelApi) else None,
             on_handler_error=on_handler_error, commands=self.commands,
         )
         if status.state is not PluginState.STARTING:
