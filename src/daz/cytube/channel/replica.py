@@ -69,7 +69,7 @@ class ChannelReplica:
         except Exception:
             # A reducer bug must not take the connection down with it (the session would
             # reconnect into the same bug); the replica keeps its last good state and says so.
-            log.exception("channel.apply_failed", room=self.room, event=type(event).__name__)
+            log.exception("channel.apply_failed", room=self.room, wire_event=type(event).__name__)
 
     def _observe(self, event: object, at: float) -> None:
         if self._building is not None:
