@@ -190,14 +190,16 @@ class Session:
             if label != "other":
                 self._received[item.name] = counter
         counter.inc()
+        event = p.parse(item.name, item.data)
+        if self._observe is not None and not isinstance(event, p.Malformed):
+            # The replica first: whoever reacts to this frame (the action watcher, the bus
+            # subscribers) already finds its effect in the replica.
+            self._observe(event, self.clock.monotonic())
         if self._frame_watcher is not None:
             self._frame_watcher(item.name, item.data)
-        event = p.parse(item.name, item.data)
         if isinstance(event, p.Malformed):
             self._malformed(event.event, event.size, event.detail)
             return
-        if self._observe is not None:
-            self._observe(event, self.clock.monotonic())
         room = self.room
         if isinstance(event, p.ChatMessage | p.PrivateMessage):
             self._chat(event)
