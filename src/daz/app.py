@@ -287,9 +287,8 @@ class DazApp:
             age = row.oldest_pending_age_seconds
             if row.status == "pending" and age is not None:
                 oldest = max(oldest or 0.0, float(age))
-        dead = [i for i in await self.store.list(status="dead_letter", limit=1000)
-                if i.updated_at >= self.clock.now() - timedelta(hours=1)]
-        return QueueView(depth=depth, oldest_pending_age_seconds=oldest, dead_letters_last_hour=len(dead),
+        dead = await self.store.dead_letters_since(self.clock.now() - timedelta(hours=1))
+        return QueueView(depth=depth, oldest_pending_age_seconds=oldest, dead_letters_last_hour=dead,
                          reclaims=self.queue.stats.get("reclaimed", 0))
 
     async def dead_letters(self, limit: int) -> Sequence[DeadLetterView]:

@@ -53,6 +53,11 @@ class StoreUnavailable(StoreError):
 class StaleFence(StoreError):
     """A worker presented a fence that no longer owns the item (its lease was reclaimed)."""
 
+    def __init__(self, item_id: int, fence: int) -> None:
+        super().__init__(f"item {item_id}: fence {fence} no longer owns it")
+        self.item_id = item_id
+        self.fence = fence
+
 
 class ItemNotFound(StoreError):
     """No queue item has the given id."""

@@ -9,6 +9,7 @@ are testable with ``FakeClock`` on every backend alike.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,6 +50,42 @@ class NewItem:
     max_retries: int | None = None
     retry_after: datetime | None = None
     timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedItem:
+    """A ``NewItem`` with its defaults applied: what every store inserts."""
+
+    operation_type: str
+    payload: dict[str, Any]
+    target: str | None
+    event_type: str | None
+    correlation_id: str
+    idempotency_key: str | None
+    priority: int
+    max_retries: int
+    retry_after: datetime
+    timeout_seconds: float
+
+
+def with_defaults(item: NewItem, now: datetime) -> ResolvedItem:
+    """The one place new-item defaults are decided, for every store.
+
+    A fresh correlation id, ``DEFAULT_MAX_RETRIES``, ``DEFAULT_TIMEOUT_SECONDS`` (also for a zero
+    timeout, which could never run), and due ``now`` (the store's clock).
+    """
+    return ResolvedItem(
+        operation_type=item.operation_type,
+        payload=item.payload,
+        target=item.target,
+        event_type=item.event_type,
+        correlation_id=item.correlation_id or uuid.uuid4().hex,
+        idempotency_key=item.idempotency_key,
+        priority=item.priority,
+        max_retries=item.max_retries if item.max_retries is not None else DEFAULT_MAX_RETRIES,
+        retry_after=item.retry_after if item.retry_after is not None else now,
+        timeout_seconds=item.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +230,10 @@ class RetryStore(Protocol):
         ...
 
     async def stats(self) -> list[StatsRow]: ...
+
+    async def dead_letters_since(self, since: datetime) -> int:
+        """How many items are dead letters last updated at or after ``since``, counted by the store."""
+        ...
 
     async def get(self, id: int) -> QueueItem:
         """The item, or ``ItemNotFound``."""

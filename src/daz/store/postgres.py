@@ -14,10 +14,9 @@ import builtins
 import contextlib
 import json
 import random
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final, LiteralString
+from typing import Any, Final
 
 import asyncpg
 import structlog
@@ -28,10 +27,9 @@ from daz.db.classify import DRIVER_ERRORS
 from daz.db.errors import translate
 from daz.db.postgres import connect
 from daz.errors import ItemNotFound, StaleFence
+from daz.store import queries
 from daz.store.base import (
     DEFAULT_LIST_LIMIT,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT_SECONDS,
     TERMINAL_STATUSES,
     ClaimedSchedule,
     NewItem,
@@ -40,6 +38,7 @@ from daz.store.base import (
     Status,
     WakeCallback,
     validate_status,
+    with_defaults,
 )
 
 log = structlog.get_logger("daz.store")
@@ -49,171 +48,11 @@ CONNECT_TIMEOUT_SECONDS: Final = 10.0
 LISTEN_RETRY_BASE_SECONDS: Final = 0.5
 LISTEN_RETRY_CAP_SECONDS: Final = 30.0
 
-_COLUMNS: Final = (
-    "id, correlation_id, idempotency_key, operation_type, target, event_type, payload::text, status, "
-    "priority, attempt, max_retries, retry_after, lease_until, lease_owner, fence, timeout_seconds, "
-    "last_error, created_at, updated_at, deferred_by"
-)
-
-_SCHEDULE: Final[LiteralString] = """
-WITH ins AS (
-    INSERT INTO daz_retry_queue (correlation_id, idempotency_key, operation_type, target, event_type,
-                                 payload, priority, max_retries, retry_after, timeout_seconds,
-                                 created_at, updated_at)
-    SELECT c, k, o, t, e, p::jsonb, pr, mr, coalesce(ra, $11), ts, $11, $11
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
-                $8::int[], $9::timestamptz[], $10::float8[])
-         WITH ORDINALITY AS u(c, k, o, t, e, p, pr, mr, ra, ts, ord)
-    ORDER BY ord
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id, idempotency_key
-)
-SELECT ins.id, ins.idempotency_key FROM ins, (SELECT pg_notify($12, '')) AS wake
-"""
-
-# The hand-off: the rows a claim would leave (processing, fence 1, leased), and no NOTIFY, since no
-# other worker could claim them.
-_SCHEDULE_CLAIMED: Final[LiteralString] = """
-INSERT INTO daz_retry_queue (correlation_id, idempotency_key, operation_type, target, event_type,
-                             payload, priority, max_retries, retry_after, timeout_seconds,
-                             created_at, updated_at, status, fence, lease_until, lease_owner)
-SELECT c, k, o, t, e, p::jsonb, pr, mr, coalesce(ra, $11), ts, $11, $11, 'processing', 1, $12, $13
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
-            $8::int[], $9::timestamptz[], $10::float8[])
-     WITH ORDINALITY AS u(c, k, o, t, e, p, pr, mr, ra, ts, ord)
-ORDER BY ord
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id, correlation_id, idempotency_key, operation_type, target, event_type, payload::text, status,
-          priority, attempt, max_retries, retry_after, lease_until, lease_owner, fence, timeout_seconds,
-          last_error, created_at, updated_at, deferred_by
-"""
-
-_IDS_BY_KEY: Final[LiteralString] = (
-    "SELECT idempotency_key, id FROM daz_retry_queue WHERE idempotency_key = ANY($1::text[])"
-)
-
-_CLAIM: Final[LiteralString] = """
-WITH expired AS (
-    SELECT id FROM daz_retry_queue
-    WHERE status = 'processing' AND lease_until < $1
-      AND ($5::text[] IS NULL OR operation_type = ANY($5))
-      AND ($6::text[] IS NULL OR target IS NULL OR target = ANY($6))
-    ORDER BY lease_until
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-), due AS (
-    SELECT id FROM daz_retry_queue
-    WHERE status = 'pending' AND retry_after <= $1
-      AND ($5::text[] IS NULL OR operation_type = ANY($5))
-      AND ($6::text[] IS NULL OR target IS NULL OR target = ANY($6))
-    ORDER BY priority DESC, retry_after, id
-    LIMIT greatest($2 - (SELECT count(*) FROM expired), 0)
-    FOR UPDATE SKIP LOCKED
-)
--- ARRAY(...) is computed once, so the update reaches its rows by primary key (a join here made the
--- planner hash the whole table).
-UPDATE daz_retry_queue q
-SET status = 'processing', fence = q.fence + 1, lease_until = $3, lease_owner = $4, updated_at = $1
-WHERE q.id = ANY(ARRAY(SELECT id FROM expired UNION ALL SELECT id FROM due))
-RETURNING q.id, q.correlation_id, q.idempotency_key, q.operation_type, q.target, q.event_type,
-          q.payload::text, q.status, q.priority, q.attempt, q.max_retries, q.retry_after, q.lease_until,
-          q.lease_owner, q.fence, q.timeout_seconds, q.last_error, q.created_at, q.updated_at,
-          q.deferred_by, q.id = ANY(ARRAY(SELECT id FROM expired))
-"""
-
-_HEARTBEAT: Final[LiteralString] = """
-UPDATE daz_retry_queue SET lease_until = $3, updated_at = $4
-WHERE id = $1 AND fence = $2 AND status = 'processing'
-"""
-
-_COMPLETE_MANY: Final[LiteralString] = """
-UPDATE daz_retry_queue q
-SET status = 'completed', lease_until = NULL, lease_owner = NULL, updated_at = $3
-WHERE q.id = ANY($1::bigint[]) AND q.status = 'processing'
-  -- a lookup, not a join: joined with unnest() the generic plan hashed the whole table
-  AND q.fence = ($2::bigint[])[array_position($1::bigint[], q.id)]
-RETURNING q.id
-"""
-
-_RESCHEDULE: Final[LiteralString] = """
-UPDATE daz_retry_queue
-SET status = 'pending', retry_after = $3, last_error = coalesce($4, last_error),
-    attempt = attempt + $5, lease_until = NULL, lease_owner = NULL, deferred_by = $6, updated_at = $7
-WHERE id = $1 AND fence = $2 AND status = 'processing'
-"""
-
-_DEAD_LETTER: Final[LiteralString] = """
-UPDATE daz_retry_queue
-SET status = 'dead_letter', last_error = $3, attempt = attempt + 1, lease_until = NULL,
-    lease_owner = NULL, deferred_by = NULL, updated_at = $4
-WHERE id = $1 AND fence = $2 AND status = 'processing'
-"""
-
-_REQUEUE: Final[LiteralString] = """
-WITH moved AS (
-    UPDATE daz_retry_queue
-    SET status = 'pending', attempt = 0, retry_after = $4, lease_until = NULL, lease_owner = NULL,
-        deferred_by = NULL, updated_at = $4
-    WHERE status IN ('dead_letter', 'failed')
-      AND ($3 OR id = ANY($1::bigint[]) OR operation_type = $2)
-    RETURNING id
-)
-SELECT count(*) FROM moved, (SELECT pg_notify($5, '')) AS wake
-"""
-
-_RELEASE_DEFERRED: Final[LiteralString] = """
-WITH picked AS (
-    SELECT id FROM daz_retry_queue
-    WHERE status = 'pending' AND deferred_by = $1
-    ORDER BY retry_after, id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-), moved AS (
-    UPDATE daz_retry_queue q SET retry_after = $3, deferred_by = NULL, updated_at = $3
-    FROM picked WHERE q.id = picked.id
-    RETURNING q.id
-)
-SELECT count(*) FROM moved, (SELECT pg_notify($4, '')) AS wake
-"""
-
-_ACK_PENDING: Final[LiteralString] = """
-UPDATE daz_retry_queue SET status = 'completed', updated_at = $2
-WHERE idempotency_key = $1 AND status = 'pending'
-"""
-
-_PURGE: Final[LiteralString] = """
-DELETE FROM daz_retry_queue WHERE status = ANY($1::text[]) AND updated_at < $2
-"""
-
-_STATS: Final[LiteralString] = """
-SELECT operation_type, status, count, avg_attempts, max_attempts, oldest_created_at
-FROM daz_retry_queue_stats ORDER BY operation_type, status
-"""
-
-_GET: Final[LiteralString] = """
-SELECT id, correlation_id, idempotency_key, operation_type, target, event_type, payload::text, status,
-       priority, attempt, max_retries, retry_after, lease_until, lease_owner, fence, timeout_seconds,
-       last_error, created_at, updated_at, deferred_by
-FROM daz_retry_queue WHERE id = $1
-"""
-
-_LIST: Final[LiteralString] = """
-SELECT id, correlation_id, idempotency_key, operation_type, target, event_type, payload::text, status,
-       priority, attempt, max_retries, retry_after, lease_until, lease_owner, fence, timeout_seconds,
-       last_error, created_at, updated_at, deferred_by
-FROM daz_retry_queue
-WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR operation_type = $2)
-ORDER BY id
-LIMIT $3
-"""
-
-_NEXT_DUE: Final[LiteralString] = """
-SELECT least(
-    (SELECT min(retry_after) FROM daz_retry_queue WHERE status = 'pending'),
-    (SELECT min(lease_until) FROM daz_retry_queue WHERE status = 'processing')
-)
-"""
-
+_SQL: Final = queries.load("postgres", (
+    "schedule", "schedule_claimed", "ids_by_key", "claim", "heartbeat", "complete_many", "reschedule",
+    "dead_letter", "requeue", "release_deferred", "ack_pending", "purge", "stats", "dead_letters_since",
+    "get", "list", "next_due", "current_schema", "ping",
+))
 
 
 async def _no_session_reset(_: asyncpg.Connection) -> None:
@@ -263,7 +102,7 @@ class PostgresStore:
             )
         try:
             with _translated("connect"):
-                schema = await pool.fetchval("SELECT current_schema()")
+                schema = await pool.fetchval(_SQL["current_schema"])
         except BaseException:
             await pool.close()
             raise
@@ -273,8 +112,9 @@ class PostgresStore:
     async def schedule(self, items: Sequence[NewItem]) -> list[int]:
         if not items:
             return []
+        now = self.clock.now()
         with _translated("schedule"):
-            rows = await self._pool.fetch(_SCHEDULE, *_columns(items), self.clock.now(), self.channel)
+            rows = await self._pool.fetch(_SQL["schedule"], *_columns(items, now), now, self.channel)
             inserted = sorted((r[0], r[1]) for r in rows)
             return await self._ids(items, inserted)
 
@@ -286,7 +126,8 @@ class PostgresStore:
         now = self.clock.now()
         with _translated("schedule"):
             rows = await self._pool.fetch(
-                _SCHEDULE_CLAIMED, *_columns(items), now, now + timedelta(seconds=lease_seconds), owner
+                _SQL["schedule_claimed"], *_columns(items, now), now,
+                now + timedelta(seconds=lease_seconds), owner,
             )
             claimed = sorted((_item(r) for r in rows), key=lambda i: i.id)
             ids = await self._ids(items, [(i.id, i.idempotency_key) for i in claimed])
@@ -301,7 +142,7 @@ class PostgresStore:
                    if it.idempotency_key is not None and it.idempotency_key not in by_key]
         existing: dict[str, int] = {}
         if missing:
-            existing = {r[0]: r[1] for r in await self._pool.fetch(_IDS_BY_KEY, missing)}
+            existing = {r[0]: r[1] for r in await self._pool.fetch(_SQL["ids_by_key"], missing)}
         return _assign_ids(items, [id for id, _ in inserted], by_key, existing)
 
     async def claim_due(
@@ -316,7 +157,7 @@ class PostgresStore:
         now = self.clock.now()
         with _translated("claim"):
             rows = await self._pool.fetch(
-                _CLAIM, now, batch, now + timedelta(seconds=lease_seconds), owner,
+                _SQL["claim"], now, batch, now + timedelta(seconds=lease_seconds), owner,
                 builtins.list(operation_types) if operation_types is not None else None,
                 builtins.list(targets) if targets is not None else None,
             )
@@ -326,19 +167,21 @@ class PostgresStore:
         now = self.clock.now()
         with _translated("heartbeat"):
             until = now + timedelta(seconds=lease_seconds)
-            status = await self._pool.execute(_HEARTBEAT, id, fence, until, now)
+            status = await self._pool.execute(_SQL["heartbeat"], id, fence, until, now)
         return status.endswith(" 1")
 
     async def complete(self, id: int, fence: int) -> None:
         if await self.complete_many([(id, fence)]):
-            raise StaleFence(f"item {id}: fence {fence} no longer owns it")
+            raise StaleFence(id, fence)
 
     async def complete_many(self, claims: Sequence[tuple[int, int]]) -> list[int]:
         if not claims:
             return []
         ids = [c[0] for c in claims]
         with _translated("complete"):
-            rows = await self._pool.fetch(_COMPLETE_MANY, ids, [c[1] for c in claims], self.clock.now())
+            rows = await self._pool.fetch(
+                _SQL["complete_many"], ids, [c[1] for c in claims], self.clock.now()
+            )
         done = {r[0] for r in rows}
         return [id for id in ids if id not in done]
 
@@ -354,16 +197,17 @@ class PostgresStore:
     ) -> None:
         with _translated("reschedule"):
             status = await self._pool.execute(
-                _RESCHEDULE, id, fence, at, error, 1 if count_attempt else 0, deferred_by, self.clock.now()
+                _SQL["reschedule"], id, fence, at, error, 1 if count_attempt else 0, deferred_by,
+                self.clock.now(),
             )
         if not status.endswith(" 1"):
-            raise StaleFence(f"item {id}: fence {fence} no longer owns it")
+            raise StaleFence(id, fence)
 
     async def dead_letter(self, id: int, fence: int, reason: str) -> None:
         with _translated("dead_letter"):
-            status = await self._pool.execute(_DEAD_LETTER, id, fence, reason, self.clock.now())
+            status = await self._pool.execute(_SQL["dead_letter"], id, fence, reason, self.clock.now())
         if not status.endswith(" 1"):
-            raise StaleFence(f"item {id}: fence {fence} no longer owns it")
+            raise StaleFence(id, fence)
 
     async def requeue(
         self,
@@ -374,27 +218,28 @@ class PostgresStore:
     ) -> int:
         with _translated("requeue"):
             count = await self._pool.fetchval(
-                _REQUEUE, builtins.list(ids or []), operation_type, all_dead, self.clock.now(), self.channel
+                _SQL["requeue"], builtins.list(ids or []), operation_type, all_dead, self.clock.now(),
+                self.channel,
             )
         return int(count or 0)
 
     async def release_deferred(self, breaker_name: str, limit: int) -> int:
         with _translated("release_deferred"):
             count = await self._pool.fetchval(
-                _RELEASE_DEFERRED, breaker_name, max(limit, 0), self.clock.now(), self.channel
+                _SQL["release_deferred"], breaker_name, max(limit, 0), self.clock.now(), self.channel
             )
         return int(count or 0)
 
     async def ack_pending(self, idempotency_key: str) -> bool:
         with _translated("ack_pending"):
-            status = await self._pool.execute(_ACK_PENDING, idempotency_key, self.clock.now())
+            status = await self._pool.execute(_SQL["ack_pending"], idempotency_key, self.clock.now())
         return status.endswith(" 1")
 
     async def purge(self, older_than: timedelta, status: str | None = None) -> int:
         validate_status(status)
         statuses = [status] if status is not None else builtins.list(TERMINAL_STATUSES)
         with _translated("purge"):
-            result = await self._pool.execute(_PURGE, statuses, self.clock.now() - older_than)
+            result = await self._pool.execute(_SQL["purge"], statuses, self.clock.now() - older_than)
         return int(result.rsplit(" ", 1)[-1])
 
     async def cleanup(self, retention: timedelta) -> int:
@@ -403,7 +248,7 @@ class PostgresStore:
     async def stats(self) -> list[StatsRow]:
         now = self.clock.now()
         with _translated("stats"):
-            rows = await self._pool.fetch(_STATS)
+            rows = await self._pool.fetch(_SQL["stats"])
         return [
             StatsRow(
                 r[0], r[1], int(r[2]), float(r[3]), int(r[4]),
@@ -412,9 +257,14 @@ class PostgresStore:
             for r in rows
         ]
 
+    async def dead_letters_since(self, since: datetime) -> int:
+        with _translated("dead_letters_since"):
+            count = await self._pool.fetchval(_SQL["dead_letters_since"], since)
+        return int(count or 0)
+
     async def get(self, id: int) -> QueueItem:
         with _translated("get"):
-            row = await self._pool.fetchrow(_GET, id)
+            row = await self._pool.fetchrow(_SQL["get"], id)
         if row is None:
             raise ItemNotFound(f"no queue item with id {id}")
         return _item(row)
@@ -428,12 +278,12 @@ class PostgresStore:
     ) -> builtins.list[QueueItem]:
         validate_status(status)
         with _translated("list"):
-            rows = await self._pool.fetch(_LIST, status, operation_type, limit)
+            rows = await self._pool.fetch(_SQL["list"], status, operation_type, limit)
         return [_item(r) for r in rows]
 
     async def next_due_at(self) -> datetime | None:
         with _translated("next_due_at"):
-            value: datetime | None = await self._pool.fetchval(_NEXT_DUE)
+            value: datetime | None = await self._pool.fetchval(_SQL["next_due"])
         return value
 
     @contextlib.asynccontextmanager
@@ -483,7 +333,7 @@ class PostgresStore:
 
     async def ping(self) -> None:
         with _translated("ping"):
-            await self._pool.fetchval("SELECT 1")
+            await self._pool.fetchval(_SQL["ping"])
 
     async def close(self) -> None:
         # A connection stuck on a dead or black-holed socket would make a graceful close wait
@@ -495,20 +345,21 @@ class PostgresStore:
             self._pool.terminate()
 
 
-def _columns(items: Sequence[NewItem]) -> list[list[Any]]:
-    """The ten parallel arrays the ``unnest`` inserts take."""
+def _columns(items: Sequence[NewItem], now: datetime) -> list[list[Any]]:
+    """The ten parallel arrays the ``unnest`` inserts take, defaults applied."""
     cols: list[list[Any]] = [[] for _ in range(10)]
-    for it in items:
-        cols[0].append(it.correlation_id or uuid.uuid4().hex)
+    for given in items:
+        it = with_defaults(given, now)
+        cols[0].append(it.correlation_id)
         cols[1].append(it.idempotency_key)
         cols[2].append(it.operation_type)
         cols[3].append(it.target)
         cols[4].append(it.event_type)
         cols[5].append(json.dumps(it.payload))
         cols[6].append(it.priority)
-        cols[7].append(it.max_retries if it.max_retries is not None else DEFAULT_MAX_RETRIES)
+        cols[7].append(it.max_retries)
         cols[8].append(it.retry_after)
-        cols[9].append(it.timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
+        cols[9].append(it.timeout_seconds)
     return cols
 
 

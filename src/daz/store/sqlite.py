@@ -14,21 +14,19 @@ import contextlib
 import functools
 import json
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, LiteralString, TypeVar
+from typing import Any, Final, TypeVar
 
 from daz.clock import Clock, SystemClock
 from daz.db.errors import translate
 from daz.db.sqlite import connect as sqlite_connect
 from daz.errors import ItemNotFound, StaleFence, StoreError, StoreUnavailable
+from daz.store import queries
 from daz.store.base import (
     DEFAULT_LIST_LIMIT,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT_SECONDS,
     TERMINAL_STATUSES,
     ClaimedSchedule,
     NewItem,
@@ -37,96 +35,16 @@ from daz.store.base import (
     Status,
     WakeCallback,
     validate_status,
+    with_defaults,
 )
 
 T = TypeVar("T")
 
-_COLUMNS: Final[LiteralString] = (
-    "id, correlation_id, idempotency_key, operation_type, target, event_type, payload, status, "
-    "priority, attempt, max_retries, retry_after, lease_until, lease_owner, fence, timeout_seconds, "
-    "last_error, created_at, updated_at, deferred_by"
-)
-_INSERT: Final[LiteralString] = """
-INSERT INTO daz_retry_queue (correlation_id, idempotency_key, operation_type, target, event_type, payload,
-                             priority, max_retries, retry_after, timeout_seconds, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-"""
-# The hand-off: the row a claim would leave (processing, fence 1, leased).
-_INSERT_CLAIMED: Final[LiteralString] = """
-INSERT INTO daz_retry_queue (correlation_id, idempotency_key, operation_type, target, event_type, payload,
-                             priority, max_retries, retry_after, timeout_seconds, created_at, updated_at,
-                             status, fence, lease_until, lease_owner)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', 1, ?, ?)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING """ + _COLUMNS
-_FILTERS: Final[LiteralString] = (
-    " AND (? IS NULL OR operation_type IN (SELECT value FROM json_each(?)))"
-    " AND (? IS NULL OR target IS NULL OR target IN (SELECT value FROM json_each(?)))"
-)
-_CLAIM_EXPIRED: Final[LiteralString] = (
-    "UPDATE daz_retry_queue SET status = 'processing', fence = fence + 1, lease_until = ?, lease_owner = ?,"
-    " updated_at = ? WHERE id IN (SELECT id FROM daz_retry_queue"
-    " WHERE status = 'processing' AND lease_until < ?" + _FILTERS + " ORDER BY lease_until LIMIT ?)"
-    " RETURNING " + _COLUMNS
-)
-_CLAIM_DUE: Final[LiteralString] = (
-    "UPDATE daz_retry_queue SET status = 'processing', fence = fence + 1, lease_until = ?, lease_owner = ?,"
-    " updated_at = ? WHERE id IN (SELECT id FROM daz_retry_queue"
-    " WHERE status = 'pending' AND retry_after <= ?" + _FILTERS
-    + " ORDER BY priority DESC, retry_after, id LIMIT ?)"
-    " RETURNING " + _COLUMNS
-)
-_OWNED: Final[LiteralString] = "id = ? AND fence = ? AND status = 'processing'"
-_COMPLETE_MANY: Final[LiteralString] = (
-    "UPDATE daz_retry_queue SET status = 'completed', lease_until = NULL, lease_owner = NULL, updated_at = ?"
-    " WHERE status = 'processing' AND (id, fence) IN"
-    " (SELECT value ->> 0, value ->> 1 FROM json_each(?)) RETURNING id"
-)
-_HEARTBEAT: Final[LiteralString] = (
-    "UPDATE daz_retry_queue SET lease_until = ?, updated_at = ? WHERE " + _OWNED
-)
-_RESCHEDULE: Final[LiteralString] = (
-    "UPDATE daz_retry_queue SET status = 'pending', retry_after = ?, last_error = coalesce(?, last_error),"
-    " attempt = attempt + ?, lease_until = NULL, lease_owner = NULL, deferred_by = ?, updated_at = ?"
-    " WHERE " + _OWNED
-)
-_DEAD_LETTER: Final[LiteralString] = (
-    "UPDATE daz_retry_queue SET status = 'dead_letter', last_error = ?, attempt = attempt + 1,"
-    " lease_until = NULL, lease_owner = NULL, deferred_by = NULL, updated_at = ? WHERE " + _OWNED
-)
-_REQUEUE: Final[LiteralString] = (
-    "UPDATE daz_retry_queue SET status = 'pending', attempt = 0, retry_after = ?, lease_until = NULL,"
-    " lease_owner = NULL, deferred_by = NULL, updated_at = ?"
-    " WHERE status IN ('dead_letter', 'failed')"
-    " AND (? OR id IN (SELECT value FROM json_each(?)) OR operation_type = ?)"
-)
-_RELEASE_DEFERRED: Final[LiteralString] = (
-    "UPDATE daz_retry_queue SET retry_after = ?, deferred_by = NULL, updated_at = ?"
-    " WHERE id IN (SELECT id FROM daz_retry_queue WHERE status = 'pending' AND deferred_by = ?"
-    " ORDER BY retry_after, id LIMIT ?)"
-)
-_ACK_PENDING: Final[LiteralString] = (
-    "UPDATE daz_retry_queue SET status = 'completed', updated_at = ?"
-    " WHERE idempotency_key = ? AND status = 'pending'"
-)
-_PURGE: Final[LiteralString] = (
-    "DELETE FROM daz_retry_queue WHERE status IN (SELECT value FROM json_each(?)) AND updated_at < ?"
-)
-_STATS: Final[LiteralString] = (
-    "SELECT operation_type, status, count, avg_attempts, max_attempts, oldest_created_at"
-    " FROM daz_retry_queue_stats ORDER BY operation_type, status"
-)
-_GET: Final[LiteralString] = "SELECT " + _COLUMNS + " FROM daz_retry_queue WHERE id = ?"
-_LIST: Final[LiteralString] = (
-    "SELECT " + _COLUMNS + " FROM daz_retry_queue WHERE (? IS NULL OR status = ?)"
-    " AND (? IS NULL OR operation_type = ?) ORDER BY id LIMIT ?"
-)
-_IDS_BY_KEY: Final[LiteralString] = "SELECT id FROM daz_retry_queue WHERE idempotency_key = ?"
-_NEXT_DUE: Final[LiteralString] = (
-    "SELECT min(m) FROM (SELECT min(retry_after) AS m FROM daz_retry_queue WHERE status = 'pending'"
-    " UNION ALL SELECT min(lease_until) FROM daz_retry_queue WHERE status = 'processing')"
-)
+_SQL: Final = queries.load("sqlite", (
+    "schedule", "schedule_claimed", "id_by_key", "claim_expired", "claim_due", "heartbeat", "complete_many",
+    "reschedule", "dead_letter", "requeue", "release_deferred", "ack_pending", "purge", "stats",
+    "dead_letters_since", "get", "list", "next_due", "ping",
+))
 
 
 def _ts(moment: datetime) -> float:
@@ -145,13 +63,12 @@ def _item(r: Sequence[Any], reclaimed: bool = False) -> QueueItem:
     )
 
 
-def _row(it: NewItem, now: float) -> tuple[Any, ...]:
+def _row(given: NewItem, now: datetime) -> tuple[Any, ...]:
+    it = with_defaults(given, now)
     return (
-        it.correlation_id or uuid.uuid4().hex, it.idempotency_key, it.operation_type, it.target,
-        it.event_type, json.dumps(it.payload), it.priority,
-        it.max_retries if it.max_retries is not None else DEFAULT_MAX_RETRIES,
-        _ts(it.retry_after) if it.retry_after is not None else now,
-        it.timeout_seconds or DEFAULT_TIMEOUT_SECONDS, now, now,
+        it.correlation_id, it.idempotency_key, it.operation_type, it.target, it.event_type,
+        json.dumps(it.payload), it.priority, it.max_retries, _ts(it.retry_after), it.timeout_seconds,
+        _ts(now), _ts(now),
     )
 
 
@@ -217,20 +134,20 @@ class SqliteStore:
     async def schedule(self, items: Sequence[NewItem]) -> list[int]:
         if not items:
             return []
-        ids = await self._run(self._schedule, items, _ts(self.clock.now()))
+        ids = await self._run(self._schedule, items, self.clock.now())
         self._notify()
         return ids
 
-    def _schedule(self, items: Sequence[NewItem], now: float) -> list[int]:
+    def _schedule(self, items: Sequence[NewItem], now: datetime) -> list[int]:
         conn = self.conn
         ids: list[int] = []
         with _immediate(conn):
             for it in items:
-                cur = conn.execute(_INSERT, _row(it, now))
+                cur = conn.execute(_SQL["schedule"], _row(it, now))
                 if cur.rowcount == 1 and cur.lastrowid is not None:
                     ids.append(cur.lastrowid)
                 else:
-                    ids.append(conn.execute(_IDS_BY_KEY, (it.idempotency_key,)).fetchone()[0])
+                    ids.append(conn.execute(_SQL["id_by_key"], (it.idempotency_key,)).fetchone()[0])
         return ids
 
     async def schedule_claimed(
@@ -240,24 +157,24 @@ class SqliteStore:
             return ClaimedSchedule([], [])
         now = self.clock.now()
         ids, rows = await self._run(
-            self._schedule_claimed, items, _ts(now), _ts(now + timedelta(seconds=lease_seconds)), owner
+            self._schedule_claimed, items, now, _ts(now + timedelta(seconds=lease_seconds)), owner
         )
         return ClaimedSchedule(ids, [_item(r) for r in rows])
 
     def _schedule_claimed(
-        self, items: Sequence[NewItem], now: float, lease_until: float, owner: str
+        self, items: Sequence[NewItem], now: datetime, lease_until: float, owner: str
     ) -> tuple[list[int], list[Any]]:
         conn = self.conn
         ids: list[int] = []
         rows: list[Any] = []
         with _immediate(conn):
             for it in items:
-                row = conn.execute(_INSERT_CLAIMED, (*_row(it, now), lease_until, owner)).fetchone()
+                row = conn.execute(_SQL["schedule_claimed"], (*_row(it, now), lease_until, owner)).fetchone()
                 if row is not None:
                     rows.append(row)
                     ids.append(row[0])
                 else:
-                    ids.append(conn.execute(_IDS_BY_KEY, (it.idempotency_key,)).fetchone()[0])
+                    ids.append(conn.execute(_SQL["id_by_key"], (it.idempotency_key,)).fetchone()[0])
         return ids, rows
 
     # claims and outcomes -----------------------------------------------------------------------
@@ -282,18 +199,20 @@ class SqliteStore:
     ) -> list[tuple[Any, bool]]:
         conn = self.conn
         with _immediate(conn):
-            expired = conn.execute(_CLAIM_EXPIRED, (lease_until, owner, now, now, *filters, batch)).fetchall()
+            expired = conn.execute(
+                _SQL["claim_expired"], (lease_until, owner, now, now, *filters, batch)
+            ).fetchall()
             due: list[Any] = []
             if len(expired) < batch:
                 due = conn.execute(
-                    _CLAIM_DUE, (lease_until, owner, now, now, *filters, batch - len(expired))
+                    _SQL["claim_due"], (lease_until, owner, now, now, *filters, batch - len(expired))
                 ).fetchall()
         return [(r, True) for r in expired] + [(r, False) for r in due]
 
     async def heartbeat(self, id: int, fence: int, lease_seconds: float) -> bool:
         now = self.clock.now()
         count = await self._run(
-            self._write, _HEARTBEAT, (_ts(now + timedelta(seconds=lease_seconds)), _ts(now), id, fence)
+            self._write, _SQL["heartbeat"], (_ts(now + timedelta(seconds=lease_seconds)), _ts(now), id, fence)
         )
         return count == 1
 
@@ -302,7 +221,7 @@ class SqliteStore:
 
     async def complete(self, id: int, fence: int) -> None:
         if await self.complete_many([(id, fence)]):
-            raise StaleFence(f"item {id}: fence {fence} no longer owns it")
+            raise StaleFence(id, fence)
 
     async def complete_many(self, claims: Sequence[tuple[int, int]]) -> list[int]:
         if not claims:
@@ -310,7 +229,8 @@ class SqliteStore:
         return await self._run(self._complete_many, claims, _ts(self.clock.now()))
 
     def _complete_many(self, claims: Sequence[tuple[int, int]], now: float) -> list[int]:
-        rows = self.conn.execute(_COMPLETE_MANY, (now, json.dumps([list(c) for c in claims]))).fetchall()
+        pairs = json.dumps([list(c) for c in claims])
+        rows = self.conn.execute(_SQL["complete_many"], (now, pairs)).fetchall()
         done = {r[0] for r in rows}
         return [c[0] for c in claims if c[0] not in done]
 
@@ -325,13 +245,13 @@ class SqliteStore:
         deferred_by: str | None = None,
     ) -> None:
         params = (_ts(at), error, 1 if count_attempt else 0, deferred_by, _ts(self.clock.now()), id, fence)
-        if await self._run(self._write, _RESCHEDULE, params) != 1:
-            raise StaleFence(f"item {id}: fence {fence} no longer owns it")
+        if await self._run(self._write, _SQL["reschedule"], params) != 1:
+            raise StaleFence(id, fence)
 
     async def dead_letter(self, id: int, fence: int, reason: str) -> None:
         params = (reason, _ts(self.clock.now()), id, fence)
-        if await self._run(self._write, _DEAD_LETTER, params) != 1:
-            raise StaleFence(f"item {id}: fence {fence} no longer owns it")
+        if await self._run(self._write, _SQL["dead_letter"], params) != 1:
+            raise StaleFence(id, fence)
 
     # operator actions ----------------------------------------------------------------------------
     async def requeue(
@@ -343,26 +263,28 @@ class SqliteStore:
     ) -> int:
         now = _ts(self.clock.now())
         params = (now, now, all_dead, json.dumps(builtins.list(ids or [])), operation_type)
-        moved = await self._run(self._write, _REQUEUE, params)
+        moved = await self._run(self._write, _SQL["requeue"], params)
         if moved:
             self._notify()
         return moved
 
     async def release_deferred(self, breaker_name: str, limit: int) -> int:
         now = _ts(self.clock.now())
-        moved = await self._run(self._write, _RELEASE_DEFERRED, (now, now, breaker_name, max(limit, 0)))
+        params = (now, now, breaker_name, max(limit, 0))
+        moved = await self._run(self._write, _SQL["release_deferred"], params)
         if moved:
             self._notify()
         return moved
 
     async def ack_pending(self, idempotency_key: str) -> bool:
-        return await self._run(self._write, _ACK_PENDING, (_ts(self.clock.now()), idempotency_key)) == 1
+        params = (_ts(self.clock.now()), idempotency_key)
+        return await self._run(self._write, _SQL["ack_pending"], params) == 1
 
     async def purge(self, older_than: timedelta, status: str | None = None) -> int:
         validate_status(status)
         statuses = [status] if status is not None else builtins.list(TERMINAL_STATUSES)
         return await self._run(
-            self._write, _PURGE, (json.dumps(statuses), _ts(self.clock.now() - older_than))
+            self._write, _SQL["purge"], (json.dumps(statuses), _ts(self.clock.now() - older_than))
         )
 
     async def cleanup(self, retention: timedelta) -> int:
@@ -374,15 +296,19 @@ class SqliteStore:
 
     async def stats(self) -> list[StatsRow]:
         now = _ts(self.clock.now())
-        rows = await self._run(self._fetch, _STATS, ())
+        rows = await self._run(self._fetch, _SQL["stats"], ())
         return [
             StatsRow(r[0], r[1], int(r[2]), float(r[3]), int(r[4]),
                      now - r[5] if r[1] == Status.PENDING else None)
             for r in rows
         ]
 
+    async def dead_letters_since(self, since: datetime) -> int:
+        rows = await self._run(self._fetch, _SQL["dead_letters_since"], (_ts(since),))
+        return int(rows[0][0])
+
     async def get(self, id: int) -> QueueItem:
-        rows = await self._run(self._fetch, _GET, (id,))
+        rows = await self._run(self._fetch, _SQL["get"], (id,))
         if not rows:
             raise ItemNotFound(f"no queue item with id {id}")
         return _item(rows[0])
@@ -396,12 +322,12 @@ class SqliteStore:
     ) -> builtins.list[QueueItem]:
         validate_status(status)
         rows = await self._run(
-            self._fetch, _LIST, (status, status, operation_type, operation_type, limit)
+            self._fetch, _SQL["list"], (status, status, operation_type, operation_type, limit)
         )
         return [_item(r) for r in rows]
 
     async def next_due_at(self) -> datetime | None:
-        rows = await self._run(self._fetch, _NEXT_DUE, ())
+        rows = await self._run(self._fetch, _SQL["next_due"], ())
         return _dt(rows[0][0])
 
     @contextlib.asynccontextmanager
@@ -414,7 +340,7 @@ class SqliteStore:
             self._listeners.remove(on_wake)
 
     async def ping(self) -> None:
-        await self._run(self._fetch, "SELECT 1", ())
+        await self._run(self._fetch, _SQL["ping"], ())
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -10,7 +10,6 @@ import contextlib
 import copy
 import dataclasses
 import itertools
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,8 +18,6 @@ from daz.clock import Clock, SystemClock
 from daz.errors import ItemNotFound, StaleFence, StoreUnavailable
 from daz.store.base import (
     DEFAULT_LIST_LIMIT,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT_SECONDS,
     REQUEUEABLE_STATUSES,
     TERMINAL_STATUSES,
     ClaimedSchedule,
@@ -30,6 +27,7 @@ from daz.store.base import (
     Status,
     WakeCallback,
     validate_status,
+    with_defaults,
 )
 
 
@@ -57,7 +55,7 @@ class InMemoryStore:
     def _owned(self, id: int, fence: int) -> QueueItem:
         row = self._rows.get(id)
         if row is None or row.fence != fence or row.status != Status.PROCESSING:
-            raise StaleFence(f"item {id}: fence {fence} no longer owns it")
+            raise StaleFence(id, fence)
         return row
 
     def _put(self, row: QueueItem, **changes: Any) -> QueueItem:
@@ -91,14 +89,15 @@ class InMemoryStore:
         ids: builtins.list[int] = []
         inserted: builtins.list[QueueItem] = []
         by_key = {r.idempotency_key: r.id for r in self._rows.values() if r.idempotency_key is not None}
-        for item in items:
-            if item.idempotency_key is not None and item.idempotency_key in by_key:
-                ids.append(by_key[item.idempotency_key])
+        for given in items:
+            if given.idempotency_key is not None and given.idempotency_key in by_key:
+                ids.append(by_key[given.idempotency_key])
                 continue
+            item = with_defaults(given, now)
             new_id = next(self._ids)
             row = self._rows[new_id] = QueueItem(
                 id=new_id,
-                correlation_id=item.correlation_id or uuid.uuid4().hex,
+                correlation_id=item.correlation_id,
                 idempotency_key=item.idempotency_key,
                 operation_type=item.operation_type,
                 target=item.target,
@@ -107,12 +106,12 @@ class InMemoryStore:
                 status=Status.PENDING if owner is None else Status.PROCESSING,
                 priority=item.priority,
                 attempt=0,
-                max_retries=item.max_retries if item.max_retries is not None else DEFAULT_MAX_RETRIES,
-                retry_after=item.retry_after or now,
+                max_retries=item.max_retries,
+                retry_after=item.retry_after,
                 lease_until=None if owner is None else now + timedelta(seconds=lease_seconds),
                 lease_owner=owner,
                 fence=0 if owner is None else 1,
-                timeout_seconds=item.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
+                timeout_seconds=item.timeout_seconds,
                 last_error=None,
                 created_at=now,
                 updated_at=now,
@@ -282,6 +281,10 @@ class InMemoryStore:
             )
             out.append(StatsRow(op, status, len(rows), sum(attempts) / len(rows), max(attempts), oldest))
         return out
+
+    async def dead_letters_since(self, since: datetime) -> int:
+        self._check()
+        return sum(1 for r in self._rows.values() if r.status == Status.DEAD_LETTER and r.updated_at >= since)
 
     async def get(self, id: int) -> QueueItem:
         self._check()

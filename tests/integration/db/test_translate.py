@@ -67,7 +67,7 @@ def test_sqlite_unopenable_file_is_an_outage(tmp_path: Path) -> None:
 
 
 def test_errors_already_in_the_store_vocabulary_pass_unchanged() -> None:
-    fence = StaleFence("item 1: fence 2 no longer owns it")
+    fence = StaleFence(1, 2)
     with pytest.raises(StaleFence) as caught, translate("PostgreSQL complete"):
         raise fence
     assert caught.value is fence
