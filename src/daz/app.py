@@ -28,6 +28,7 @@ from daz.cluster.identity import resolve_instance_id
 from daz.config import DazConfig
 from daz.cytube.handoff import HandoffPuller
 from daz.cytube.journal import CYTUBE_COMMAND, RoomAvailabilityGate, StoreJournal
+from daz.cytube.room_actions import RoomActions
 from daz.cytube.rooms import RoomManager
 from daz.errors import DazError
 from daz.events.bus import EventBus
@@ -193,7 +194,8 @@ class DazApp:
         self.bus.subscribe("room.line.delivered", self._on_delivered, name="app.line_delivered")
         self.plugins = PluginHost(
             cfg.plugins, bus=self.bus, clock=clock, metrics=metrics, rng=rng, sql=self.sql,
-            rooms=self.rooms, status=self.status_line, factories=self.options.plugin_factories,
+            rooms=self.rooms, actions=RoomActions(self.rooms), status=self.status_line,
+            factories=self.options.plugin_factories,
             policy=self.options.plugin_policy, stop_grace_seconds=self.options.stop_grace_seconds,
         )
         self.gate.set_on_release(self.queue.wake)

@@ -37,6 +37,7 @@ class DazMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self._channel_metrics(r)
 
         # retry queue
         self.retry_scheduled = Counter(
@@ -115,9 +116,6 @@ class DazMetrics:
         )
         self.messages_sent = Counter(
             "daz_messages_sent_total", "Lines sent by outcome", ["room", "outcome"], registry=r
-        )
-        self.protocol_malformed = Counter(
-            "daz_protocol_malformed_total", "Server frames that did not parse", ["room"], registry=r
         )
         # per CyTube server (label: host:port from configuration or discovery, bounded by the rooms)
         self.server_sockets = Gauge(
@@ -200,6 +198,15 @@ class DazMetrics:
         )
         self.chatlog_rows = Counter(
             "daz_chatlog_rows_written_total", "Chat log rows written", ["kind"], registry=r
+        )
+
+    def _channel_metrics(self, r: CollectorRegistry) -> None:
+        self.protocol_malformed = Counter(
+            "daz_protocol_malformed_total", "Server frames that did not parse", ["room"], registry=r
+        )
+        self.actions = Counter(
+            "daz_actions_total", "Channel actions by kind and outcome (queued, confirmed, reconciled, "
+            "not_permitted, invalid, refused, no_reply)", ["room", "kind", "outcome"], registry=r
         )
 
     def exposition(self) -> bytes:

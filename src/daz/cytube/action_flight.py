@@ -39,7 +39,8 @@ from daz.cytube.actions import Action, Vote, VoteSkip, action_from_record
 from daz.cytube.channel import ChannelState
 from daz.cytube.outbox import OutboundLine, Outbox
 from daz.cytube.session import Session
-from daz.errors import ActionError, ActionInvalid, ActionRefused, ActionUnanswered
+from daz.errors import ActionError, ActionInvalid, ActionNotPermitted, ActionRefused, ActionUnanswered
+from daz.metrics import DazMetrics
 
 log = structlog.get_logger("daz.cytube")
 
@@ -50,6 +51,11 @@ NO_REPLY = "no reply (dropped by the server)"
 # repeated vote or voteskip is silent, and /afk toggles are confirmed by the replica. For these,
 # silence after a permitted send means "done", not "dropped".
 _SILENCE_IS_DONE = (VoteSkip, Vote)
+
+_OUTCOMES: dict[type[ActionError], str] = {
+    ActionNotPermitted: "not_permitted", ActionInvalid: "invalid", ActionRefused: "refused",
+    ActionUnanswered: "no_reply",
+}
 
 Publish = Callable[[str, dict[str, Any], str | None], object]
 
@@ -80,7 +86,7 @@ class ActionSender:
 
     def __init__(self, room: str, outbox: Outbox, clock: Clock, timings: ActionTimings, *,
                  replica: Callable[[], ChannelState | None], publish: Publish,
-                 on_settled: Settled | None = None) -> None:
+                 on_settled: Settled | None = None, metrics: DazMetrics | None = None) -> None:
         self.room = room
         self.outbox = outbox
         self.clock = clock
@@ -88,6 +94,7 @@ class ActionSender:
         self.replica = replica
         self.publish = publish
         self.on_settled = on_settled
+        self.metrics = metrics
         self.sent = 0
 
     async def deliver(self, session: Session, line: OutboundLine) -> None:
@@ -105,7 +112,7 @@ class ActionSender:
             if decision.plan is Plan.DONE:
                 log.info("room.action.reconciled", room=self.room, key=line.key, kind=action.kind,
                          reason=decision.reason)
-                await self._settle(line, action.kind, detail=decision.reason)
+                await self._settle(line, action.kind, detail=decision.reason, outcome="reconciled")
                 return
             if decision.plan is Plan.FAIL:
                 await self._settle(line, action.kind, error=decision.error)
@@ -201,10 +208,13 @@ class ActionSender:
                 got.cancel()
 
     async def _settle(self, line: OutboundLine, kind: str, *, detail: str = "", uid: int | None = None,
-                      error: ActionError | None = None) -> None:
+                      error: ActionError | None = None, outcome: str = "confirmed") -> None:
         await self.outbox.ack_head(None)
+        if self.metrics is not None:
+            label = outcome if error is None else _OUTCOMES.get(type(error), "refused")
+            self.metrics.actions.labels(room=self.room, kind=kind, outcome=label).inc()
         text = detail if error is None else str(error)
-        outcome = ActionSettled(line.key, self.room, kind, text, uid, error)
+        settled = ActionSettled(line.key, self.room, kind, text, uid, error)
         if error is None:
             log.info("room.action.confirmed", room=self.room, key=line.key, kind=kind, detail=detail, uid=uid)
             self.publish("room.action.confirmed",
@@ -219,7 +229,7 @@ class ActionSender:
                     data["permission" if attr == "key" else attr] = getattr(error, attr)
             self.publish("room.action.failed", data, line.correlation_id)
         if self.on_settled is not None:
-            self.on_settled(outcome)
+            self.on_settled(settled)
 
 
 @dataclass(frozen=True, slots=True)

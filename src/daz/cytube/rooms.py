@@ -20,10 +20,14 @@ import structlog
 from daz.aio import sleep_or_stop, wait_any
 from daz.clock import Clock
 from daz.config import DazConfig, RoomConfig
+from daz.cytube.action_flight import ActionSettled
+from daz.cytube.action_rules import check_permission
+from daz.cytube.actions import Action, to_record
 from daz.cytube.channel import ChannelState
 from daz.cytube.discovery import Endpoint, HttpEndpoint
 from daz.cytube.outbox import InMemoryJournal, OutboundJournal, OutboundLine, Outbox
 from daz.cytube.protocol import split_line
+from daz.cytube.room_actions import ActionTicket
 from daz.cytube.states import RoomState
 from daz.cytube.supervisor import RoomStatus, RoomSupervisor
 from daz.events.bus import EventBus
@@ -77,6 +81,7 @@ class RoomManager:
         # Keys are idempotency keys in the shared store: two processes (a restart, or other cluster
         # instances) counting from 1 in the same second must not collide, or one line is lost.
         self._origin = secrets.token_hex(4)
+        self._tickets: dict[str, ActionTicket] = {}
         make_endpoint = endpoint_factory or self._http_endpoint
         self._supervisors: dict[str, RoomSupervisor] = {}
         for room in config.rooms:
@@ -87,7 +92,7 @@ class RoomManager:
                 room=room, config=config.cytube, bus=bus, metrics=metrics, clock=clock, rng=room_rng,
                 transport_factory=transport_factory, endpoint=make_endpoint(room),
                 outbox=Outbox(room.channel, self.journal, config.cytube.outbound_buffer_size),
-                probe_rng=random.Random(rng.getrandbits(64)),
+                probe_rng=random.Random(rng.getrandbits(64)), on_action_settled=self._action_settled,
             )
 
     def _http_endpoint(self, room: RoomConfig) -> Endpoint:
@@ -182,6 +187,41 @@ class RoomManager:
             self.metrics.messages_sent.labels(room=room, outcome="queued").inc()
             keys.append(key)
         return keys
+
+    async def submit_action(self, room: str, action: Action, *,
+                            correlation_id: str | None = None) -> ActionTicket:
+        """Validate ``action``, check it against the live replica's permissions, and queue it
+        durably in ``room``'s outbox (in order with its lines). See ``daz.cytube.room_actions``."""
+        supervisor = self._get(room)
+        action.validate()  # ActionInvalid: nothing is queued
+        state = supervisor.live_channel()
+        if state is not None:
+            denied = check_permission(action, state)
+            if denied is not None:
+                # Fail fast: the same check runs again before sending (the rank may change meanwhile).
+                self.metrics.actions.labels(room=room, kind=action.kind, outcome="not_permitted").inc()
+                raise denied
+        created = self.clock.now().timestamp()
+        key = f"{room}:{created:.0f}:{self._origin}:{next(self._seq)}"
+        line = OutboundLine(key=key, room=room, kind="action", text=action.describe(),
+                            correlation_id=correlation_id, created_at=created, action=to_record(action))
+        ticket = ActionTicket(key, room, action.kind)
+        self._tickets[key] = ticket
+        try:
+            if self.holds(room):
+                await supervisor.outbox.put(line)
+            else:
+                await self.journal.hand_off(line)  # the holding instance sends and settles it
+        except BaseException:
+            self._tickets.pop(key, None)
+            raise
+        self.metrics.actions.labels(room=room, kind=action.kind, outcome="queued").inc()
+        return ticket
+
+    def _action_settled(self, outcome: ActionSettled) -> None:
+        ticket = self._tickets.pop(outcome.key, None)
+        if ticket is not None:
+            ticket.settle(outcome)
 
     # service ---------------------------------------------------------------------------------
     async def run(self, stopping: asyncio.Event) -> None:

@@ -19,6 +19,8 @@ import structlog
 from daz.aio import race, wait_for
 from daz.clock import Clock
 from daz.config import CytubeConfig, RoomConfig
+from daz.cytube.action_flight import ActionSender, ActionTimings, Settled
+from daz.cytube.channel import ChannelState
 from daz.cytube.channel.replica import ChannelReplica
 from daz.cytube.discovery import Endpoint
 from daz.cytube.outbox import OutboundLine, Outbox
@@ -104,6 +106,7 @@ class RoomSupervisor:
         outbox: Outbox,
         guest_name: str | None = None,
         probe_rng: random.Random | None = None,
+        on_action_settled: Settled | None = None,
     ) -> None:
         self.room = room
         self.name = room.channel
@@ -116,6 +119,12 @@ class RoomSupervisor:
         self.transport_factory = transport_factory
         self.endpoint = endpoint
         self.outbox = outbox
+        self.actions = ActionSender(
+            self.name, outbox, clock,
+            ActionTimings(config.action_timeout_seconds, config.action_silent_retries),
+            replica=self.live_channel, on_settled=on_action_settled, metrics=metrics,
+            publish=lambda name, data, cid: bus.publish(name, data, correlation_id=cid, source="cytube"),
+        )
         self.guest_name = guest_name or f"daz-{self.probe_rng.getrandbits(24):06x}"
         self.state = RoomState.DISCONNECTED
         self.state_since = clock.monotonic()
@@ -160,6 +169,11 @@ class RoomSupervisor:
             reconnects=self.reconnects,
             outbox_depth=self.outbox.depth,
         )
+
+    def live_channel(self) -> ChannelState | None:
+        """The replica while it follows the server (complete for this connection), else None: what
+        actions are decided against (an in-doubt action must see the RESYNCED replica)."""
+        return self.channel.snapshot if self.channel.live else None
 
     def request_reconnect(self, reason: str) -> None:
         """Tear the connection down (or cut a wait short) and reconnect now; also un-kicks a room."""
@@ -429,6 +443,12 @@ class RoomSupervisor:
             await outbox.wait_nonempty()
             line = outbox.head()
             if line is None:
+                continue
+            if line.kind == "action":
+                # A channel action, in order with the lines around it: settled (confirmed, refused
+                # or failed) before the next item goes out. A lost connection cancels this mid-flight
+                # and leaves it at the head, in doubt, for the next connection to reconcile.
+                await self.actions.deliver(session, line)
                 continue
             if outbox.in_doubt_since_ms is not None and await self._settled_by_backlog(session, line):
                 continue

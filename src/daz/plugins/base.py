@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from daz.clock import Clock
 from daz.config import format_problem
 from daz.cytube.channel import ChannelState
+from daz.cytube.room_actions import RoomActions
 from daz.errors import ConfigError
 from daz.events.bus import Event, EventBus, Subscription
 from daz.metrics import DazMetrics
@@ -93,6 +94,8 @@ class PluginContext:
     sql: SqlApi | None = None
     rooms: SendApi | None = None
     channels: ChannelApi | None = None
+    # Channel actions (queue, delete, skip, polls, kick, mute, ...): daz.cytube.room_actions.
+    actions: RoomActions | None = None
     status: StatusSource | None = None
     started_at: float = 0.0
     on_handler_error: Callable[[BaseException], None] | None = None

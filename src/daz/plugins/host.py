@@ -24,6 +24,7 @@ import structlog
 from daz.aio import sleep_or_stop, wait_any
 from daz.backoff import seed_backoff
 from daz.clock import Clock
+from daz.cytube.room_actions import RoomActions
 from daz.errors import ConfigError
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
@@ -219,6 +220,7 @@ class PluginHost:
         rng: random.Random | None = None,
         sql: SqlApi | None = None,
         rooms: SendApi | None = None,
+        actions: RoomActions | None = None,
         status: StatusSource | None = None,
         factories: Mapping[str, PluginFactory] | None = None,
         policy: RestartPolicy | None = None,
@@ -230,6 +232,7 @@ class PluginHost:
         self.rng = rng if rng is not None else random.Random()
         self.sql = sql
         self.rooms = rooms
+        self.actions = actions
         self.status_source = status
         self.policy = policy if policy is not None else RestartPolicy()
         self.stop_grace_seconds = stop_grace_seconds
@@ -342,7 +345,8 @@ class PluginHost:
         ctx = PluginContext(
             name=name, bus=self.bus, clock=self.clock, metrics=self.metrics,
             log=structlog.get_logger(f"daz.plugins.{name}"), config=self.sections[name],
-            sql=self.sql, rooms=self.rooms, status=self.status_source, started_at=self.started_at,
+            sql=self.sql, rooms=self.rooms, actions=self.actions, status=self.status_source,
+            started_at=self.started_at,
             channels=self.rooms if isinstance(self.rooms, ChannelApi) else None,
             on_handler_error=on_handler_error, commands=self.commands,
         )
