@@ -58,7 +58,9 @@ def caller_rank(ctx: PluginContext, room: str, user: str) -> float:
     The one place a command's caller is ranked. A user the replica does not know (no replica yet,
     or a PM from someone who left) counts as a guest: privileged commands fail closed.
     """
-    return GUEST_RANK
+    state = ctx.channel(room)
+    found = state.user(user) if state is not None else None
+    return GUEST_RANK if found is None else found.rank
 
 
 @dataclass(frozen=True, slots=True)

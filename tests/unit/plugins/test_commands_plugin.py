@@ -6,6 +6,8 @@ from typing import Any
 import pytest
 from plugin_fakes import FakeSend, chat, running_host, wait_for
 
+from daz.cytube.channel import ChannelState, apply
+from daz.cytube.protocol import UserJoined, UserList
 from daz.errors import ConfigError, DazError
 from daz.plugins.base import PluginContext
 from daz.plugins.command_framework import Arg, Command, CommandRouter, Invocation
@@ -199,3 +201,31 @@ async def test_unknown_callers_count_as_guests() -> None:
         bus.publish("cytube.chat", chat("lobby", "stranger", "!add yt abc", 1))
         await wait_for(lambda: len(send.pms) == 1)
     assert send.pms[0] == ("lobby", "stranger", "!add needs rank 1 (you have 0)")
+
+
+class SendWithChannel(FakeSend):
+    """A send API that also serves the rooms' replicas (as ``RoomManager`` does)."""
+
+    def __init__(self, state: ChannelState) -> None:
+        super().__init__()
+        self.state = state
+
+    def channel(self, room: str) -> ChannelState | None:
+        return self.state if room == "lobby" else None
+
+
+async def test_the_callers_rank_comes_from_the_channel_replica() -> None:
+    state = apply(ChannelState(), UserList((UserJoined("mod", 2), UserJoined("reg", 1))))
+    send = SendWithChannel(state)
+    factories = {"commands": CommandsPlugin, "dj": lambda s: DjLike(s, {})}
+    dj_ranks_ignored = {"commands": {}, "dj": {}}
+    async with running_host(dj_ranks_ignored, send=send, factories=factories) as (host, bus, _):
+        router = CommandRouter(PluginContext(name="probe", bus=bus, clock=FakeClock(), metrics=host.metrics,
+                                             log=None, channels=send))
+        assert router.rank("lobby", "MOD") == 2
+        assert router.rank("lobby", "reg") == 1
+        assert router.rank("lobby", "stranger") == 0  # unknown: a guest
+        assert router.rank("other", "mod") == 0  # no replica for that room: a guest
+        bus.publish("cytube.chat", chat("lobby", "mod", "!help", 1))
+        await wait_for(lambda: len(send.sent) == 1)
+    assert "!skip (skip the video)" in send.sent[0][1]  # rank 2, read from the replica
