@@ -47,6 +47,7 @@ log = structlog.get_logger("daz.cytube")
 REPLICA_POLL_SECONDS = 0.05
 MAX_REFUSAL_RETRIES = 50  # paced retries of a retryable refusal before the action fails
 NO_REPLY = "no reply (dropped by the server)"
+REPLICA_INCOMPLETE = "replica_incomplete"
 # Replies the server does not send to everyone: voteskip counts go to rank >= viewvoteskip only, a
 # repeated vote or voteskip is silent, and /afk toggles are confirmed by the replica. For these,
 # silence after a permitted send means "done", not "dropped".
@@ -97,30 +98,34 @@ class ActionSender:
         self.metrics = metrics
         self.sent = 0
 
-    async def deliver(self, session: Session, line: OutboundLine) -> None:
-        """Settle the head ``line`` (an action): returns once it is confirmed or failed."""
+    async def deliver(self, session: Session, line: OutboundLine) -> str | None:
+        """Settle the head ``line`` (an action): returns None once it is confirmed or failed, or a
+        reason to recycle the connection (the replica never completed on this one)."""
         try:
             action = action_from_record(dict(line.action or {}))
         except ActionInvalid as exc:
             await self._settle(line, "invalid", error=exc)
-            return
+            return None
         refusals = 0
         while True:
             state = await self._live_replica()
+            if state is None:
+                log.warning("room.action.replica_incomplete", room=self.room, key=line.key, kind=action.kind)
+                return REPLICA_INCOMPLETE
             in_doubt = self.outbox.in_doubt_since_ms is not None
             decision = decide_send(action, state, in_doubt=in_doubt)
             if decision.plan is Plan.DONE:
                 log.info("room.action.reconciled", room=self.room, key=line.key, kind=action.kind,
                          reason=decision.reason)
                 await self._settle(line, action.kind, detail=decision.reason, outcome="reconciled")
-                return
+                return None
             if decision.plan is Plan.FAIL:
                 await self._settle(line, action.kind, error=decision.error)
-                return
+                return None
             reply = await self._send_and_wait(session, line, action, state.self_name or "", state.self_rank)
             if isinstance(reply, Confirmed):
                 await self._settle(line, action.kind, detail=reply.detail, uid=reply.uid)
-                return
+                return None
             if isinstance(reply, _Cooled):
                 self.outbox.mark_not_sent()  # the chat limiter dropped it: certainly not delivered
                 await self.clock.sleep(max(reply.milliseconds, 1) / 1000)
@@ -129,7 +134,7 @@ class ActionSender:
                 if reply.category == "duplicate" and in_doubt:
                     # Our earlier send landed before the connection dropped: that IS the effect.
                     await self._settle(line, action.kind, detail="already on the playlist (earlier send)")
-                    return
+                    return None
                 refusals += 1
                 if reply.retryable and refusals <= MAX_REFUSAL_RETRIES:
                     self.outbox.mark_not_sent()  # refused: it did not take effect
@@ -141,9 +146,9 @@ class ActionSender:
                                       server_message=reply.message, category=reply.category,
                                       retryable=False, kind=action.kind, operation_type="cytube_action")
                 await self._settle(line, action.kind, error=error)
-                return
+                return None
             if await self._after_silence(line, action):
-                return
+                return None
 
     async def _after_silence(self, line: OutboundLine, action: Action) -> bool:
         """No reply within the timeout: the replica decides; True when the action is settled."""
@@ -165,14 +170,19 @@ class ActionSender:
                  attempt=silences + 1)
         return False
 
-    async def _live_replica(self) -> ChannelState:
+    async def _live_replica(self) -> ChannelState | None:
         # The sender runs only while READY; the replica completes with the join sequence, so this
-        # wait is short. It is cancelled with the sender if the connection goes first.
+        # wait is short. Bounded: a replica that never completes must not hold the room's outbox
+        # (and every chat line behind the action) forever.
+        waited = 0.0
         while True:
             state = self.replica()
             if state is not None:
                 return state
+            if waited >= self.timings.timeout_seconds:
+                return None
             await self.clock.sleep(REPLICA_POLL_SECONDS)
+            waited += REPLICA_POLL_SECONDS
 
     async def _send_and_wait(self, session: Session, line: OutboundLine, action: Action, me: str,
                              rank: float) -> Confirmed | Refused | _Cooled | None:

@@ -448,7 +448,9 @@ class RoomSupervisor:
                 # A channel action, in order with the lines around it: settled (confirmed, refused
                 # or failed) before the next item goes out. A lost connection cancels this mid-flight
                 # and leaves it at the head, in doubt, for the next connection to reconcile.
-                await self.actions.deliver(session, line)
+                teardown = await self.actions.deliver(session, line)
+                if teardown is not None:
+                    return teardown
                 continue
             if outbox.in_doubt_since_ms is not None and await self._settled_by_backlog(session, line):
                 continue

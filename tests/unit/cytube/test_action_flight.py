@@ -285,3 +285,20 @@ async def test_a_chat_command_cooled_down_is_sent_again_after_the_cooldown(ms: i
         done = await deliver(r, Kick("alice"), advance=0.1)
     assert done.error is None
     assert len(r.emitted()) == 2
+
+
+async def test_a_replica_that_never_completes_recycles_the_connection_instead_of_blocking() -> None:
+    async with rig(facts(2), timeout=2) as r:
+        r.sender.replica = lambda: None
+        await r.outbox.put(line(DeleteMedia(1)))
+        head = r.outbox.head()
+        assert head is not None
+        task = asyncio.create_task(r.sender.deliver(r.session, head))
+        for _ in range(60):
+            await r.clock.advance(0.1)
+            if task.done():
+                break
+        assert await task == "replica_incomplete"
+    assert r.emitted() == []
+    assert r.outbox.depth == 1  # still queued, for the next connection
+    assert r.settled == []
