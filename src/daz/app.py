@@ -1,7 +1,7 @@
 """The composition root: configuration in, a running bot out. Wiring only, no behaviour.
 
 ``DazApp`` builds every part from a ``DazConfig``, owns their resources in one ``AsyncExitStack``
-(store, SQL backend, event bus) and runs their services under ``lifecycle.serve``. Lower rooms that
+(store, SQL backend, event bus) and runs their services under ``lifecycle.serve``. Lower packages that
 must reach up (the retry queue re-running SQL operations and undelivered chat lines; health reading
 rooms, queue, breakers) get handlers, checks and status callables registered here, so no lower
 package imports a higher one.
@@ -46,7 +46,7 @@ from daz.health.monitor import HealthMonitor
 from daz.health.process import LoopLagProbe, ProcessCheck
 from daz.health.sources import DeadLetterView, QueueView, StatusSources
 from daz.health.status import StatusBoard
-from daz.health.types import CheckResult, Status
+from daz.health.types import CheckResult, HealthStatus
 from daz.lifecycle import Service, serve
 from daz.metrics import DazMetrics
 from daz.plugins.host import PluginFactory, PluginHost, RestartPolicy, plugin_verdict
@@ -55,7 +55,7 @@ from daz.resilience.registry import BreakerRegistry
 from daz.retry.budget import RetryBudget
 from daz.retry.queue import RetryQueue
 from daz.retry.spool import Spool, SpoolDrainer
-from daz.sql.plugin import SqlPlugin
+from daz.sql.service import SqlService
 from daz.store import open_store
 from daz.store.base import RetryStore
 from daz.store.migrate import migrate
@@ -86,8 +86,8 @@ class PluginsCheck:
         results: list[CheckResult] = []
         for name in self.host.order:
             status = self.host.statuses[name]
-            verdict = Status(plugin_verdict(status, now))
-            output = "" if verdict is Status.PASS else (
+            verdict = HealthStatus(plugin_verdict(status, now))
+            output = "" if verdict is HealthStatus.PASS else (
                 f"{status.state.value}; restarts {status.restarts}; last error: {status.last_error}")
             results.append(CheckResult(f"plugin:{name}", "state", verdict, status.state.value, None,
                                        output, now_wall))
@@ -127,7 +127,7 @@ class DazApp:
         self.store: RetryStore
         self.breakers: BreakerRegistry
         self.queue: RetryQueue
-        self.sql: SqlPlugin
+        self.sql: SqlService
         self.rooms: RoomManager
         self.journal: StoreJournal
         self.monitor: HealthMonitor
@@ -173,7 +173,7 @@ class DazApp:
         self.spool_drainer = SpoolDrainer(self.spool, self.store, clock=clock, metrics=metrics,
                                           interval_seconds=cfg.spool.drain_interval_seconds,
                                           on_drained=self.queue.wake)
-        self.sql = SqlPlugin(self.db_url, self.bus, metrics, clock, self.breakers, self.queue,
+        self.sql = SqlService(self.db_url, self.bus, metrics, clock, self.breakers, self.queue,
                              cfg.database, rng=rng)
         await self.sql.start()
         self._stack.push_async_callback(self.sql.close)
@@ -213,7 +213,7 @@ class DazApp:
         """``on``, ``off``, or why it is off although configured (SQLite is single-machine)."""
         if not self.config.cluster.enabled:
             return "off"
-        if self.config.database.backend != "postgresql":
+        if self.config.database.backend != "postgres":
             return "off: cluster mode needs PostgreSQL (database.url is SQLite); running every room here"
         return "on"
 

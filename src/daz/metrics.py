@@ -152,7 +152,7 @@ class DazMetrics:
             registry=r,
         )
 
-        # SQL plugin and pool
+        # SQL service and pool
         self.sql_operations = Counter(
             "daz_sql_operations_total", "SQL operations by kind and outcome", ["kind", "outcome"], registry=r
         )

@@ -1,6 +1,6 @@
 """Scenarios 3 and 4: a database outage under load, and the writer crashing during it.
 
-A throwaway PostgreSQL cluster; ``chaos_writer.py`` (daz's SQL plugin, retry queue, breaker gate,
+A throwaway PostgreSQL cluster; ``chaos_writer.py`` (daz's SQL service, retry queue, breaker gate,
 retry budget and spool) in a subprocess issuing idempotent chat-log-like writes at
 ``DAZ_CHAOS_DB_RATE`` per second (default 1000). The cluster is stopped for
 ``DAZ_CHAOS_DB_OUTAGE_SECONDS`` (default 8; the issue's full value, 60, in the long run) and started

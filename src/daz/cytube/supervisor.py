@@ -1,4 +1,4 @@
-"""``RoomSupervisor``: keeps one room joined, forever, with the seed's backoff and honest liveness.
+"""``RoomSupervisor``: keeps one room joined, forever, with jittered backoff and honest liveness.
 
 One supervisor per room; it owns the room's connection, session and outbox sender. Every state
 change goes through the pure transition table in ``states.py`` and is published as

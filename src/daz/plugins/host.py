@@ -1,8 +1,8 @@
 """The plugin host: load plugins by name, start them in dependency order, restart crashed ones.
 
 A plugin crash (``setup``/``run`` raising, or one of its event handlers raising) never reaches the
-rest of the bot: the host drops the plugin's subscriptions, waits a backoff delay (the seed's
-exponential with jitter, shorter base and cap than rooms use) and starts a fresh instance. The
+rest of the bot: the host drops the plugin's subscriptions, waits a backoff delay (exponential
+with jitter, shorter base and cap than rooms use) and starts a fresh instance. The
 restart counter resets once an instance has run for ``stable_after_seconds``. Each plugin's state is
 kept in a ``PluginStatus`` for health and the status page, and every transition is published as
 ``plugin.state_changed``.
@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from daz.aio import sleep_or_stop, wait_any
-from daz.backoff import seed_backoff
+from daz.backoff import proportional_backoff
 from daz.clock import Clock
 from daz.cytube.room_actions import RoomActions
 from daz.errors import ConfigError
@@ -86,7 +86,8 @@ class RestartPolicy:
 
 def restart_delay(consecutive_crashes: int, rng: random.Random, policy: RestartPolicy) -> float:
     """Seconds to wait before restart number ``consecutive_crashes`` (1-based). Pure."""
-    return seed_backoff(max(consecutive_crashes, 1), rng, base=policy.base_seconds, cap=policy.cap_seconds)
+    return proportional_backoff(max(consecutive_crashes, 1), rng,
+                                base=policy.base_seconds, cap=policy.cap_seconds)
 
 
 def plugin_verdict(status: PluginStatus, now: float, window: float = RECENT_CRASH_WINDOW_SECONDS) -> str:

@@ -28,7 +28,7 @@ from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.retry.policy import RetryPolicy, policy_for
 from daz.retry.worker import AttemptGate, Handler, Worker, WorkerDeps
-from daz.store.base import STATUSES, NewItem, QueueItem, RetryStore, Status
+from daz.store.base import STATUSES, ItemStatus, NewItem, QueueItem, RetryStore
 
 log = structlog.get_logger("daz.retry")
 
@@ -255,7 +255,7 @@ class RetryQueue:
         oldest = 0.0
         for row in rows:
             depth[row.status] = depth.get(row.status, 0) + row.count
-            if row.status == Status.PENDING and row.oldest_pending_age_seconds is not None:
+            if row.status == ItemStatus.PENDING and row.oldest_pending_age_seconds is not None:
                 oldest = max(oldest, row.oldest_pending_age_seconds)
         for status, count in depth.items():
             self.metrics.retry_queue_depth.labels(status=status).set(count)
