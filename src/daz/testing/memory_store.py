@@ -286,7 +286,8 @@ class InMemoryStore:
 
     async def dead_letters_since(self, since: datetime) -> int:
         self._check()
-        return sum(1 for r in self._rows.values() if r.status == ItemStatus.DEAD_LETTER and r.updated_at >= since)
+        return sum(1 for r in self._rows.values()
+                   if r.status == ItemStatus.DEAD_LETTER and r.updated_at >= since)
 
     async def get(self, id: int) -> QueueItem:
         self._check()
