@@ -16,8 +16,12 @@ Two hooks reach below python-socketio's public API, because the public API canno
   binary, reserved event names, PING/CLOSE) takes the library's own path, and while such a message is
   still being handled no event overtakes it.
 
-All were written against python-socketio 5.18 / python-engineio 4.15; the integration tests
-against ``daz.testing.fake_cytube`` exercise them on every run.
+All were written against python-socketio 5.18 / python-engineio 4.15, and pyproject.toml bounds both
+to those minors. ``tests/unit/transport/test_engineio_hooks.py`` names every hooked internal (method
+signatures, attributes, and a fingerprint of the library code replaced here) and fails, saying which,
+when an upgrade changes one; the integration tests against ``daz.testing.fake_cytube`` exercise the
+hooks on every run. How to upgrade: docs/architecture.md, "Upgrading python-engineio /
+python-socketio".
 """
 
 from __future__ import annotations
