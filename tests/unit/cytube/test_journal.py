@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from daz.cytube.actions import NewPoll, QueueMedia, action_from_record, to_record
 from daz.cytube.journal import CYTUBE_COMMAND, ROOM_DOWN_DEFER_SECONDS, RoomAvailabilityGate, StoreJournal
-from daz.cytube.outbox import OutboundLine
+from daz.cytube.outbox import OutboundLine, Outbox
 from daz.cytube.states import RoomState
 from daz.errors import DazError
 from daz.testing import FakeClock
@@ -176,3 +177,31 @@ async def test_an_unreachable_store_does_not_lose_the_send() -> None:
     await journal.save(_line("a"))  # logged, not raised: the line is still in the room's outbox
     await journal.ack("a")
     assert await journal.load("lobby") == []
+
+
+async def test_an_action_line_survives_a_restart_with_its_action_and_comes_back_in_doubt() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    journal = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    queued = QueueMedia("rt", "rtmp://x/a", duration=30)
+    poll = NewPoll("Lunch?", ("pizza", "soup"), timeout=60)
+    for key, action in (("q", queued), ("p", poll)):
+        await journal.save(OutboundLine(key=key, room="lobby", kind="action", text=action.describe(),
+                                        action=to_record(action), created_at=5.0))
+    await journal.save(_line("c"))
+    # A new process: a fresh outbox restores what the store still holds, in order.
+    outbox = Outbox("lobby", StoreJournal(store, clock, hold_seconds=300, max_retries=5), 10)
+    assert await outbox.restore() == 3
+    head = outbox.head()
+    assert head is not None
+    assert (head.kind, head.key) == ("action", "q")
+    assert head.action is not None
+    assert action_from_record(dict(head.action)) == queued
+    assert outbox.in_doubt_since_ms == 5000  # a previous process may have sent it: reconcile first
+    await outbox.ack_head(None)
+    second = outbox.head()
+    assert second is not None
+    assert second.action is not None
+    assert action_from_record(dict(second.action)) == poll
+    due_kinds = [i.payload["kind"] for i in await store.list(status="pending", operation_type=CYTUBE_COMMAND)]
+    assert due_kinds.count("action") == 1  # the acknowledged one is done in the store too
