@@ -81,6 +81,11 @@ class ConnectFailed(TransportError):
     """The connection could not be opened (refused, DNS, handshake)."""
 
 
+class ServerUnreachable(ConnectFailed):
+    """The connection never reached the server's Socket.IO layer (refused, reset, no handshake), so
+    the server counted no connection token for it."""
+
+
 class RateLimited(ConnectFailed):
     """The server refused the connection with ``Rate limit exceeded``."""
 

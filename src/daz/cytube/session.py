@@ -143,11 +143,17 @@ class Session:
         else:
             await self.transport.emit("chatMsg", p.chat_payload(line.text))
 
-    def backlog_confirms(self, line: OutboundLine, *, after_ms: int) -> p.ChatMessage | None:
-        """The replayed own line proving the server already has ``line`` (sent after ``after_ms``)."""
+    def backlog_confirms(
+        self, line: OutboundLine, *, after_ms: int, name: str | None = None
+    ) -> p.ChatMessage | None:
+        """The replayed own line proving the server already has ``line`` (sent after ``after_ms``).
+
+        ``name``: the name the line was sent under, when it may differ from this session's (a guest
+        that came back under a fresh name)."""
         key = p.sent_key(line.text)
+        names = {self.name.lower(), (name or self.name).lower()}
         for msg in reversed(self.backlog):
-            if self._is_self(msg.username) and msg.time_ms > after_ms and p.echo_key(msg.raw) == key:
+            if msg.username.lower() in names and msg.time_ms > after_ms and p.echo_key(msg.raw) == key:
                 return msg
         return None
 

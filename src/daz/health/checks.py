@@ -125,7 +125,8 @@ class RoomsCheck:
             component = f"room:{room.name}"
             state = state_name(room.state)
             out.add(component, "state", verdicts.room_state(
-                state, degraded=room.degraded, kicked_reason=room.kicked_reason), state, None)
+                state, degraded=room.degraded, kicked_reason=room.kicked_reason,
+                reason=getattr(room, "reason", None)), state, None)
             out.add(component, "flaps", verdicts.flaps(room.flaps_in_window, self.limits.flap_threshold),
                     room.flaps_in_window, None)
             if state != "ready":

@@ -11,21 +11,30 @@ from daz.health.types import HealthStatus, grade
 
 Verdict = tuple[HealthStatus, str]
 
-CONNECTING_STATES = frozenset({"discovering", "connecting", "joining"})
+CONNECTING_STATES = frozenset({"discovering", "waiting", "connecting", "joining"})
 OPEN_STATES = frozenset({"open", "forced_open"})
 
 
-def room_state(state: str, *, degraded: bool = False, kicked_reason: str | None = None) -> Verdict:
-    """READY passes (warns when degraded); on the way in warns; anything else fails."""
+def room_state(
+    state: str, *, degraded: bool = False, kicked_reason: str | None = None, reason: str | None = None
+) -> Verdict:
+    """READY passes (warns when degraded); on the way in, waiting for a token or parked behind the
+    server's socket cap warns; anything else (stopped, kicked, backing off) fails. ``reason`` is the
+    room's own account of its state."""
+    why = f" ({reason})" if reason else ""
     if state == "ready":
         if degraded:
             return HealthStatus.WARN, "ready but degraded (flapping: reconnects are being slowed down)"
         return HealthStatus.PASS, ""
     if state in CONNECTING_STATES:
-        return HealthStatus.WARN, f"not ready yet: {state}"
+        return HealthStatus.WARN, f"not ready yet: {state}{why}"
+    if state == "parked":
+        return HealthStatus.WARN, f"parked: {reason or 'waiting for a socket slot'}"
+    if state == "stopped":
+        return HealthStatus.FAIL, f"stopped: {reason or 'no reason given'}"
     if state == "kicked" or kicked_reason:
         return HealthStatus.FAIL, f"kicked: {kicked_reason or 'no reason given'}"
-    return HealthStatus.FAIL, f"not connected: {state}"
+    return HealthStatus.FAIL, f"not connected: {state}{why}"
 
 
 @dataclass(frozen=True, slots=True)
