@@ -50,11 +50,14 @@ class ServerGate:
 
     # socket slots ----------------------------------------------------------------------------
     def try_slot(self, room: str, prio: Priority) -> bool:
-        """Take a slot now if one is free and nobody better waits; never waits. On False the
-        request stays queued for ``slot`` (which withdraws it if its wait is called off)."""
+        """Take a slot now if one is free and nobody better waits; never waits."""
         self.ledger.want_slot(room, prio)
         self._dispatch()
-        return self.holds(room)
+        if self.holds(room):
+            return True
+        self.ledger.withdraw_slot(room)
+        self._publish()
+        return False
 
     async def slot(self, room: str, prio: Priority) -> None:
         """Wait until ``room`` holds a socket slot (it keeps it until ``release``)."""
@@ -109,16 +112,6 @@ class ServerGate:
 
     def rate_limited(self) -> None:
         self.ledger.rate_limited(self._clock.monotonic())
-
-    def unreached(self) -> None:
-        self.ledger.unreached(self._clock.monotonic())
-        self._dispatch()
-
-    def server_down(self) -> None:
-        self.ledger.server_down()
-
-    def connected(self) -> None:
-        self.ledger.connected()
 
     # internals -------------------------------------------------------------------------------
     def _dispatch(self) -> None:

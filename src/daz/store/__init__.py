@@ -5,18 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from daz.clock import Clock
-from daz.store.base import STATUSES, ClaimedSchedule, ItemStatus, NewItem, QueueItem, RetryStore, StatsRow
+from daz.store.base import STATUSES, ClaimedSchedule, NewItem, QueueItem, RetryStore, StatsRow, Status
 from daz.store.migrate import migrate, parse_url
 
 __all__ = [
-    "STATUSES",
-    "ClaimedSchedule",
-    "ItemStatus",
-    "NewItem",
-    "QueueItem",
-    "RetryStore",
-    "StatsRow",
-    "open_store",
+    "STATUSES", "ClaimedSchedule", "NewItem", "QueueItem", "RetryStore", "StatsRow", "Status", "open_store",
 ]
 
 

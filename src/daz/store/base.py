@@ -21,19 +21,19 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_LIST_LIMIT = 100
 
 
-class ItemStatus(StrEnum):
+class Status(StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"
     COMPLETED = "completed"
-    # Kept because operators' queries name it; daz itself never parks an item here.
+    # Kept for the seed's operators' queries; daz itself never parks an item here.
     FAILED = "failed"
     DEAD_LETTER = "dead_letter"
 
 
-STATUSES: tuple[str, ...] = tuple(s.value for s in ItemStatus)
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 # What ``purge`` removes when no status is given: items that will never run again.
-TERMINAL_STATUSES: tuple[str, ...] = (ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.DEAD_LETTER)
-REQUEUEABLE_STATUSES: tuple[str, ...] = (ItemStatus.DEAD_LETTER, ItemStatus.FAILED)
+TERMINAL_STATUSES: tuple[str, ...] = (Status.COMPLETED, Status.FAILED, Status.DEAD_LETTER)
+REQUEUEABLE_STATUSES: tuple[str, ...] = (Status.DEAD_LETTER, Status.FAILED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Each error class produced by a REAL PostgreSQL, classified through the SQL service."""
+"""Each error class produced by a REAL PostgreSQL, classified through the SQL plugin."""
 
 from __future__ import annotations
 
