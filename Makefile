@@ -40,10 +40,13 @@ chaos: install
 	$(BIN)/python -m pytest -m chaos tests/chaos
 
 # The issue's full values (50 flaps of 0-5 s, a 60 s database outage, 10^6 fuzz cases): ~30 minutes.
+# The per-test timeout is raised, not disabled: pyproject.toml sets `timeout` and turns warnings into
+# errors, so removing the plugin (-p no:timeout) stops pytest at once ("Unknown config option").
+CHAOS_FULL_TIMEOUT ?= 3600
 chaos-full: install
 	DAZ_CHAOS_FLAPS=50 DAZ_CHAOS_OUTAGE_MAX_SECONDS=5 DAZ_CHAOS_DB_OUTAGE_SECONDS=60 \
 	DAZ_CHAOS_FUZZ_CASES=1000000 DAZ_CHAOS_HYPOTHESIS_EXAMPLES=10000 DAZ_CHAOS_DB_SETTLE_SECONDS=600 \
-	$(BIN)/python -m pytest -m chaos tests/chaos -p no:timeout
+	$(BIN)/python -m pytest -m chaos tests/chaos -o timeout=$(CHAOS_FULL_TIMEOUT)
 
 bench: install
 	bash bench/run_all.sh

@@ -3,13 +3,18 @@
 # usage: bench/compare_queues.sh [REPS=3] [N=20000]
 # env:   PROCRASTINATE_N (default 2000: it drains ~430 jobs/s, so 20k would take minutes per rep;
 #        its rate does not depend on N), SKIP_PROCRASTINATE=1
-# Peers come from /work/shared/bench-anchors (override with ANCHORS=...), installed into a throwaway
-# venv at bench/.peers-venv (gitignored). Each system gets its own database; `test` is never touched.
+# Peers come from ../shared/bench-anchors beside the repository (override with ANCHORS=...), installed
+# into a throwaway venv at bench/.peers-venv (gitignored). Each system gets its own database; `test` is never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${1:-3}
 N=${2:-20000}
-ANCHORS=${ANCHORS:-/work/shared/bench-anchors}
+ANCHORS=${ANCHORS:-../shared/bench-anchors}
+if [ ! -f "$ANCHORS/summarize.py" ]; then
+  echo "compare_queues.sh: peer harnesses not found in $ANCHORS (set ANCHORS=/path/to/bench-anchors)" >&2
+  exit 2
+fi
+ANCHORS=$(cd "$ANCHORS" && pwd)  # absolute: the loop below runs the peers from inside that folder
 PGURL=${PGURL:-postgresql://root@127.0.0.1:5432}
 VENV=bench/.peers-venv
 DAZ_PY=${DAZ_PY:-.venv-dev/bin/python}

@@ -196,7 +196,7 @@ def bench(db: str, url: str, events: int, profile: bool, timeout: float) -> None
 
 LAYERS = (
     ("daz/transport", "daz transport"), ("daz/cytube", "daz cytube (protocol, session)"),
-    ("daz/events", "daz event bus"), ("daz/plugins", "daz plugins (chatlog)"), ("daz/sql", "daz SQL plugin"),
+    ("daz/events", "daz event bus"), ("daz/plugins", "daz plugins (chatlog)"), ("daz/sql", "daz SQL service"),
     ("daz/", "daz other"), ("socketio", "python-socketio"), ("engineio", "python-engineio"),
     ("aiohttp", "aiohttp (websocket)"), ("aiosqlite", "aiosqlite"), ("asyncpg", "asyncpg"),
     ("asyncio", "asyncio event loop"), ("structlog", "structlog"),

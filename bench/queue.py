@@ -1,4 +1,4 @@
-"""daz retry-queue benchmark, in the peers' format (see /work/shared/bench-anchors/README.md).
+"""daz retry-queue benchmark, in the peers' format (see ../shared/bench-anchors/README.md).
 
     python bench/queue.py [N=20000] [WORKERS=4] [--batch-size 200] [--backend postgres|sqlite]
 

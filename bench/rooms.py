@@ -53,7 +53,7 @@ async def restart_mode(probe: bool, restarts: int, seed: int) -> list[float]:
         config = DazConfig(
             rooms=[RoomConfig(channel="bench", username=f"bench{int(probe)}", server_url=server.url)],
             # Each outage is an independent event: the session is stable (attempt counter reset)
-            # before the next one, so probe-off waits follow the seed schedule from attempt 1.
+            # before the next one, so probe-off waits follow the reconnect schedule from attempt 1.
             cytube=CytubeConfig(probe=ProbeConfig(enabled=probe), stable_after_seconds=STABLE_SECONDS),
         )
         clock = SystemClock()

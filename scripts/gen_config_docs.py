@@ -3,7 +3,7 @@
 
 Blocks between ``<!-- BEGIN GENERATED: x -->`` and ``<!-- END GENERATED: x -->`` are replaced:
 ``config-reference`` (every field of DazConfig: default, constraints, meaning, DAZ_* variable) and
-``backoff-schedule`` (the seed backoff's intervals and a seed-42 draw for attempts 1-12).
+``backoff-schedule`` (the reconnect backoff's intervals and a draw with random seed 42 for attempts 1-12).
 Meanings come from each field's docstring in src/daz/config.py (``use_attribute_docstrings``) or
 its ``Field(description=...)``. Run with ``--check`` to fail when the page is stale (tests do).
 
@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from daz.backoff import seed_backoff, seed_bounds
+from daz.backoff import proportional_backoff, proportional_bounds
 from daz.config import DazConfig
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -166,9 +166,9 @@ def schedule_block() -> str:
         "|---|---|---|---|",
     ]
     for attempt in range(1, 13):
-        low, high = seed_bounds(attempt)
+        low, high = proportional_bounds(attempt)
         base = 2 * 2 ** (attempt - 1)
-        lines.append(f"| {attempt} | {base} | [{low:.2f}, {high:.2f}] | {seed_backoff(attempt, rng):.3f} |")
+        lines.append(f"| {attempt} | {base} | [{low:.2f}, {high:.2f}] | {proportional_backoff(attempt, rng):.3f} |")
     return "\n".join(lines)
 
 

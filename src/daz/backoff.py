@@ -10,14 +10,14 @@ import math
 import random
 from enum import StrEnum
 
-SEED_BASE_SECONDS = 2.0
-SEED_MULTIPLIER = 2.0
-SEED_JITTER_FRACTION = 0.25
-SEED_CAP_SECONDS = 300.0
+RECONNECT_BASE_SECONDS = 2.0
+RECONNECT_MULTIPLIER = 2.0
+RECONNECT_JITTER_FRACTION = 0.25
+RECONNECT_CAP_SECONDS = 300.0
 
 
 class JitterStrategy(StrEnum):
-    PROPORTIONAL = "proportional"  # the seed's ±25 %
+    PROPORTIONAL = "proportional"  # ±25 % of the interval by default
     FULL = "full"  # AWS "full jitter": uniform [0, b]
     DECORRELATED = "decorrelated"  # AWS "decorrelated jitter"
     NONE = "none"
@@ -37,19 +37,19 @@ def exponential(attempt: int, base: float, multiplier: float, cap: float) -> flo
     return min(base * multiplier**exponent, cap)
 
 
-def seed_backoff(
+def proportional_backoff(
     attempt: int,
     rng: random.Random,
     *,
-    base: float = SEED_BASE_SECONDS,
-    multiplier: float = SEED_MULTIPLIER,
-    jitter: float = SEED_JITTER_FRACTION,
-    cap: float = SEED_CAP_SECONDS,
+    base: float = RECONNECT_BASE_SECONDS,
+    multiplier: float = RECONNECT_MULTIPLIER,
+    jitter: float = RECONNECT_JITTER_FRACTION,
+    cap: float = RECONNECT_CAP_SECONDS,
 ) -> float:
-    """The seed's reconnect delay: uniform in [(1-j)·min(b,cap), min((1+j)·b, cap)].
+    """The reconnect delay: uniform in [(1-j)·min(b,cap), min((1+j)·b, cap)].
 
-    The Go original applied the cap after the jitter, so at the cap every client waited exactly
-    300 s (jitter vanished and the herd returned together); here the interval stays wide at the cap.
+    Capping after the jitter would make every client at the cap wait exactly ``cap`` seconds (the
+    jitter vanishes and the herd returns together); here the interval stays wide at the cap.
     """
     raw = _uncapped(attempt, base, multiplier, cap * (1 + jitter) / max(1 - jitter, 1e-9))
     low = (1 - jitter) * min(raw, cap)
@@ -59,15 +59,15 @@ def seed_backoff(
     return rng.uniform(low, high)
 
 
-def seed_bounds(
+def proportional_bounds(
     attempt: int,
     *,
-    base: float = SEED_BASE_SECONDS,
-    multiplier: float = SEED_MULTIPLIER,
-    jitter: float = SEED_JITTER_FRACTION,
-    cap: float = SEED_CAP_SECONDS,
+    base: float = RECONNECT_BASE_SECONDS,
+    multiplier: float = RECONNECT_MULTIPLIER,
+    jitter: float = RECONNECT_JITTER_FRACTION,
+    cap: float = RECONNECT_CAP_SECONDS,
 ) -> tuple[float, float]:
-    """The interval ``seed_backoff`` draws from, for documentation and tests."""
+    """The interval ``proportional_backoff`` draws from, for documentation and tests."""
     raw = _uncapped(attempt, base, multiplier, cap * (1 + jitter) / max(1 - jitter, 1e-9))
     return (1 - jitter) * min(raw, cap), max((1 - jitter) * min(raw, cap), min((1 + jitter) * raw, cap))
 
@@ -112,12 +112,12 @@ def delay_for(
     base: float,
     multiplier: float,
     cap: float,
-    jitter: float = SEED_JITTER_FRACTION,
+    jitter: float = RECONNECT_JITTER_FRACTION,
     previous: float | None = None,
 ) -> float:
     """Dispatch on the configured strategy."""
     if strategy is JitterStrategy.PROPORTIONAL:
-        return seed_backoff(attempt, rng, base=base, multiplier=multiplier, jitter=jitter, cap=cap)
+        return proportional_backoff(attempt, rng, base=base, multiplier=multiplier, jitter=jitter, cap=cap)
     if strategy is JitterStrategy.FULL:
         return full_jitter(attempt, rng, base=base, multiplier=multiplier, cap=cap)
     if strategy is JitterStrategy.DECORRELATED:

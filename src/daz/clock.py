@@ -40,5 +40,5 @@ class SystemClock:
 
 
 def rfc3339(moment: datetime) -> str:
-    """RFC 3339 UTC with a ``Z`` suffix, as the seed's failure events show."""
+    """RFC 3339 UTC with millisecond precision and a ``Z`` suffix, the timestamp format of every event."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

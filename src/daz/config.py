@@ -1,4 +1,5 @@
-"""The whole configuration: pydantic v2 models, a JSON file in the seed's shape, ``DAZ_*`` overrides.
+"""The whole configuration: pydantic v2 models, a JSON file (sections
+``rooms``, ``retry.retry_policies``, ``database``, ... as documented), ``DAZ_*`` overrides.
 
 Every model forbids unknown fields so a typo is an error, not a silently ignored setting. Problems
 are reported as one line per field: ``retry.worker_count: must be at least 1 (got -3)``.
@@ -59,19 +60,19 @@ class _Model(BaseModel):
 
 
 class BackoffConfig(_Model):
-    """Reconnect backoff: the seed's 2 s doubling, ±25 % jitter, 5-minute cap."""
+    """Reconnect backoff: 2 s doubling, ±25 % jitter, 5-minute cap."""
 
     strategy: JitterStrategy = JitterStrategy.PROPORTIONAL
-    """`proportional`: the seed's uniform draw in [(1-jitter)·b, (1+jitter)·b], capped; `full` and
+    """`proportional`: a uniform draw in [(1-jitter)·b, (1+jitter)·b], capped; `full` and
     `decorrelated`: AWS jitter; `none`: exactly b. See "Reliability: backoff" below."""
     base_seconds: PositiveSeconds = 2.0
-    """b for the first reconnect attempt (the seed: 2 s)."""
+    """b for the first reconnect attempt."""
     multiplier: Annotated[float, Field(ge=1)] = 2.0
     """b grows by this factor per failed attempt: b = base_seconds · multiplier^(k-1)."""
     jitter: Annotated[float, Field(ge=0, lt=1)] = 0.25
-    """Spread of `proportional`: ±this share of b (0.25 = the seed's ±25 %)."""
+    """Spread of `proportional`: ±this share of b (0.25 = ±25 %)."""
     max_seconds: PositiveSeconds = 300.0
-    """Cap: no reconnect wait exceeds this (the seed: 5 minutes); jitter is kept below the cap."""
+    """Cap: no reconnect wait exceeds this (5 minutes by default); jitter is kept below the cap."""
 
 
 class ProbeConfig(_Model):
@@ -301,7 +302,7 @@ class DatabaseConfig(_Model):
     require_database: bool = False
     """Fail start-up when the database is unreachable; otherwise start degraded and keep trying."""
     statement_timeout_seconds: PositiveSeconds = 30.0
-    """PostgreSQL statement_timeout for the SQL plugin's connections (57014, retryable)."""
+    """PostgreSQL statement_timeout for the SQL service's connections (57014, retryable)."""
     connect_timeout_seconds: PositiveSeconds = 5.0
     """Timeout for opening one PostgreSQL connection."""
     sqlite_busy_timeout_seconds: NonNegativeSeconds = 5.0
@@ -311,7 +312,7 @@ class DatabaseConfig(_Model):
     an exec older than this would apply again. Keep it above the longest time a retry or a re-sent
     write can arrive late (the retry queue's `retention_days` is a good floor)."""
     idempotency_prune_interval_seconds: PositiveSeconds = 3600.0
-    """How often the SQL plugin deletes idempotency keys older than idempotency_key_retention_days."""
+    """How often the SQL service deletes idempotency keys older than idempotency_key_retention_days."""
     pool: PoolConfig = PoolConfig()
 
     @field_validator("url")
@@ -323,8 +324,9 @@ class DatabaseConfig(_Model):
         return value
 
     @property
-    def backend(self) -> Literal["sqlite", "postgresql"]:
-        return "sqlite" if self.url.get_secret_value().startswith("sqlite") else "postgresql"
+    def backend(self) -> Literal["sqlite", "postgres"]:
+        """``"postgres"`` for either URL scheme (``postgresql://``, ``postgres://``), as everywhere in daz."""
+        return "sqlite" if self.url.get_secret_value().startswith("sqlite") else "postgres"
 
     def sqlite_path(self) -> Path:
         raw = self.url.get_secret_value()
@@ -335,7 +337,7 @@ class DatabaseConfig(_Model):
 
 
 class RetryPolicyConfig(_Model):
-    """One operation type's policy, in the seed's shape plus timeout, jitter and breaker."""
+    """One operation type's policy: attempts and exponential delays, plus timeout, jitter and breaker."""
 
     max_retries: Annotated[int, Field(ge=0)] = 3
     """Retries after the first failure before the operation is dead-lettered."""

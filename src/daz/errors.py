@@ -32,11 +32,6 @@ class DazError(Exception):
         return self.message
 
 
-class IllegalTransition(DazError, ValueError):
-    """A state machine was asked for a move its transition table does not allow: a bug in the
-    caller, never retried."""
-
-
 class ConfigError(DazError):
     """A configuration problem; ``problems`` holds one line per field (path: what, expected)."""
 
@@ -84,6 +79,11 @@ class TransportError(DazError):
 
 class ConnectFailed(TransportError):
     """The connection could not be opened (refused, DNS, handshake)."""
+
+
+class ServerUnreachable(ConnectFailed):
+    """The connection never reached the server's Socket.IO layer (refused, reset, no handshake), so
+    the server counted no connection token for it."""
 
 
 class RateLimited(ConnectFailed):

@@ -11,7 +11,7 @@ Rules (also in docs/internal-contracts.md section 1):
 * A service that raises is fatal: ``serve`` logs ``lifecycle.service_failed``, sets ``stopping`` so
   the others drain cooperatively within the grace period, then re-raises the first error (later
   ones are logged). Wrap a service with ``supervised(...)`` to restart it instead.
-* ``supervise`` restarts a crashed service after a backoff delay (``daz.backoff.seed_backoff``), the
+* ``supervise`` restarts a crashed service after a backoff delay (``daz.backoff.proportional_backoff``), the
   attempt counter going back to 1 after a run that lasted ``stable_after`` seconds. It publishes
   nothing itself; callers pass ``on_crash``. ``CancelledError`` is never swallowed.
 * Signals are the CLI's business: ``install_signal_handlers`` is called only from ``daz.cli``. The
@@ -34,7 +34,7 @@ from typing import Protocol
 import structlog
 
 from daz.aio import sleep_or_stop
-from daz.backoff import seed_backoff
+from daz.backoff import proportional_backoff
 from daz.clock import Clock, SystemClock
 
 log = structlog.get_logger("daz.lifecycle")
@@ -153,8 +153,8 @@ def next_attempt(previous_attempt: int, ran_seconds: float, stable_after: float)
 
 
 def restart_delay(attempt: int, rng: random.Random, *, base: float, cap: float) -> float:
-    """Seconds to wait before restart ``attempt``: the seed backoff scaled to ``base`` and ``cap``."""
-    return seed_backoff(attempt, rng, base=base, cap=cap)
+    """Seconds to wait before restart ``attempt``: the reconnect backoff scaled to ``base`` and ``cap``."""
+    return proportional_backoff(attempt, rng, base=base, cap=cap)
 
 
 async def supervise(

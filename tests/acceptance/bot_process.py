@@ -26,7 +26,13 @@ def write_config(tmp: Path, server: FakeCytubeServer, plugins: dict[str, Any] | 
         "rooms": [{"channel": ROOM, "username": BOT}],
         "cytube": {"base_url": server.url, "stable_after_seconds": 1,
                    "backoff": {"base_seconds": 0.3, "max_seconds": 2},
-                   "probe": {"interval_seconds": 0.2, "max_interval_seconds": 0.5, "timeout_seconds": 0.5}},
+                   "probe": {"interval_seconds": 0.2, "max_interval_seconds": 0.5, "timeout_seconds": 0.5},
+                   # the numbers of the server daz talks to, as an operator configures them
+                   "servers": {"default": {
+                       "guest_login_window_seconds": server.limits.guest_login_window_seconds,
+                       "connection_burst": server.limits.bucket_size,
+                       "connection_refill_seconds": server.limits.refill_seconds,
+                       "max_sockets": server.limits.max_sockets_per_ip}}},
         "database": {"url": f"sqlite:///{tmp / 'bot.db'}"},
         "spool": {"path": str(tmp / "spool.sqlite")},
         "retry": {"poll_interval_seconds": 0.5},

@@ -87,7 +87,7 @@ async def test_crashing_plugin_is_restarted_with_backoff_and_others_keep_working
     assert all(c["plugin"] == "crasher" for c in crashes)
     assert "I fail on every event" in crashes[0]["error"]
     delays = [c["next_delay"] for c in crashes[:3]]
-    # The seed schedule from a 1 s base: ~1 s, ~2 s, ~4 s (±25 %).
+    # The reconnect schedule from a 1 s base: ~1 s, ~2 s, ~4 s (±25 %).
     assert 0.75 <= delays[0] <= 1.25
     assert 1.5 <= delays[1] <= 2.5
     assert 3.0 <= delays[2] <= 5.0

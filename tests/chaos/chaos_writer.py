@@ -1,4 +1,4 @@
-"""The process under test in scenarios 3 and 4: daz's SQL plugin, retry queue, gate and spool.
+"""The process under test in scenarios 3 and 4: daz's SQL service, retry queue, gate and spool.
 
 ``python chaos_writer.py --dsn DSN --spool PATH --start S --count N --rate R`` issues idempotent
 execs ``k<S>`` .. ``k<N-1>`` (one chat-log-like row each, key ``k<i>``) at ``R`` per second and
@@ -33,7 +33,7 @@ from daz.resilience.registry import BreakerRegistry
 from daz.retry.budget import RetryBudget
 from daz.retry.queue import RetryQueue
 from daz.retry.spool import Spool, SpoolDrainer
-from daz.sql.plugin import SqlPlugin
+from daz.sql.service import SqlService
 from daz.store.postgres import PostgresStore
 from daz.testing.settle import queue_settled
 
@@ -97,7 +97,7 @@ class Figures:
         return self.sample_value("daz_breaker_transitions_total", {"name": "database", "to": to})
 
 
-async def write(plugin: SqlPlugin, start: int, count: int, rate: float) -> dict[str, int]:
+async def write(plugin: SqlService, start: int, count: int, rate: float) -> dict[str, int]:
     outcome = {"applied": 0, "queued": 0, "lost": 0}
     began = time.monotonic()
     for n, i in enumerate(range(start, count)):
@@ -147,7 +147,7 @@ async def main(args: argparse.Namespace) -> None:
         drainer = SpoolDrainer(spool, store, clock=clock,
                                interval_seconds=config.spool.drain_interval_seconds,
                                metrics=metrics, on_drained=queue.wake)
-        plugin = SqlPlugin(args.dsn, bus, metrics, clock, breakers, queue, config.database, rng=rng)
+        plugin = SqlService(args.dsn, bus, metrics, clock, breakers, queue, config.database, rng=rng)
         await plugin.start()
         figures = Figures(metrics, budget, spool)
         say("started")

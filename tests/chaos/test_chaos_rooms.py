@@ -66,6 +66,8 @@ def _cytube() -> CytubeConfig:
         backoff={"base_seconds": 0.2, "max_seconds": 1.0},
         probe=ProbeConfig(enabled=False),
         flap_threshold=1000,
+        # the limits _server() enforces (its bucket and socket cap are raised for the chaos loop)
+        servers={"default": {"connection_burst": 10_000, "max_sockets": 1000}},
     )
 
 

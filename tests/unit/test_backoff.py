@@ -1,4 +1,4 @@
-"""Backoff: the seed's schedule with a fixed seed, and property tests over every attempt number."""
+"""Backoff: the reconnect schedule with a fixed random seed, and property tests over every attempt number."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from daz.backoff import (
     delay_for,
     exponential,
     full_jitter,
+    proportional_backoff,
+    proportional_bounds,
     queue_delay,
-    seed_backoff,
-    seed_bounds,
 )
 
 SEED = 42
@@ -26,7 +26,7 @@ CAP = 300.0
 
 def _schedule(seed: int, attempts: int = 12) -> list[float]:
     rng = random.Random(seed)
-    return [seed_backoff(k, rng) for k in range(1, attempts + 1)]
+    return [proportional_backoff(k, rng) for k in range(1, attempts + 1)]
 
 
 def test_seed_schedule_attempts_1_to_12_with_fixed_seed() -> None:
@@ -47,9 +47,9 @@ def test_seed_schedule_attempts_1_to_12_with_fixed_seed() -> None:
 def test_cap_keeps_jitter_wide() -> None:
     # From attempt 9 on (b = 512 s) the interval is [225, 300]: capped, yet still jittered.
     for attempt in (9, 10, 50, 10**6):
-        assert seed_bounds(attempt) == (225.0, 300.0)
+        assert proportional_bounds(attempt) == (225.0, 300.0)
     rng = random.Random(1)
-    draws = {round(seed_backoff(20, rng), 6) for _ in range(200)}
+    draws = {round(proportional_backoff(20, rng), 6) for _ in range(200)}
     assert len(draws) > 150
     assert min(draws) >= 225.0
     assert max(draws) <= 300.0
@@ -57,19 +57,19 @@ def test_cap_keeps_jitter_wide() -> None:
 
 def test_attempt_8_straddles_the_cap() -> None:
     # b = 256: low 192, high min(320, 300) = 300.
-    assert seed_bounds(8) == (192.0, 300.0)
+    assert proportional_bounds(8) == (192.0, 300.0)
 
 
 @settings(max_examples=300, deadline=None)
 @given(attempt=st.integers(min_value=1, max_value=10**6), seed=st.integers(0, 2**32 - 1))
-def test_seed_backoff_bounds_for_every_attempt(attempt: int, seed: int) -> None:
+def test_proportional_backoff_bounds_for_every_attempt(attempt: int, seed: int) -> None:
     b = 2.0 * 2.0 ** min(attempt - 1, 1100) if attempt < 1000 else math.inf
     low, high = 0.75 * min(b, CAP), min(1.25 * b, CAP)
-    delay = seed_backoff(attempt, random.Random(seed))
+    delay = proportional_backoff(attempt, random.Random(seed))
     assert math.isfinite(delay)
     assert low - 1e-9 <= delay <= high + 1e-9
     assert delay <= CAP
-    lo, hi = seed_bounds(attempt)
+    lo, hi = proportional_bounds(attempt)
     assert hi > lo  # jitter never vanishes, not even at the cap
 
 
@@ -145,6 +145,6 @@ def test_delay_for_dispatches_on_strategy() -> None:
     args = {"base": 2.0, "multiplier": 2.0, "cap": 300.0}
     assert delay_for(JitterStrategy.NONE, 3, random.Random(0), **args) == 8.0
     proportional = delay_for(JitterStrategy.PROPORTIONAL, 3, random.Random(0), **args)
-    assert proportional == seed_backoff(3, random.Random(0))
+    assert proportional == proportional_backoff(3, random.Random(0))
     full = delay_for(JitterStrategy.FULL, 3, random.Random(0), **args)
     assert 0 <= full <= 8.0

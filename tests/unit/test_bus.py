@@ -17,7 +17,7 @@ PATTERN_TABLE = [
     ("retry.failed", "retry.failed", True),
     ("retry.failed", "retry.failedx", False),
     ("*.failed", "retry.failed", True),
-    ("*.failed", "sql.query.failed", False),  # * never crosses a dot (the Go original's bug)
+    ("*.failed", "sql.query.failed", False),  # * never crosses a dot
     ("sql.*.failed", "sql.query.failed", True),
     ("sql.*.failed", "sql.exec.failed", True),
     ("sql.*.failed", "sql.failed", False),

@@ -54,7 +54,7 @@ def test_env_overrides_nested_fields(tmp_path: Path) -> None:
 def test_database_url_env_selects_the_store(tmp_path: Path) -> None:
     path = _write(tmp_path, {"database": {"url": "sqlite:///other.db"}})
     config = load_config(path, env={"DAZ_DATABASE_URL": "postgresql://bot:pw123@127.0.0.1/daz"})
-    assert config.database.backend == "postgresql"
+    assert config.database.backend == "postgres"
     assert config.database.display_url() == f"postgresql://bot:{MASK}@127.0.0.1/daz"
     assert "pw123" in config.secrets()
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from daz.backoff import seed_backoff
+from daz.backoff import proportional_backoff
 from daz.lifecycle import CrashReport, Supervised, next_attempt, restart_delay, serve, supervise
 from daz.testing import FakeClock
 
@@ -57,9 +57,9 @@ def test_next_attempt_resets_after_a_stable_run() -> None:
     assert next_attempt(7, 60.0, stable_after=60) == 1
 
 
-def test_restart_delay_uses_the_seed_backoff() -> None:
+def test_restart_delay_uses_the_proportional_backoff() -> None:
     for attempt in range(1, 10):
-        assert restart_delay(attempt, random.Random(attempt), base=1, cap=60) == seed_backoff(
+        assert restart_delay(attempt, random.Random(attempt), base=1, cap=60) == proportional_backoff(
             attempt, random.Random(attempt), base=1, cap=60
         )
     assert restart_delay(100, random.Random(0), base=1, cap=60) <= 60
@@ -71,8 +71,8 @@ async def test_service_crashes_twice_and_is_restarted() -> None:
     flaky = Flaky(clock, crashes=2)
     reports: list[CrashReport] = []
     rng = random.Random(5)
-    expected = [seed_backoff(1, random.Random(5), base=1, cap=60)]
-    expected.append(seed_backoff(2, _after_one_draw(5), base=1, cap=60))
+    expected = [proportional_backoff(1, random.Random(5), base=1, cap=60)]
+    expected.append(proportional_backoff(2, _after_one_draw(5), base=1, cap=60))
 
     async with asyncio.TaskGroup() as group:
         group.create_task(
@@ -98,7 +98,7 @@ async def test_service_crashes_twice_and_is_restarted() -> None:
 
 def _after_one_draw(seed: int) -> random.Random:
     rng = random.Random(seed)
-    rng.random()  # seed_backoff draws exactly one uniform per call
+    rng.random()  # proportional_backoff draws exactly one uniform per call
     return rng
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from daz.clock import Clock
 from daz.cluster.coordinator import ClusterCoordinator
-from daz.health.types import CheckResult, Status
+from daz.health.types import CheckResult, HealthStatus
 
 
 class ClusterCheck:
@@ -25,15 +25,15 @@ class ClusterCheck:
         last = self.coordinator.last_tick_ok
         age = None if last is None else self.clock.monotonic() - last
         if age is None or age > cfg.lease_seconds:
-            status, output = Status.FAIL, "cannot renew leases (database unreachable?): rooms left"
+            status, output = HealthStatus.FAIL, "cannot renew leases (database unreachable?): rooms left"
         elif age > cfg.renew_interval_seconds * 2:
-            status, output = Status.WARN, "lease renewal is late"
+            status, output = HealthStatus.WARN, "lease renewal is late"
         else:
-            status, output = Status.PASS, ""
+            status, output = HealthStatus.PASS, ""
         held = len(self.coordinator.held)
         return [
             CheckResult("cluster", "lease_renewal", status, None if age is None else round(age, 2), "s",
                         output, now),
-            CheckResult("cluster", "rooms_held", Status.PASS, held, None,
+            CheckResult("cluster", "rooms_held", HealthStatus.PASS, held, None,
                         f"{held} of {len(self.coordinator.rooms)} rooms", now),
         ]

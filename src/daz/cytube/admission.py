@@ -50,14 +50,11 @@ class ServerGate:
 
     # socket slots ----------------------------------------------------------------------------
     def try_slot(self, room: str, prio: Priority) -> bool:
-        """Take a slot now if one is free and nobody better waits; never waits."""
+        """Take a slot now if one is free and nobody better waits; never waits. On False the
+        request stays queued for ``slot`` (which withdraws it if its wait is called off)."""
         self.ledger.want_slot(room, prio)
         self._dispatch()
-        if self.holds(room):
-            return True
-        self.ledger.withdraw_slot(room)
-        self._publish()
-        return False
+        return self.holds(room)
 
     async def slot(self, room: str, prio: Priority) -> None:
         """Wait until ``room`` holds a socket slot (it keeps it until ``release``)."""
@@ -112,6 +109,16 @@ class ServerGate:
 
     def rate_limited(self) -> None:
         self.ledger.rate_limited(self._clock.monotonic())
+
+    def unreached(self) -> None:
+        self.ledger.unreached(self._clock.monotonic())
+        self._dispatch()
+
+    def server_down(self) -> None:
+        self.ledger.server_down()
+
+    def connected(self) -> None:
+        self.ledger.connected()
 
     # internals -------------------------------------------------------------------------------
     def _dispatch(self) -> None:

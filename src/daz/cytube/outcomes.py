@@ -96,11 +96,14 @@ def decide(
     config: CytubeConfig,
     *,
     guest: bool,
+    name_configured: bool = False,
     password_changed: bool = False,
     own_switch: bool = False,
 ) -> Decision:
     """What the room does after ``outcome`` (``detail`` is the server's text, for the reason).
 
+    ``guest``: the login carries no password. ``name_configured``: the name is the operator's
+    (``username``), not one daz drew, so a clash cannot be solved by drawing another.
     ``password_changed``: the password file was re-read after a refusal and differs from the one
     just refused, so one immediate retry is worth it. ``own_switch``: a ``Duplicate login`` on a
     socket this process is replacing (make-before-break), i.e. our own doing.
@@ -128,8 +131,12 @@ def decide(
             # The refusal proves another guest login from this address inside the window (another
             # process, or a restart of ours): the admission gate now waits a whole window.
             return Decision(Action.RETRY, f"login refused: {detail}", delay=0.0)
-        case Outcome.GUEST_NAME_CLASH if guest:
+        case Outcome.GUEST_NAME_CLASH if guest and not name_configured:
             return Decision(Action.RETRY, f"guest name refused: {detail}", delay=0.0, new_guest_name=True)
+        case Outcome.GUEST_NAME_CLASH if guest:
+            # Our configured guest name is still held (e.g. by our own socket the server has not
+            # dropped yet): the ordinary backoff gives the server time to let it go.
+            return Decision(Action.BACK_OFF, f"guest name refused: {detail}")
         case Outcome.BAD_CREDENTIALS | Outcome.INVALID_NAME | Outcome.GUEST_NAME_CLASH:
             if password_changed:
                 return Decision(Action.RETRY, f"login refused: {detail}; password file changed", delay=0.0)

@@ -23,11 +23,13 @@ from daz.config import DazConfig, RoomConfig
 from daz.cytube.action_flight import ActionSettled
 from daz.cytube.action_rules import check_permission
 from daz.cytube.actions import Action, to_record
+from daz.cytube.admission import Admission
 from daz.cytube.channel import ChannelState
 from daz.cytube.discovery import Endpoint, HttpEndpoint
 from daz.cytube.outbox import InMemoryJournal, OutboundJournal, OutboundLine, Outbox
 from daz.cytube.protocol import split_line
 from daz.cytube.room_actions import ActionTicket
+from daz.cytube.scheduler import ServerCapacity
 from daz.cytube.states import RoomState
 from daz.cytube.supervisor import RoomStatus, RoomSupervisor
 from daz.events.bus import EventBus
@@ -83,8 +85,10 @@ class RoomManager:
         self._origin = secrets.token_hex(4)
         self._tickets: dict[str, ActionTicket] = {}
         make_endpoint = endpoint_factory or self._http_endpoint
+        # One admission ledger per CyTube server, shared by every room on it (docs/rooms.md).
+        self.admission = Admission(config.cytube, clock, metrics)
         self._supervisors: dict[str, RoomSupervisor] = {}
-        for room in config.rooms:
+        for index, room in enumerate(config.rooms):
             if not room.enabled:
                 continue
             room_rng = random.Random(rng.getrandbits(64))
@@ -93,6 +97,7 @@ class RoomManager:
                 transport_factory=transport_factory, endpoint=make_endpoint(room),
                 outbox=Outbox(room.channel, self.journal, config.cytube.outbound_buffer_size),
                 probe_rng=random.Random(rng.getrandbits(64)), on_action_settled=self._action_settled,
+                admission=self.admission, index=index,
             )
 
     def _http_endpoint(self, room: RoomConfig) -> Endpoint:
@@ -151,11 +156,25 @@ class RoomManager:
         except KeyError:
             raise UnknownRoom(f"no room named {name!r} is configured") from None
 
+    def capacities(self) -> list[ServerCapacity]:
+        """Per CyTube server: socket cap, sockets in use, parked rooms (for status and placement)."""
+        return self.admission.capacities()
+
     # actions ---------------------------------------------------------------------------------
     def reconnect(self, room: str, reason: str) -> None:
         """Tear down and reconnect ``room`` now (health recovery); also restarts a kicked room."""
         log.info("room.reconnect_requested", room=room, reason=reason)
         self._get(room).request_reconnect(reason)
+
+    def restart(self, room: str, reason: str = "operator") -> None:
+        """An operator's restart: a STOPPED, KICKED or PARKED room tries again now."""
+        log.warning("room.restart_requested", room=room, reason=reason)
+        self._get(room).request_reconnect(f"restart: {reason}")
+
+    def stop(self, room: str, reason: str = "operator") -> None:
+        """An operator's stop: leave the room, give its socket slot to a parked room, stay STOPPED."""
+        log.warning("room.stop_requested", room=room, reason=reason)
+        self._get(room).request_stop(reason)
 
     async def send_chat(self, room: str, text: str, *, correlation_id: str | None = None) -> list[str]:
         """Queue ``text`` (split at the chat limit) for ``room``; returns one key per line."""

@@ -138,6 +138,7 @@ class ServerLedger:
     guest_turn: str | None = None
     last_guest_login: float | None = None
     tokens_taken: int = 0
+    down_seen: bool = False
 
     @classmethod
     def new(cls, key: str, limits: ServerLimitsConfig, now: float) -> ServerLedger:
@@ -214,6 +215,24 @@ class ServerLedger:
 
     def rate_limited(self, now: float) -> None:
         self.bucket.drain(now)
+
+    def unreached(self, now: float) -> None:
+        """An attempt never reached the server's Socket.IO layer: it cost the server no token."""
+        self.tokens_taken -= 1
+        self.bucket.give_back(now)
+        self.down_seen = True
+
+    def server_down(self) -> None:
+        """The server did not answer at all (discovery or probe failed): it may come back as a new
+        process."""
+        self.down_seen = True
+
+    def connected(self) -> None:
+        """A connection was accepted. After the server was unreachable, it may be a new process whose
+        guest-login window starts empty (buckets are kept: being wrong there costs refusals)."""
+        if self.down_seen:
+            self.down_seen = False
+            self.last_guest_login = None
 
     # guest logins ----------------------------------------------------------------------------
     def guest_ready_at(self) -> float:

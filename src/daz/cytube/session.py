@@ -143,11 +143,17 @@ class Session:
         else:
             await self.transport.emit("chatMsg", p.chat_payload(line.text))
 
-    def backlog_confirms(self, line: OutboundLine, *, after_ms: int) -> p.ChatMessage | None:
-        """The replayed own line proving the server already has ``line`` (sent after ``after_ms``)."""
+    def backlog_confirms(
+        self, line: OutboundLine, *, after_ms: int, name: str | None = None
+    ) -> p.ChatMessage | None:
+        """The replayed own line proving the server already has ``line`` (sent after ``after_ms``).
+
+        ``name``: the name the line was sent under, when it may differ from this session's (a guest
+        that came back under a fresh name)."""
         key = p.sent_key(line.text)
+        names = {self.name.lower(), (name or self.name).lower()}
         for msg in reversed(self.backlog):
-            if self._is_self(msg.username) and msg.time_ms > after_ms and p.echo_key(msg.raw) == key:
+            if msg.username.lower() in names and msg.time_ms > after_ms and p.echo_key(msg.raw) == key:
                 return msg
         return None
 
@@ -168,17 +174,11 @@ class Session:
         self.closed_error = error
         if isinstance(error, Kicked) and self.kick_reason is None:
             self.kick_reason = error.reason
-        pending: list[asyncio.Future[Any]] = [self._join_done, self._login_done]
-        if self._expect is not None:
-            pending.append(self._expect[2])
-        for fut in pending:
-            if fut.done():
-                continue
-            fut.set_exception(error)
-            # Only the step being awaited (if any) re-raises this; the steps not reached yet never
-            # will, and the session's end is already reported by pump()'s return. Marking the copy
-            # seen keeps asyncio from logging it as "Future exception was never retrieved".
-            fut.exception()
+        for fut in (self._join_done, self._login_done):
+            if not fut.done():
+                fut.set_exception(error)
+        if self._expect is not None and not self._expect[2].done():
+            self._expect[2].set_exception(error)
 
     def _malformed(self, event: str, size: int, detail: str) -> None:
         self.metrics.protocol_malformed.labels(room=self.room).inc()

@@ -12,7 +12,6 @@ from enum import Enum
 
 from daz.backoff import delay_for
 from daz.config import BackoffConfig, ProbeConfig
-from daz.errors import IllegalTransition
 
 FATAL_KICK_REASONS = frozenset({"Duplicate login"})
 
@@ -41,7 +40,7 @@ TRANSITIONS: dict[RoomState, frozenset[RoomState]] = {
         {_S.PARKED, _S.WAITING, _S.CONNECTING, _S.BACKING_OFF, _S.STOPPED, _S.CLOSED}
     ),
     _S.PARKED: frozenset({_S.WAITING, _S.CONNECTING, _S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
-    _S.WAITING: frozenset({_S.CONNECTING, _S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
+    _S.WAITING: frozenset({_S.WAITING, _S.CONNECTING, _S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
     _S.CONNECTING: frozenset({_S.JOINING, _S.BACKING_OFF, _S.PARKED, _S.STOPPED, _S.CLOSED}),
     _S.JOINING: frozenset(
         {_S.READY, _S.BACKING_OFF, _S.KICKED, _S.PARKED, _S.STOPPED, _S.CLOSED}
@@ -53,6 +52,10 @@ TRANSITIONS: dict[RoomState, frozenset[RoomState]] = {
     _S.STOPPED: frozenset({_S.DISCOVERING, _S.CLOSED}),
     _S.CLOSED: frozenset(),
 }
+
+
+class IllegalTransition(ValueError):
+    pass
 
 
 def check_transition(current: RoomState, target: RoomState) -> None:

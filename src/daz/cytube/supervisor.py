@@ -1,10 +1,12 @@
-"""``RoomSupervisor``: keeps one room joined, forever, with the seed's backoff and honest liveness.
+"""``RoomSupervisor``: keeps one room joined, forever, within the server's rules.
 
 One supervisor per room; it owns the room's connection, session and outbox sender. Every state
 change goes through the pure transition table in ``states.py`` and is published as
-``room.state_changed``, logged and set on the ``daz_room_state`` gauge. All waits race against
-``stopping`` (and a reconnect request), so stop interrupts any wait at once; no lock exists to be
-held across a sleep.
+``room.state_changed``, logged and set on the ``daz_room_state`` gauge. Before each connection the
+room asks its server's ``ServerGate`` (``admission.py``) for a socket slot (PARKED while none is
+free), a guest-login turn (guests) and a connection token (WAITING meanwhile). Every refusal and kick
+is classified by ``outcomes.py`` and answered by its pure decision. All waits race against
+``stopping`` and a wake-up (reconnect, restart, stop request), so no wait outlives a stop.
 """
 
 from __future__ import annotations
@@ -16,49 +18,53 @@ from typing import Any
 
 import structlog
 
-from daz.aio import race, wait_for
+from daz.aio import race
 from daz.clock import Clock
 from daz.config import CytubeConfig, RoomConfig
 from daz.cytube.action_flight import ActionSender, ActionTimings, Settled
+from daz.cytube.admission import Admission, ServerGate
 from daz.cytube.channel import ChannelState
 from daz.cytube.channel.replica import ChannelReplica
 from daz.cytube.discovery import Endpoint
-from daz.cytube.outbox import OutboundLine, Outbox
-from daz.cytube.session import CooledDown, Credentials, Echo, Session
+from daz.cytube.outbox import Outbox
+from daz.cytube.outcomes import Action, Decision, Outcome, classify_kick, classify_login_error, decide
+from daz.cytube.scheduler import Priority, priority
+from daz.cytube.sender import LineSender
+from daz.cytube.session import Credentials, Session
 from daz.cytube.states import (
     Liveness,
     RoomState,
     check_transition,
     is_degraded,
-    is_fatal_kick,
     is_stable,
     liveness,
+    ping_overdue,
     probe_delay,
     reconnect_delay,
     record_flap,
 )
 from daz.errors import (
+    ConfigError,
     ConnectFailed,
     DazError,
     Kicked,
     LoginFailed,
     RateLimited,
+    ServerUnreachable,
     SessionTimeout,
     TransportError,
 )
 from daz.events.bus import EventBus
-from daz.events.state_change import ROOM, StateChange, StateChangeHook
-from daz.metrics import DazMetrics
+from daz.metrics import ROOM_STATE_CODES, DazMetrics
 from daz.transport.base import Transport, TransportFactory
 
 log = structlog.get_logger("daz.cytube")
 
-MAX_ECHO_TIMEOUTS = 3
-# Without a confirmed echo to compare server times with, an in-doubt line is matched against
-# replayed lines up to this long before our send (server and bot clocks may disagree a little).
-CLOCK_SKEW_ALLOWANCE_MS = 5_000
 # Failures after which the server may simply be unreachable, so the cheap probe can cut the wait.
 _PROBE_REASONS = frozenset({"discovery", "connect_failed", "disconnected", "no_frames", "media_timeout"})
+# Endings after which the link may be half-open: recover make-before-break (a new session first).
+_SUSPECT_REASONS = frozenset({"half_open", "echo_timeout"})
+_HOLDING = frozenset({RoomState.KICKED, RoomState.STOPPED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,9 @@ class RoomStatus:
     connected_since: float | None
     reconnects: int
     outbox_depth: int
+    reason: str = ""  # why the room is in its state (the last transition's reason, kept current)
+    server: str | None = None  # "host:port" of the room's CyTube server once known
+    refusals: int = 0  # server refusals and kicks so far (rate limit, login, kicks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +97,7 @@ class _Failure:
     reason: str
     detail: str
     rate_limited: bool = False
-    kicked: str | None = None
+    outcome: Outcome | None = None
     immediate: bool = False
 
 
@@ -107,6 +116,8 @@ class RoomSupervisor:
         outbox: Outbox,
         guest_name: str | None = None,
         probe_rng: random.Random | None = None,
+        admission: Admission | None = None,
+        index: int = 0,
         on_action_settled: Settled | None = None,
     ) -> None:
         self.room = room
@@ -120,39 +131,57 @@ class RoomSupervisor:
         self.transport_factory = transport_factory
         self.endpoint = endpoint
         self.outbox = outbox
+        self.admission = admission if admission is not None else Admission(config, clock, metrics)
+        self.index = index
+        self.guest_name = guest_name or self._draw_guest_name()
+        self.state = RoomState.DISCONNECTED
+        self.state_since = clock.monotonic()
+        self.reason = "not started"
+        self.attempt = 0
+        self.next_delay: float | None = None
+        self.reconnects = 0
+        self.refusals = 0
+        self.kicked_reason: str | None = None
+        self.ready_since: float | None = None
+        self.lost_at: float | None = clock.monotonic()
+        self.ever_ready = False
+        self._flaps: tuple[float, ...] = ()
+        self._degraded = False
+        self._session: Session | None = None
+        self._transport: Transport | None = None
+        self._connected_at: float | None = None
+        self._gate: ServerGate | None = None
+        self._retiring: Transport | None = None
+        self._password_tried: str | None = None
+        self._hold_name_until: float | None = None
+        self._wake = asyncio.Event()
+        self._wake_reason = "requested"
+        self._stop_request: str | None = None
+        self._hold_for: float | None = None
+        self._stopping: asyncio.Event | None = None
+        self._last_delay: float | None = None
+        # The channel replica outlives connections: resync diffs against it after a reconnect.
+        self.channel = ChannelReplica(self.name, lambda name, data: bus.publish(name, data, source="cytube"))
         self.actions = ActionSender(
             self.name, outbox, clock,
             ActionTimings(config.action_timeout_seconds, config.action_silent_retries),
             replica=self.live_channel, on_settled=on_action_settled, metrics=metrics,
             publish=lambda name, data, cid: bus.publish(name, data, correlation_id=cid, source="cytube"),
         )
-        self.guest_name = guest_name or f"daz-{self.probe_rng.getrandbits(24):06x}"
-        self.state = RoomState.DISCONNECTED
-        self.state_since = clock.monotonic()
-        self.attempt = 0
-        self.next_delay: float | None = None
-        self.reconnects = 0
-        self.kicked_reason: str | None = None
-        self.ready_since: float | None = None
-        self.lost_at: float | None = clock.monotonic()
-        self._flaps: tuple[float, ...] = ()
-        self._degraded = False
-        self._session: Session | None = None
-        self._transport: Transport | None = None
-        # The channel replica outlives connections: resync diffs against it after a reconnect.
-        self.channel = ChannelReplica(self.name, lambda name, data: bus.publish(name, data, source="cytube"))
-        self._wake = asyncio.Event()
-        self._wake_reason = "requested"
-        self._stopping: asyncio.Event | None = None
-        self._last_delay: float | None = None
-        self._announce = StateChangeHook(bus=bus, metrics=metrics)
-        self._announce.initial(ROOM, self.name, self.state.value)
+        self.sender = LineSender(
+            room=self.name, outbox=outbox, config=config, bus=bus, metrics=metrics, clock=clock,
+            now_ms=self._now_ms, actions=self.actions,
+        )
+        metrics.room_state.labels(room=self.name).set(ROOM_STATE_CODES[self.state.value])
 
     # public ----------------------------------------------------------------------------------
     def status(self) -> RoomStatus:
         now = self.clock.monotonic()
         session, transport = self._session, self._transport
         window = self.config.flap_window_seconds
+        reason = self.reason
+        if self.state is RoomState.PARKED and self._gate is not None:
+            reason = self._gate.parked_reason()  # the count of waiting rooms moves while parked
         return RoomStatus(
             name=self.name,
             state=self.state,
@@ -170,6 +199,9 @@ class RoomSupervisor:
             connected_since=self.ready_since if self.state is RoomState.READY else None,
             reconnects=self.reconnects,
             outbox_depth=self.outbox.depth,
+            reason=reason,
+            server=self._gate.key if self._gate is not None else None,
+            refusals=self.refusals,
         )
 
     def live_channel(self) -> ChannelState | None:
@@ -178,7 +210,15 @@ class RoomSupervisor:
         return self.channel.snapshot if self.channel.live else None
 
     def request_reconnect(self, reason: str) -> None:
-        """Tear the connection down (or cut a wait short) and reconnect now; also un-kicks a room."""
+        """Tear the connection down (or cut a wait short) and reconnect now; also restarts a KICKED or
+        STOPPED room (an operator's ``daz rooms restart``)."""
+        self._stop_request = None
+        self._wake_reason = reason
+        self._wake.set()
+
+    def request_stop(self, reason: str) -> None:
+        """Leave the room and stay STOPPED (slot given back) until ``request_reconnect``."""
+        self._stop_request = reason
         self._wake_reason = reason
         self._wake.set()
 
@@ -188,6 +228,7 @@ class RoomSupervisor:
         self.state_since = self.clock.monotonic()
         self._session = None
         self._transport = None
+        self._release_slot()
 
     async def run(self, stopping: asyncio.Event) -> None:
         self._stopping = stopping
@@ -197,62 +238,157 @@ class RoomSupervisor:
         try:
             await self._loop(stopping)
         finally:
+            await self._close_retiring()
+            self._release_slot()
             if self.state is not RoomState.CLOSED:
                 self._transition(RoomState.CLOSED, "stopped")
 
     # the loop --------------------------------------------------------------------------------
     async def _loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            if self.state is RoomState.KICKED:
-                winner, _ = await race(
-                    {"stop": stopping.wait, "wake": self._wake.wait}, label=f"room.{self.name}.kicked"
-                )
-                if winner == "stop":
-                    return
-                self.kicked_reason = None
+            if self._stop_request is not None and self.state is not RoomState.STOPPED:
+                self._stop(f"stopped by operator: {self._stop_request}", retry_after=None)
+            if self.state in _HOLDING and not await self._hold(stopping):
+                return
             failure = await self._connection(stopping)
             if failure is None:
                 return
-            if failure.kicked is not None and is_fatal_kick(failure.kicked):
-                self.kicked_reason = failure.kicked
-                self._transition(RoomState.KICKED, f"kicked: {failure.kicked}")
-                log.error("room.kicked", room=self.name, reason=failure.kicked)
-                self.bus.publish(
-                    "room.kicked", {"room": self.name, "reason": failure.kicked}, source="cytube"
-                )
-                continue
-            if not failure.immediate:
+            if failure.reason not in _SUSPECT_REASONS:
+                await self._close_retiring()
+            if self._stop_request is not None:
+                continue  # the top of the loop stops the room
+            if not await self._after(failure, stopping):
+                return
+
+    async def _hold(self, stopping: asyncio.Event) -> bool:
+        """KICKED or STOPPED: wait for a restart (or the configured slow retry); False on stop."""
+        while True:
+            contenders: dict[str, Any] = {"stop": stopping.wait, "wake": self._wake.wait}
+            hold_for = self._hold_for
+            if hold_for is not None:
+                contenders["timer"] = lambda: self.clock.sleep(hold_for)  # noqa: B023 - awaited now
+            winner, _ = await race(contenders, label=f"room.{self.name}.{self.state.value}")
+            if winner == "stop":
+                return False
+            self._wake.clear()
+            if winner == "wake" and self._stop_request is not None:
+                continue  # asked to stop again while stopped
+            self.kicked_reason = None
+            self._hold_for = None
+            by = "timer" if winner == "timer" else self._wake_reason
+            log.info("room.restarting", room=self.name, by=by)
+            return True
+
+    async def _after(self, failure: _Failure, stopping: asyncio.Event) -> bool:
+        """Answer one failure: its decision, then the wait it calls for. False on stop."""
+        if failure.reason in _SUSPECT_REASONS:
+            return await self._replace(failure, stopping)
+        decision = self._decide(failure)
+        if decision is not None:
+            return await self._apply(decision, failure, stopping)
+        if not failure.immediate:
+            self.attempt += 1
+        limit = self.config.give_up_after_attempts
+        if limit is not None and self.attempt >= limit:
+            self._transition(RoomState.CLOSED, f"gave up after {self.attempt} attempts: {failure.reason}")
+            self.bus.publish(
+                "room.gave_up",
+                {"room": self.name, "attempts": self.attempt, "reason": failure.reason},
+                source="cytube",
+            )
+            return False
+        delay = (
+            0.0
+            if failure.immediate
+            else reconnect_delay(
+                self.attempt,
+                self.rng,
+                self.config.backoff,
+                rate_limited=failure.rate_limited,
+                rate_limit_min_wait=self.config.rate_limit_min_wait_seconds,
+                previous=self._last_delay,
+            )
+        )
+        self._last_delay = delay
+        self.reconnects += 1
+        self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
+        self._transition(RoomState.BACKING_OFF, f"{failure.reason}: {failure.detail}", next_delay=delay)
+        use_probe = (
+            self.config.probe.enabled and not failure.rate_limited and failure.reason in _PROBE_REASONS
+        )
+        return await self._back_off(stopping, delay, use_probe)
+
+    def _decide(self, failure: _Failure) -> Decision | None:
+        """The taxonomy's decision for a refusal or kick (None: an ordinary failure, back off)."""
+        if failure.outcome is None:
+            return None
+        self.refusals += 1
+        self.metrics.room_refusals.labels(room=self.name, outcome=failure.outcome.value).inc()
+        guest = self._is_guest()
+        changed = False
+        if failure.outcome in (Outcome.BAD_CREDENTIALS, Outcome.INVALID_NAME) and not guest:
+            changed = self._password_changed()
+        return decide(
+            failure.outcome, failure.detail, self.config, guest=guest,
+            name_configured=self.room.username is not None, password_changed=changed,
+        )
+
+    async def _apply(self, decision: Decision, failure: _Failure, stopping: asyncio.Event) -> bool:
+        gate = self._gate
+        if decision.bug:
+            log.error(
+                "room.kicked_for_admin_action", room=self.name, reason=failure.detail,
+                hint="a caller sent an admin action without the rank; check permissions before sending",
+            )
+        if failure.outcome is Outcome.GUEST_WINDOW and gate is not None:
+            gate.guest_refused()
+        if decision.new_guest_name:
+            self.guest_name = self._draw_guest_name()
+        match decision.action:
+            case Action.KICKED:
+                self.kicked_reason = failure.detail
+                self._release_slot()
+                self._transition(RoomState.KICKED, decision.reason)
+                log.error("room.kicked", room=self.name, reason=failure.detail)
+                self._publish("room.kicked", reason=failure.detail)
+                return True
+            case Action.STOP:
+                self._stop(decision.reason, retry_after=decision.delay, outcome=failure.outcome)
+                return True
+            case Action.PARK:
+                if gate is not None:
+                    gate.socket_cap_hit(self.name)
+                self._transition(RoomState.PARKED, decision.reason)
+                self._publish("room.parked", reason=decision.reason)
+                return True
+            case Action.RETRY:
+                delay = decision.delay or 0.0
+                self.reconnects += 1
+                self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
+                self._transition(RoomState.BACKING_OFF, decision.reason, next_delay=delay)
+                return await self._back_off(stopping, delay, use_probe=False)
+            case Action.BACK_OFF:
                 self.attempt += 1
-            limit = self.config.give_up_after_attempts
-            if limit is not None and self.attempt >= limit:
-                self._transition(RoomState.CLOSED, f"gave up after {self.attempt} attempts: {failure.reason}")
-                self.bus.publish(
-                    "room.gave_up",
-                    {"room": self.name, "attempts": self.attempt, "reason": failure.reason},
-                    source="cytube",
+                delay = reconnect_delay(
+                    self.attempt, self.rng, self.config.backoff, previous=self._last_delay
                 )
-                return
-            delay = (
-                0.0
-                if failure.immediate
-                else reconnect_delay(
-                    self.attempt,
-                    self.rng,
-                    self.config.backoff,
-                    rate_limited=failure.rate_limited,
-                    rate_limit_min_wait=self.config.rate_limit_min_wait_seconds,
-                    previous=self._last_delay,
-                )
-            )
-            self._last_delay = delay
-            self.reconnects += 1
-            self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
-            self._transition(RoomState.BACKING_OFF, f"{failure.reason}: {failure.detail}", next_delay=delay)
-            use_probe = (
-                self.config.probe.enabled and not failure.rate_limited and failure.reason in _PROBE_REASONS
-            )
-            if not await self._back_off(stopping, delay, use_probe):
-                return
+                self._last_delay = delay
+                self.reconnects += 1
+                self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
+                self._transition(RoomState.BACKING_OFF, decision.reason, next_delay=delay)
+                return await self._back_off(stopping, delay, use_probe=False)
+
+    def _stop(self, reason: str, *, retry_after: float | None, outcome: Outcome | None = None) -> None:
+        self._release_slot()
+        self._hold_for = retry_after
+        self._transition(RoomState.STOPPED, reason, next_delay=retry_after)
+        log.warning("room.stopped", room=self.name, reason=reason, retry_in=retry_after)
+        self.bus.publish(
+            "room.stopped",
+            {"room": self.name, "reason": reason, "outcome": outcome.value if outcome else "operator",
+             "retry_in": retry_after},
+            source="cytube",
+        )
 
     async def _back_off(self, stopping: asyncio.Event, delay: float, use_probe: bool) -> bool:
         """Wait ``delay`` (or until a probe succeeds / a reconnect is requested); False on stop."""
@@ -275,39 +411,97 @@ class RoomSupervisor:
             number += 1
             if await self.endpoint.probe():
                 return
+            if self._gate is not None:
+                self._gate.server_down()
 
+    # one connection --------------------------------------------------------------------------
     async def _connection(self, stopping: asyncio.Event) -> _Failure | None:
-        """One attempt: discover, connect, join, serve while READY. None means 'stopping'."""
+        """One attempt: discover, be admitted, connect, join, serve while READY. None: stopping."""
         self._wake.clear()
         self._transition(RoomState.DISCOVERING, "attempt")
-        stop_or: dict[str, Any] = {"stop": stopping.wait}
+        interrupt: dict[str, Any] = {"stop": stopping.wait, "wake": self._wake.wait}
         try:
             winner, url = await race(
-                {**stop_or, "resolve": self.endpoint.resolve}, label=f"room.{self.name}.resolve"
+                {**interrupt, "resolve": self.endpoint.resolve}, label=f"room.{self.name}.resolve"
             )
         except ConnectFailed as exc:
-            return _Failure("discovery", exc.reason)
-        if winner == "stop":
-            return None
-        self._transition(RoomState.CONNECTING, "server found")
+            if self._gate is not None:
+                self._gate.server_down()
+            return _Failure("discovery", exc.reason or "")
+        if winner != "resolve":
+            return self._interrupted(winner)
+        gate = self._use_gate(str(url))
+        try:
+            interrupted = await self._admit(gate, interrupt)
+            if interrupted is not None:
+                return self._interrupted(interrupted)
+            return await self._connect_and_serve(str(url), gate, interrupt)
+        finally:
+            if gate.has_guest_turn(self.name):
+                gate.guest_done(self.name, logged_in=False)
+
+    async def _admit(self, gate: ServerGate, interrupt: dict[str, Any]) -> str | None:
+        """Slot, guest turn, token, in that order; returns the interrupting contender's name if any."""
+        prio = self._priority()
+        if not gate.holds(self.name) and not gate.try_slot(self.name, prio):
+            reason = gate.parked_reason()
+            self._transition(RoomState.PARKED, reason)
+            self._publish("room.parked", reason=reason)
+            winner, _ = await race(
+                {**interrupt, "slot": lambda: gate.slot(self.name, prio)}, label=f"room.{self.name}.parked"
+            )
+            if winner != "slot":
+                return str(winner)
+        if self._is_guest():
+            wait = gate.guest_wait()
+            if wait > 0 or gate.ledger.guest_turn is not None:
+                self._transition(RoomState.WAITING, f"guest-login window: {wait:.1f}s left")
+            winner, _ = await race(
+                {**interrupt, "guest": lambda: gate.guest_turn(self.name, prio)},
+                label=f"room.{self.name}.guest_turn",
+            )
+            if winner != "guest":
+                return str(winner)
+        wait = gate.token_wait()
+        if wait > 0 or gate.ledger.token_waiters:
+            self._transition(RoomState.WAITING, f"connection token in {wait:.1f}s")
+        winner, _ = await race(
+            {**interrupt, "token": lambda: gate.token(self.name, prio)}, label=f"room.{self.name}.token"
+        )
+        return None if winner == "token" else str(winner)
+
+    async def _connect_and_serve(
+        self, url: str, gate: ServerGate, interrupt: dict[str, Any]
+    ) -> _Failure | None:
+        self._transition(RoomState.CONNECTING, f"token granted by {gate.key}")
         transport = self.transport_factory(self.name, self.clock)
         try:
             winner, _ = await race(
                 {
-                    **stop_or,
+                    **interrupt,
                     "connect": lambda: transport.connect(url, timeout=self.config.connect_timeout_seconds),
                 },
                 label=f"room.{self.name}.connect",
             )
-            if winner == "stop":
-                return None
         except RateLimited as exc:
             await transport.close()
+            gate.rate_limited()  # the server's bucket is empty: ours is too, from now
+            self.refusals += 1
+            self.metrics.room_refusals.labels(room=self.name, outcome="rate_limited").inc()
             return _Failure("rate_limited", exc.reason, rate_limited=True)
+        except ServerUnreachable as exc:
+            await transport.close()
+            gate.unreached()
+            return _Failure("connect_failed", exc.reason or "")
         except TransportError as exc:
             await transport.close()
-            return _Failure("connect_failed", exc.reason)
+            return _Failure("connect_failed", exc.reason or "")
+        if winner != "connect":
+            await transport.close()
+            return self._interrupted(winner)
+        gate.connected()
         self._transport = transport
+        self._connected_at = self.clock.monotonic()
         self._transition(RoomState.JOINING, "connected")
         session = Session(
             room=self.name,
@@ -322,66 +516,85 @@ class RoomSupervisor:
         )
         self._session = session
         self.channel.connection_started()
+        failure: _Failure | None = None
         try:
-            return await self._serve(session, transport, stopping)
+            failure = await self._serve(session, transport, interrupt)
+            return failure
         finally:
             self.channel.connection_ended()
             if self.state is RoomState.READY:
                 self._left_ready()
-            await transport.close()
+            if failure is not None and failure.reason in _SUSPECT_REASONS:
+                await self._retire(transport, failure.reason)
+            else:
+                await transport.close()
             self._session = None
             self._transport = None
             self.metrics.room_last_frame_age.labels(room=self.name).set(0)
 
+    def _interrupted(self, winner: str) -> _Failure | None:
+        if winner == "stop":
+            return None
+        return _Failure("requested", self._wake_reason, immediate=True)
+
     async def _serve(
-        self, session: Session, transport: Transport, stopping: asyncio.Event
+        self, session: Session, transport: Transport, interrupt: dict[str, Any]
     ) -> _Failure | None:
         try:
             winner, result = await race(
                 {
-                    "stop": stopping.wait,
-                    "wake": self._wake.wait,
+                    **interrupt,
                     "pump": session.pump,
                     "main": lambda: self._ready_phase(session, transport),
                 },
                 label=f"room.{self.name}.serve",
             )
         except Kicked as exc:
-            return _Failure("kicked", exc.reason, kicked=session.kick_reason or exc.reason)
+            return self._kicked(session.kick_reason or exc.reason or "")
         except LoginFailed as exc:
-            self.bus.publish("room.login_failed", {"room": self.name, "reason": exc.reason}, source="cytube")
-            return self._kick_or(session, _Failure("login_failed", exc.reason))
+            outcome = classify_login_error(exc.reason)
+            self._publish("room.login_failed", reason=exc.reason, outcome=outcome.value)
+            return self._kick_or(session, _Failure("login_failed", exc.reason, outcome=outcome))
         except SessionTimeout as exc:
             return self._kick_or(session, _Failure("session_timeout", str(exc)))
         except TransportError as exc:
-            return self._kick_or(session, _Failure("disconnected", exc.reason))
+            return self._kick_or(session, _Failure("disconnected", exc.reason or ""))
         except DazError as exc:
             return self._kick_or(session, _Failure("session_error", str(exc)))
-        if winner == "stop":
-            return None
-        if winner == "wake":
-            return _Failure("requested", self._wake_reason, immediate=True)
+        if winner in interrupt:
+            return self._interrupted(str(winner))
         if winner == "pump":
             error: TransportError = result
-            return self._kick_or(session, _Failure("disconnected", error.reason))
-        return self._kick_or(session, _Failure(str(result), "teardown"))
+            return self._kick_or(session, _Failure("disconnected", error.reason or ""))
+        reason = str(result)
+        return self._kick_or(session, _Failure(reason, "teardown", immediate=reason in _SUSPECT_REASONS))
+
+    def _kicked(self, reason: str) -> _Failure:
+        return _Failure("kicked", reason, outcome=classify_kick(reason))
 
     def _kick_or(self, session: Session, failure: _Failure) -> _Failure:
         if session.kick_reason is not None:
-            return _Failure("kicked", session.kick_reason, kicked=session.kick_reason)
+            return self._kicked(session.kick_reason)
         return failure
 
     async def _ready_phase(self, session: Session, transport: Transport) -> str:
         await session.establish()
         now = self.clock.monotonic()
+        gate = self._gate
+        if gate is not None and gate.has_guest_turn(self.name):
+            gate.guest_done(self.name, logged_in=True)  # the guest window starts now
         if self.lost_at is not None:
             self.metrics.room_ready_seconds.labels(room=self.name).observe(max(0.0, now - self.lost_at))
         self.ready_since = now
+        self.ever_ready = True
         self.next_delay = None
         self._transition(RoomState.READY, f"logged in as {session.name}")
         self.bus.publish("room.ready", {"room": self.name, "user": session.name}, source="cytube")
         _, reason = await race(
-            {"sender": lambda: self._sender(session), "watchdog": lambda: self._watchdog(session, transport)},
+            {
+                "sender": lambda: self.sender.run(session),
+                "watchdog": lambda: self._watchdog(session, transport),
+            },
             label=f"room.{self.name}.ready",
         )
         return str(reason)
@@ -403,10 +616,53 @@ class RoomSupervisor:
         self.lost_at = now
         self.ready_since = None
 
-    # READY-phase workers ---------------------------------------------------------------------
+    # half-open recovery ----------------------------------------------------------------------
+    async def _retire(self, transport: Transport, reason: str) -> None:
+        """A suspect link: give its slot back as a ghost (the server may count it until it drops it)
+        and keep it open until the replacement session is READY (make-before-break). A guest in
+        ``same_name`` mode closes it now and waits for the server to drop it instead."""
+        interval = transport.ping_interval or 25.0
+        timeout = transport.ping_timeout or 120.0
+        since = transport.last_ping_at
+        if since is None:
+            since = self._connected_at if self._connected_at is not None else self.clock.monotonic()
+        ghost_until = since + interval + timeout + self.config.liveness_margin_seconds
+        if self._gate is not None:
+            self._gate.release(self.name, ghost_until=ghost_until)
+        if self._is_guest() and (self.config.half_open_guest == "same_name" or self.room.username):
+            # The name cannot change: close, and after a missed PING wait until the server has
+            # dropped the old socket (an echo timeout's link may be alive: its close frees the name).
+            await transport.close()
+            self._hold_name_until = ghost_until if reason == "half_open" else None
+            return
+        await self._close_retiring()  # at most one old socket is kept
+        self._retiring = transport
+        if self._is_guest():
+            self.guest_name = self._draw_guest_name()  # the old name stays taken until the server drops it
+
+    async def _close_retiring(self) -> None:
+        retiring, self._retiring = self._retiring, None
+        if retiring is not None:
+            await retiring.close()
+
+    async def _replace(self, failure: _Failure, stopping: asyncio.Event) -> bool:
+        """Open the replacement session at once (no attempt charged); a ``same_name`` guest first
+        waits until the server has dropped the old socket and with it the name."""
+        hold, self._hold_name_until = self._hold_name_until, None
+        delay = 0.0 if hold is None else max(0.0, hold - self.clock.monotonic())
+        self.reconnects += 1
+        self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
+        self._transition(
+            RoomState.BACKING_OFF, f"{failure.reason}: replacing a suspect connection", next_delay=delay
+        )
+        return await self._back_off(stopping, delay, use_probe=False)
+
+    # READY-phase watchdog --------------------------------------------------------------------
     async def _watchdog(self, session: Session, transport: Transport) -> str:
+        await self._close_retiring()  # the replacement is READY: the old socket can go
         interval, timeout = transport.ping_interval or 25.0, transport.ping_timeout or 120.0
-        period = min(1.0, max(0.05, (interval + timeout) / 8))
+        grace = self.config.half_open_grace_seconds
+        period = min(1.0, max(0.05, min((interval + timeout) / 8, (interval + grace) / 20)))
         reset_done = False
         stale_reported = False
         while True:
@@ -418,6 +674,17 @@ class RoomSupervisor:
                 self._last_delay = None
             last = transport.last_frame_at
             self.metrics.room_last_frame_age.labels(room=self.name).set(0 if last is None else now - last)
+            if self.config.half_open_detection:
+                overdue = ping_overdue(
+                    now, last_ping_at=transport.last_ping_at, connected_at=self._connected_at,
+                    ping_interval=transport.ping_interval, grace=grace,
+                )
+                if overdue is not None:
+                    log.warning("room.half_open_suspected", room=self.name, ping_overdue=round(overdue, 3))
+                    self.bus.publish(
+                        "room.half_open", {"room": self.name, "overdue": round(overdue, 3)}, source="cytube"
+                    )
+                    return "half_open"
             verdict = liveness(
                 now,
                 last_frame_at=last,
@@ -439,88 +706,50 @@ class RoomSupervisor:
             elif verdict.kind is Liveness.ALIVE:
                 stale_reported = False
 
-    async def _sender(self, session: Session) -> str:
-        outbox = self.outbox
-        while True:
-            await outbox.wait_nonempty()
-            line = outbox.head()
-            if line is None:
-                continue
-            if line.kind == "action":
-                # A channel action, in order with the lines around it: settled (confirmed, refused
-                # or failed) before the next item goes out. A lost connection cancels this mid-flight
-                # and leaves it at the head, in doubt, for the next connection to reconcile.
-                teardown = await self.actions.deliver(session, line)
-                if teardown is not None:
-                    return teardown
-                continue
-            if outbox.in_doubt_since_ms is not None and await self._settled_by_backlog(session, line):
-                continue
-            fut = session.expect(line)
-            outbox.mark_sent(self._now_ms())
-            try:
-                await session.emit_line(line)
-                outcome = await wait_for(
-                    self.clock,
-                    self.config.delivery_timeout_seconds,
-                    _shielded(fut),
-                    label=f"room.{self.name}.echo",
-                )
-            except TimeoutError:
-                self.metrics.messages_sent.labels(room=self.name, outcome="timeout").inc()
-                if outbox.note_echo_timeout() >= MAX_ECHO_TIMEOUTS:
-                    outbox.drop_head()  # not acked: the journal's copy stays for the retry queue
-                    self.bus.publish(
-                        "room.line.failed",
-                        {"room": self.name, "key": line.key, "reason": "no echo"},
-                        correlation_id=line.correlation_id,
-                        source="cytube",
-                    )
-                    continue
-                return "echo_timeout"  # in doubt: the re-join's backlog replay decides
-            finally:
-                session.disarm()
-            if isinstance(outcome, CooledDown):
-                outbox.mark_not_sent()
-                self.metrics.messages_sent.labels(room=self.name, outcome="cooldown").inc()
-                await self.clock.sleep(max(outcome.milliseconds, 1) / 1000)
-                continue
-            assert isinstance(outcome, Echo)  # noqa: S101 - the two outcomes are exhaustive
-            await self._delivered(line, outcome.time_ms, "delivered")
-
-    async def _settled_by_backlog(self, session: Session, line: OutboundLine) -> bool:
-        sent_ms = self.outbox.in_doubt_since_ms or 0
-        after = (
-            self.outbox.last_echo_ms
-            if self.outbox.last_echo_ms is not None
-            else sent_ms - CLOCK_SKEW_ALLOWANCE_MS
-        )
-        found = session.backlog_confirms(line, after_ms=after)
-        if found is None:
-            log.info("room.line_resent", room=self.name, key=line.key)
-            return False
-        await self._delivered(line, found.time_ms, "deduplicated")
-        return True
-
-    async def _delivered(self, line: OutboundLine, echo_ms: int, outcome: str) -> None:
-        await self.outbox.ack_head(echo_ms)
-        self.metrics.messages_sent.labels(room=self.name, outcome=outcome).inc()
-        self.bus.publish(
-            "room.line.delivered",
-            {"room": self.name, "key": line.key},
-            correlation_id=line.correlation_id,
-            source="cytube",
-        )
-
     # helpers ---------------------------------------------------------------------------------
+    def _priority(self) -> Priority:
+        return priority(self.ever_ready, self.index)
+
+    def _use_gate(self, url: str) -> ServerGate:
+        gate = self.admission.gate(url)
+        if self._gate is not None and self._gate is not gate:
+            self._release_slot()  # discovery moved the room to another server
+        self._gate = gate
+        return gate
+
+    def _release_slot(self) -> None:
+        if self._gate is not None:
+            self._gate.release(self.name)
+
+    def _is_guest(self) -> bool:
+        """A login without a password is a guest login, whoever chose the name."""
+        room = self.room
+        return room.password is None and room.password_file is None and room.password_env is None
+
+    def _draw_guest_name(self) -> str:
+        return f"daz-{self.probe_rng.getrandbits(24):06x}"
+
+    def _password_changed(self) -> bool:
+        """Re-read the password source after a refusal: a fixed password file earns one retry."""
+        try:
+            current = self.room.resolved_password()
+        except ConfigError:
+            return False
+        value = current.get_secret_value() if current is not None else None
+        return value != self._password_tried
+
     def _credentials(self) -> Credentials:
         password = self.room.resolved_password()
         channel_pw = self.room.channel_password
+        self._password_tried = password.get_secret_value() if password is not None else None
         return Credentials(
             name=self.room.username or self.guest_name,
-            password=password.get_secret_value() if password is not None else None,
+            password=self._password_tried,
             channel_password=channel_pw.get_secret_value() if channel_pw is not None else None,
         )
+
+    def _publish(self, name: str, **data: Any) -> None:
+        self.bus.publish(name, {"room": self.name, **data}, source="cytube")
 
     def _now_ms(self) -> int:
         return int(self.clock.now().timestamp() * 1000)
@@ -528,13 +757,29 @@ class RoomSupervisor:
     def _transition(self, target: RoomState, reason: str, *, next_delay: float | None = None) -> None:
         check_transition(self.state, target)
         previous, self.state = self.state, target
+        self.reason = reason
         self.state_since = self.clock.monotonic()
         self.next_delay = next_delay
-        self._announce(StateChange(
-            ROOM, self.name, previous.value, target.value, reason,
-            details={"attempt": self.attempt, "next_delay": next_delay},
-        ))
+        self.metrics.room_state.labels(room=self.name).set(ROOM_STATE_CODES[target.value])
+        log.info(
+            "room.state_changed",
+            room=self.name,
+            from_state=previous.value,
+            to_state=target.value,
+            reason=reason,
+            attempt=self.attempt,
+            next_delay=next_delay,
+        )
+        self.bus.publish(
+            "room.state_changed",
+            {
+                "room": self.name,
+                "from": previous.value,
+                "to": target.value,
+                "reason": reason,
+                "attempt": self.attempt,
+                "next_delay": next_delay,
+            },
+            source="cytube",
+        )
 
-
-def _shielded(fut: asyncio.Future[Any]) -> Any:
-    return lambda: asyncio.shield(fut)

@@ -3,7 +3,7 @@
 Message text changes with the server's version and locale, so matching it misclassifies; the decision
 reads only structured facts: asyncpg's ``sqlstate`` attribute, the Python exception type for transport
 failures, and sqlite3's numeric ``sqlite_errorcode``. The full table is in docs/sql.md. Every caller
-(the retry store, the SQL plugin, the cluster coordinator, migrations) goes through this module, via
+(the retry store, the SQL service, the cluster coordinator, migrations) goes through this module, via
 ``daz.db.errors.translate``.
 """
 

@@ -14,9 +14,9 @@ POISON_OPERATION = "demo_poison"
 
 
 class SwitchedBackend:
-    """Wraps the SQL plugin's backend; while ``down`` every session fails like a lost database.
+    """Wraps the SQL service's backend; while ``down`` every session fails like a lost database.
 
-    The failure is a ``ConnectionRefusedError``, so it goes through the SQL plugin's real
+    The failure is a ``ConnectionRefusedError``, so it goes through the SQL service's real
     classification (retryable, connection) and the real breaker/queue path, not a demo shortcut.
     """
 

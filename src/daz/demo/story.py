@@ -4,7 +4,7 @@ A fake CyTube server on a free loopback port and a real bot (every part wired by
 temporary SQLite database live in this process. A script then breaks things and the bot heals:
 
 1. users chat; the chat log fills; ``!status`` is answered;
-2. the CyTube server is stopped: the room backs off (seed schedule, shortened for the demo) while
+2. the CyTube server is stopped: the room backs off (the reconnect schedule, shortened for the demo) while
    the bot keeps sending; the server returns; the probe notices; queued lines are delivered;
 3. the database refuses connections: chat-log batches fail, are queued in the retry queue, the
    ``database`` breaker opens, then everything lands once the database is back;

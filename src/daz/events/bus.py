@@ -3,8 +3,9 @@
 Pattern rule (documented in docs/events.md): names are split on dots; ``*`` matches exactly ONE
 segment and ``**`` matches any number of segments (including none). So ``*.failed`` matches
 ``retry.failed`` but not ``sql.query.failed``; use ``sql.*.failed`` or ``**.failed`` for that.
-The Go original's glob crossed dots and its retry plugin caught its own failure events in an
-endless loop; segment patterns make such overlaps visible in the pattern itself.
+A glob that crosses dots lets a subscriber catch events it never meant to (a retry handler
+catching its own failure events loops for ever); segment patterns make such overlaps visible in
+the pattern itself.
 
 Publishing never blocks and never raises because of a subscriber: each subscriber has its own
 bounded queue and worker task. When a queue is full the event is dropped for that subscriber only

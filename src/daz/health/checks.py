@@ -27,7 +27,7 @@ from daz.health.sources import (
     resolve,
     state_name,
 )
-from daz.health.types import CheckResult, Status
+from daz.health.types import CheckResult, HealthStatus
 
 log = structlog.get_logger("daz.health")
 
@@ -60,7 +60,7 @@ class ResultBuilder:
         self,
         component: str,
         measurement: str,
-        verdict: tuple[Status, str],
+        verdict: tuple[HealthStatus, str],
         value: float | int | str | None,
         unit: str | None,
         *,
@@ -125,7 +125,8 @@ class RoomsCheck:
             component = f"room:{room.name}"
             state = state_name(room.state)
             out.add(component, "state", verdicts.room_state(
-                state, degraded=room.degraded, kicked_reason=room.kicked_reason), state, None)
+                state, degraded=room.degraded, kicked_reason=room.kicked_reason,
+                reason=getattr(room, "reason", None)), state, None)
             out.add(component, "flaps", verdicts.flaps(room.flaps_in_window, self.limits.flap_threshold),
                     room.flaps_in_window, None)
             if state != "ready":
@@ -144,7 +145,8 @@ class RoomsCheck:
             )
             recovery = None
             if self._reconnect is not None and (
-                live[0] is Status.FAIL or (media[0] is Status.FAIL and live[0] is not Status.PASS)
+                live[0] is HealthStatus.FAIL
+                or (media[0] is HealthStatus.FAIL and live[0] is not HealthStatus.PASS)
             ):
                 recovery = ROOM_RECONNECT
             out.add(component, "liveness", live, round(frame_age, 3), "s", recovery=recovery)
@@ -194,7 +196,7 @@ class DatabaseCheck:
         try:
             await self._ping()
         except Exception as exc:  # noqa: BLE001 - any failure of the probe is the verdict
-            failed = (Status.FAIL, f"SELECT 1 failed: {describe_error(exc)}")
+            failed = (HealthStatus.FAIL, f"SELECT 1 failed: {describe_error(exc)}")
             out.add(self.name, "latency", failed, None, "ms")
         else:
             elapsed_ms = (self._clock.monotonic() - started) * 1000
@@ -205,7 +207,7 @@ class DatabaseCheck:
             try:
                 pool = await resolve(self._pool())
             except Exception as exc:  # noqa: BLE001
-                out.add(self.name, "saturation", (Status.FAIL, describe_error(exc)), None, "percent")
+                out.add(self.name, "saturation", (HealthStatus.FAIL, describe_error(exc)), None, "percent")
                 return out.items
             if pool is not None:
                 ratio = pool.in_use / pool.max_size if pool.max_size > 0 else 1.0
@@ -241,11 +243,12 @@ class QueueCheck:
         try:
             view = await resolve(self._stats())
         except Exception as exc:  # noqa: BLE001
-            out.add(self.name, "depth", (Status.FAIL, f"queue unreadable: {describe_error(exc)}"), None, None)
+            unreadable = (HealthStatus.FAIL, f"queue unreadable: {describe_error(exc)}")
+            out.add(self.name, "depth", unreadable, None, None)
             return out.items
         waiting = sum(n for status, n in view.depth.items() if status not in FINISHED_STATUSES)
         by_status = ", ".join(f"{k}={v}" for k, v in sorted(view.depth.items()))
-        out.add(self.name, "depth", (Status.PASS, by_status), waiting, None)
+        out.add(self.name, "depth", (HealthStatus.PASS, by_status), waiting, None)
         out.add(self.name, "oldest_pending", verdicts.oldest_pending(
             view.oldest_pending_age_seconds, self._t.queue_oldest_pending_warn_seconds,
             self._t.queue_oldest_pending_fail_seconds),
@@ -254,7 +257,7 @@ class QueueCheck:
         out.add(self.name, "dead_letters", verdicts.dead_letters(
             view.dead_letters_last_hour, self._t.dead_letters_warn_per_hour,
             self._t.dead_letters_fail_per_hour), view.dead_letters_last_hour, None)
-        out.add(self.name, "reclaims", (Status.PASS, ""), view.reclaims, None)
+        out.add(self.name, "reclaims", (HealthStatus.PASS, ""), view.reclaims, None)
         return out.items
 
 
@@ -283,7 +286,7 @@ class BreakersCheck:
         try:
             rows: Sequence[Mapping[str, Any]] = await resolve(self._snapshot())
         except Exception as exc:  # noqa: BLE001
-            out.add("breaker:registry", "state", (Status.FAIL, describe_error(exc)), None, None)
+            out.add("breaker:registry", "state", (HealthStatus.FAIL, describe_error(exc)), None, None)
             return out.items
         seen: set[str] = set()
         for row in rows:
@@ -325,7 +328,7 @@ class SpoolCheck:
         try:
             items = int(await resolve(self._depth()))
         except Exception as exc:  # noqa: BLE001
-            out.add(self.name, "items", (Status.FAIL, describe_error(exc)), None, None)
+            out.add(self.name, "items", (HealthStatus.FAIL, describe_error(exc)), None, None)
             return out.items
         out.add(self.name, "items", verdicts.spool(items, self._t.spool_warn_items, self._capacity),
                 items, None)

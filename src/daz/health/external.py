@@ -13,7 +13,7 @@ import aiohttp
 
 from daz.clock import Clock
 from daz.health.checks import ResultBuilder, describe_error
-from daz.health.types import CheckResult, Status
+from daz.health.types import CheckResult, HealthStatus
 
 SOCKETCONFIG_PATH = "/socketconfig/{channel}.json"
 
@@ -50,14 +50,14 @@ class ExternalCheck:
         try:
             servers = await self._fetch()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            failed = (Status.FAIL, f"{self.url}: {describe_error(exc)}")
+            failed = (HealthStatus.FAIL, f"{self.url}: {describe_error(exc)}")
             out.add(self.name, "socketconfig", failed, None, "ms")
         else:
             elapsed_ms = round((self._clock.monotonic() - started) * 1000, 1)
             if servers:
-                out.add(self.name, "socketconfig", (Status.PASS, ""), elapsed_ms, "ms")
+                out.add(self.name, "socketconfig", (HealthStatus.PASS, ""), elapsed_ms, "ms")
             else:
-                out.add(self.name, "socketconfig", (Status.FAIL, f"{self.url}: no servers listed"),
+                out.add(self.name, "socketconfig", (HealthStatus.FAIL, f"{self.url}: no servers listed"),
                         elapsed_ms, "ms")
         self._last, self._last_at = out.items, now
         return out.items

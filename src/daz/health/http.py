@@ -25,7 +25,7 @@ from daz.health.monitor import HealthMonitor
 from daz.health.report import HEALTH_JSON, health_json
 from daz.health.sources import resolve, state_name
 from daz.health.status import StatusBoard
-from daz.health.types import Status
+from daz.health.types import HealthStatus
 from daz.metrics import DazMetrics
 
 log = structlog.get_logger("daz.health")
@@ -90,7 +90,7 @@ class _Routes:
     async def health(self, _request: web.Request) -> web.Response:
         report = self.monitor.latest()
         doc = health_json(report)
-        code = 503 if report is None or report.status is Status.FAIL else 200
+        code = 503 if report is None or report.status is HealthStatus.FAIL else 200
         return _json(doc, status=code, content_type=HEALTH_JSON)
 
     async def metrics(self, _request: web.Request) -> web.Response:

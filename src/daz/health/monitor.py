@@ -24,7 +24,7 @@ from daz.clock import Clock
 from daz.config import HealthConfig
 from daz.events.bus import EventBus
 from daz.health.process import LoopLagProbe
-from daz.health.types import Check, CheckResult, Recoverable, Status, worst
+from daz.health.types import Check, CheckResult, HealthStatus, Recoverable, worst
 from daz.metrics import HEALTH_STATUS_CODES, DazMetrics
 
 log = structlog.get_logger("daz.health")
@@ -37,28 +37,29 @@ OVERALL = "overall"
 @dataclass(frozen=True, slots=True)
 class ComponentHealth:
     component: str
-    status: Status
+    status: HealthStatus
     critical: bool
     results: tuple[CheckResult, ...]
     since: datetime  # when the status last changed
 
     @property
     def output(self) -> str:
-        return "; ".join(f"{r.measurement}: {r.output}" for r in self.results if r.status is not Status.PASS)
+        failing = (r for r in self.results if r.status is not HealthStatus.PASS)
+        return "; ".join(f"{r.measurement}: {r.output}" for r in failing)
 
 
 @dataclass(frozen=True, slots=True)
 class HealthReport:
-    status: Status
+    status: HealthStatus
     time: datetime
     components: Mapping[str, ComponentHealth]
 
     def failing(self, *, critical_only: bool = True) -> list[ComponentHealth]:
         return [c for c in self.components.values()
-                if c.status is Status.FAIL and (c.critical or not critical_only)]
+                if c.status is HealthStatus.FAIL and (c.critical or not critical_only)]
 
 
-def overall_status(components: Iterable[ComponentHealth]) -> Status:
+def overall_status(components: Iterable[ComponentHealth]) -> HealthStatus:
     """Worst of the critical components; non-critical ones are reported but never gate."""
     return worst(c.status for c in components if c.critical)
 
@@ -87,7 +88,7 @@ class HealthMonitor:
         self.lag_probe: LoopLagProbe = lag_probe if lag_probe is not None else LoopLagProbe(
             clock, config.loop_lag_interval_seconds, metrics)
         self._latest: HealthReport | None = None
-        self._history: dict[str, collections.deque[tuple[datetime, Status]]] = {}
+        self._history: dict[str, collections.deque[tuple[datetime, HealthStatus]]] = {}
         self._last_recovery: dict[str, float] = {}
         self.ticks = 0
 
@@ -102,7 +103,7 @@ class HealthMonitor:
         """The last tick's report; None before the first tick finished."""
         return self._latest
 
-    def history(self, component: str = OVERALL) -> list[tuple[datetime, Status]]:
+    def history(self, component: str = OVERALL) -> list[tuple[datetime, HealthStatus]]:
         return list(self._history.get(component, ()))
 
     # the loop ------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ class HealthMonitor:
         return outcome
 
     def _failure(self, check: Check, output: str) -> CheckResult:
-        return CheckResult(check.name, "check", Status.FAIL, None, None, output, self._clock.now())
+        return CheckResult(check.name, "check", HealthStatus.FAIL, None, None, output, self._clock.now())
 
     # assembling and recording -----------------------------------------------------------------
     def _assemble(self, checks: list[Check], outcomes: list[list[CheckResult]]) -> HealthReport:
@@ -195,11 +196,11 @@ class HealthMonitor:
                 self._history.pop(gone, None)
 
     def _changed(
-        self, component: str, previous: Status | None, status: Status, critical: bool, output: str
+        self, component: str, previous: HealthStatus | None, status: HealthStatus, critical: bool, output: str
     ) -> None:
         fields = {"component": component, "from": previous.value if previous else None,
                   "to": status.value, "critical": critical, "output": output}
-        level = log.info if status is Status.PASS else log.warning
+        level = log.info if status is HealthStatus.PASS else log.warning
         level("health.changed", component=component, previous=fields["from"], status=status.value,
               critical=critical, output=output)
         if self._bus is not None:

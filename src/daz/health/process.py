@@ -18,7 +18,7 @@ from daz.clock import Clock
 from daz.config import HealthThresholds
 from daz.health import verdicts
 from daz.health.checks import ResultBuilder, describe_error
-from daz.health.types import CheckResult, Status
+from daz.health.types import CheckResult, HealthStatus
 from daz.metrics import DazMetrics
 
 _LAG_WINDOW_SAMPLES = 10
@@ -110,7 +110,7 @@ class ProcessCheck:
         try:
             sample = self._sample()
         except (psutil.Error, OSError) as exc:
-            out.add(self.name, "memory", (Status.FAIL, describe_error(exc)), None, "MiB")
+            out.add(self.name, "memory", (HealthStatus.FAIL, describe_error(exc)), None, "MiB")
             return out.items
         rss_mb = sample.rss_bytes / _MB
         out.add(self.name, "memory", verdicts.threshold(

@@ -1,6 +1,6 @@
 """What health reads from the rest of daz, as small protocols and plain snapshots.
 
-``health/`` never imports the rooms, the store, the SQL plugin or resilience: ``app.py`` hands it
+``health/`` never imports the rooms, the store, the SQL service or resilience: ``app.py`` hands it
 callables that return these views (see docs/internal-contracts.md §7).
 """
 

@@ -216,6 +216,9 @@ class StatusBoard:
                 "flaps": r.flaps_in_window,
                 "degraded": r.degraded,
                 "kicked_reason": r.kicked_reason,
+                # why a room is not READY (parked behind the socket cap, stopped, waiting, ...)
+                "reason": None if state == "ready" else getattr(r, "reason", None),
+                "server": getattr(r, "server", None),
                 "media_playing": r.media_playing,
                 "last_frame_age_seconds": frame_age,
                 "outbox_depth": r.outbox_depth,

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 
-class Status(enum.StrEnum):
+class HealthStatus(enum.StrEnum):
     PASS = "pass"  # noqa: S105 - a health status, not a password
     WARN = "warn"
     FAIL = "fail"
@@ -24,25 +24,25 @@ class Status(enum.StrEnum):
         return _RANK[self]
 
 
-_RANK = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2}
+_RANK = {HealthStatus.PASS: 0, HealthStatus.WARN: 1, HealthStatus.FAIL: 2}
 
 
-def worst(statuses: Iterable[Status]) -> Status:
+def worst(statuses: Iterable[HealthStatus]) -> HealthStatus:
     """The most severe status; ``pass`` for an empty input."""
-    result = Status.PASS
+    result = HealthStatus.PASS
     for status in statuses:
         if status.rank > result.rank:
             result = status
     return result
 
 
-def grade(value: float, warn_at: float, fail_at: float) -> Status:
+def grade(value: float, warn_at: float, fail_at: float) -> HealthStatus:
     """``fail`` at or above ``fail_at``, ``warn`` at or above ``warn_at``, else ``pass``."""
     if value >= fail_at:
-        return Status.FAIL
+        return HealthStatus.FAIL
     if value >= warn_at:
-        return Status.WARN
-    return Status.PASS
+        return HealthStatus.WARN
+    return HealthStatus.PASS
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class CheckResult:
 
     component: str
     measurement: str
-    status: Status
+    status: HealthStatus
     observed_value: float | int | str | None
     observed_unit: str | None
     output: str

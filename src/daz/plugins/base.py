@@ -58,7 +58,7 @@ class ChannelApi(Protocol):
 
 
 class SqlApi(Protocol):
-    """The part of ``daz.sql.SqlPlugin`` plugins use. Placeholders are ``$1, $2`` on both backends."""
+    """The part of ``daz.sql.SqlService`` plugins use. Placeholders are ``$1, $2`` on both backends."""
 
     async def query(self, sql: LiteralString, *params: Any, source: str | None = None,
                     correlation_id: str | None = None) -> list[dict[str, Any]]: ...

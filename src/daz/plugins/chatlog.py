@@ -5,7 +5,7 @@ a hash of the text), and the insert is ``ON CONFLICT (idempotency_key) DO NOTHIN
 batch after a database error, or seeing the same line again in the 15-line backlog CyTube replays on
 every join, never makes a duplicate; logging the backlog even recovers lines said while the bot was
 disconnected. Rows are buffered and written in batches under a batch idempotency key. When a batch
-fails retryably the SQL plugin queues that exact batch in the durable retry queue (``SqlRetryScheduled``)
+fails retryably the SQL service queues that exact batch in the durable retry queue (``SqlRetryScheduled``)
 and it lands later, once; if it could not be queued, the batch stays in the buffer and is retried
 here with backoff (nothing is dropped while the buffer has room).
 """
@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final, LiteralString
 
 from pydantic import Field
 
-from daz.backoff import seed_backoff
+from daz.backoff import proportional_backoff
 from daz.cytube.protocol import ChatMessage, PrivateMessage
 from daz.errors import DazError, SqlRetryScheduled
 from daz.events.bus import Event
@@ -137,7 +137,7 @@ class ChatlogPlugin:
 
     async def setup(self, ctx: PluginContext) -> None:
         if ctx.sql is None:
-            raise DazError("chatlog needs the SQL plugin, which is not configured", retryable=False)
+            raise DazError("chatlog needs the SQL service, which is not configured", retryable=False)
         self._ctx = ctx
         for pattern, kind in SUBSCRIPTIONS.items():
             if kind in self.settings.kinds:
@@ -180,7 +180,8 @@ class ChatlogPlugin:
         failures = 0
         while not stopping.is_set():
             if failures:
-                delay = seed_backoff(failures, self.rng, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+                delay = proportional_backoff(failures, self.rng, base=RETRY_BASE_SECONDS,
+                                             cap=RETRY_CAP_SECONDS)
             else:
                 delay = self.settings.flush_interval_seconds
             await self._wait(ctx, stopping, delay, wake_on_full=not failures)
@@ -227,7 +228,7 @@ class ChatlogPlugin:
             try:
                 await sql.exec_many(INSERT_SQL, batch, source=self.name, idempotency_key=_batch_key(batch))
             except SqlRetryScheduled as exc:
-                # The SQL plugin queued this exact batch in the durable retry queue under its key:
+                # The SQL service queued this exact batch in the durable retry queue under its key:
                 # it will land once, so it is no longer ours to keep.
                 self.handed_off += len(batch)
                 ctx.log.info("chatlog.batch_queued", rows=len(batch), correlation_id=exc.correlation_id)
@@ -262,7 +263,7 @@ class ChatlogPlugin:
             if await self.flush(ctx):
                 return
             attempt += 1
-            await ctx.clock.sleep(min(seed_backoff(attempt, self.rng, base=0.2, cap=1.0),
+            await ctx.clock.sleep(min(proportional_backoff(attempt, self.rng, base=0.2, cap=1.0),
                                       max(deadline - ctx.clock.monotonic(), 0)))
         if self.buffer:
             ctx.log.error("chatlog.unflushed_at_stop", rows=len(self.buffer))

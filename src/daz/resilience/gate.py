@@ -154,7 +154,7 @@ class BreakerGate:
         if permit is not None and breaker is not None:
             timeout = getattr(item, "timeout_seconds", None) or DEFAULT_ATTEMPT_TIMEOUT_SECONDS
             self._permits[item.id] = (permit, self._clock.monotonic() + timeout + PERMIT_GRACE_SECONDS)
-            # The handler's own calls through this breaker (e.g. the SQL plugin's) are covered by
+            # The handler's own calls through this breaker (e.g. the SQL service's) are covered by
             # this permit instead of being admitted and counted a second time.
             breaker.hold(permit)
         return None

@@ -28,7 +28,7 @@ from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.retry.policy import RetryPolicy, policy_for
 from daz.retry.worker import AttemptGate, Handler, Worker, WorkerDeps
-from daz.store.base import STATUSES, NewItem, QueueItem, RetryStore, Status
+from daz.store.base import STATUSES, ItemStatus, NewItem, QueueItem, RetryStore
 
 log = structlog.get_logger("daz.retry")
 
@@ -53,7 +53,6 @@ class RetryQueue:
         *,
         on_store_unavailable: Fallback | None = None,
         owner_prefix: str | None = None,
-        store_wake_listeners: Iterable[Callable[[], None]] = (),
     ) -> None:
         self.store = store
         self.config = config
@@ -63,8 +62,7 @@ class RetryQueue:
         self.rng = rng if rng is not None else random.Random()
         self._fallback = on_store_unavailable
         self._policies: dict[str, RetryPolicy] = {}
-        # Also called when another process's schedule wakes this one (see ``on_store_wake``).
-        self._wake_listeners: list[Callable[[], None]] = list(store_wake_listeners)
+        self._wake_listeners: list[Callable[[], None]] = []
         self.deps = WorkerDeps(
             store=store, clock=self.clock, rng=self.rng, metrics=self.metrics, bus=bus, gate=gate,
             handlers={}, policy=self.policy, batch_size=config.batch_size,
@@ -257,7 +255,7 @@ class RetryQueue:
         oldest = 0.0
         for row in rows:
             depth[row.status] = depth.get(row.status, 0) + row.count
-            if row.status == Status.PENDING and row.oldest_pending_age_seconds is not None:
+            if row.status == ItemStatus.PENDING and row.oldest_pending_age_seconds is not None:
                 oldest = max(oldest, row.oldest_pending_age_seconds)
         for status, count in depth.items():
             self.metrics.retry_queue_depth.labels(status=status).set(count)

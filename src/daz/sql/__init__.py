@@ -1,1 +1,1 @@
-"""The SQL plugin: the database API for plugins, failure events, classification, retry integration."""
+"""The SQL service: the database API for plugins, failure events, classification, retry integration."""

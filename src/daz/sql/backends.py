@@ -77,7 +77,7 @@ class PgSession:
 
 
 class PostgresBackend:
-    kind = "postgresql"
+    kind = "postgres"
 
     def __init__(self, dsn: str, config: DatabaseConfig, *, metrics: DazMetrics, clock: Clock,
                  rng: random.Random | None = None) -> None:

@@ -1,4 +1,6 @@
-"""The failure events ``sql.query.failed`` / ``sql.exec.failed``: the seed's five fields plus four.
+"""The failure events ``sql.query.failed`` / ``sql.exec.failed``: five fields every consumer
+relies on (correlation_id, source, operation_type, error, timestamp) plus retryable, sqlstate,
+attempt and idempotent (docs/events.md).
 
 Published with ``bus.publish``, which only enqueues: the caller's error is raised without waiting for
 any subscriber, and a slow or crashing subscriber cannot hold up the SQL path.

@@ -1,4 +1,4 @@
-"""``sql.query.request`` / ``sql.exec.request``: the SQL plugin's operations over the bus.
+"""``sql.query.request`` / ``sql.exec.request``: the SQL service's operations over the bus.
 
 Request data: ``{"sql": "...$1...", "params": [...], "idempotency_key": "..."}`` (key: exec only).
 The request's ``correlation_id`` and ``source`` are the operation's. Replies: ``{"rows": [...]}`` or
@@ -41,19 +41,19 @@ class OperationRunner(Protocol):
     async def run_operation(self, op: SqlOperation, *, attempt: int = 1, from_queue: bool = False) -> Any: ...
 
 
-def register(plugin: OperationRunner, bus: EventBus) -> list[Subscription]:
-    """Answer both request names on ``bus`` through ``plugin``."""
+def register(service: OperationRunner, bus: EventBus) -> list[Subscription]:
+    """Answer both request names on ``bus`` through ``service``."""
 
     async def on_query(event: Event) -> dict[str, Any]:
         sql, params, _ = _parse(event, allow_key=False)
         op = SqlOperation("query", sql, params, event.source or DEFAULT_SOURCE,
-                          event.correlation_id or "", None, plugin.target)
-        return {"rows": await plugin.run_operation(op)}
+                          event.correlation_id or "", None, service.target)
+        return {"rows": await service.run_operation(op)}
 
     async def on_exec(event: Event) -> dict[str, Any]:
         sql, params, key = _parse(event, allow_key=True)
         op = SqlOperation("exec", sql, params, event.source or DEFAULT_SOURCE,
-                          event.correlation_id or "", key, plugin.target)
-        return {"rows_affected": await plugin.run_operation(op)}
+                          event.correlation_id or "", key, service.target)
+        return {"rows_affected": await service.run_operation(op)}
 
     return [bus.respond(QUERY_REQUEST, on_query), bus.respond(EXEC_REQUEST, on_exec)]

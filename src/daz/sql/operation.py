@@ -1,6 +1,6 @@
 """One SQL operation as data: what a queued ``sql_operation`` retry carries and re-runs.
 
-The Go original's retry re-sent the failure NOTICE. Here the queue item's payload is the original
+Re-sending the failure notice would retry nothing; so the queue item's payload is the original
 statement, its parameters (JSON-encoded with their types) and its target, so the handler can run
 exactly the operation that failed, under the same correlation id and idempotency key.
 """

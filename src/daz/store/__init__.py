@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from daz.clock import Clock
-from daz.store.base import STATUSES, ClaimedSchedule, NewItem, QueueItem, RetryStore, StatsRow, Status
+from daz.store.base import STATUSES, ClaimedSchedule, ItemStatus, NewItem, QueueItem, RetryStore, StatsRow
 from daz.store.migrate import migrate, parse_url
 
 __all__ = [
-    "STATUSES", "ClaimedSchedule", "NewItem", "QueueItem", "RetryStore", "StatsRow", "Status", "open_store",
+    "STATUSES",
+    "ClaimedSchedule",
+    "ItemStatus",
+    "NewItem",
+    "QueueItem",
+    "RetryStore",
+    "StatsRow",
+    "open_store",
 ]
 
 

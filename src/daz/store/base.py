@@ -21,19 +21,19 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_LIST_LIMIT = 100
 
 
-class Status(StrEnum):
+class ItemStatus(StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"
     COMPLETED = "completed"
-    # Kept for the seed's operators' queries; daz itself never parks an item here.
+    # Kept because operators' queries name it; daz itself never parks an item here.
     FAILED = "failed"
     DEAD_LETTER = "dead_letter"
 
 
-STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+STATUSES: tuple[str, ...] = tuple(s.value for s in ItemStatus)
 # What ``purge`` removes when no status is given: items that will never run again.
-TERMINAL_STATUSES: tuple[str, ...] = (Status.COMPLETED, Status.FAILED, Status.DEAD_LETTER)
-REQUEUEABLE_STATUSES: tuple[str, ...] = (Status.DEAD_LETTER, Status.FAILED)
+TERMINAL_STATUSES: tuple[str, ...] = (ItemStatus.COMPLETED, ItemStatus.FAILED, ItemStatus.DEAD_LETTER)
+REQUEUEABLE_STATUSES: tuple[str, ...] = (ItemStatus.DEAD_LETTER, ItemStatus.FAILED)
 
 
 @dataclass(frozen=True, slots=True)

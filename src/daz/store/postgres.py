@@ -1,7 +1,7 @@
 """PostgreSQL retry store on asyncpg: one round-trip per batch operation, SKIP LOCKED claims.
 
 Why asyncpg rather than psycopg 3: measured on the claim/complete path (docs/retry-queue.md) it
-spends less Python time per row decoded, and the SQL plugin and peers use it too.
+spends less Python time per row decoded, and the SQL service and peers use it too.
 Wake-ups: ``schedule``/``requeue``/``release_deferred`` send a NOTIFY on a channel named after the
 current schema (so parallel test schemas never cross); ``wakeups()`` LISTENs on a dedicated
 connection and reconnects with backoff if it drops.
@@ -32,10 +32,10 @@ from daz.store.base import (
     DEFAULT_LIST_LIMIT,
     TERMINAL_STATUSES,
     ClaimedSchedule,
+    ItemStatus,
     NewItem,
     QueueItem,
     StatsRow,
-    Status,
     WakeCallback,
     validate_status,
     with_defaults,
@@ -243,7 +243,7 @@ class PostgresStore:
         return int(result.rsplit(" ", 1)[-1])
 
     async def cleanup(self, retention: timedelta) -> int:
-        return await self.purge(retention, Status.COMPLETED)
+        return await self.purge(retention, ItemStatus.COMPLETED)
 
     async def stats(self) -> list[StatsRow]:
         now = self.clock.now()
@@ -252,7 +252,7 @@ class PostgresStore:
         return [
             StatsRow(
                 r[0], r[1], int(r[2]), float(r[3]), int(r[4]),
-                (now - r[5]).total_seconds() if r[1] == Status.PENDING else None,
+                (now - r[5]).total_seconds() if r[1] == ItemStatus.PENDING else None,
             )
             for r in rows
         ]

@@ -29,10 +29,10 @@ from daz.store.base import (
     DEFAULT_LIST_LIMIT,
     TERMINAL_STATUSES,
     ClaimedSchedule,
+    ItemStatus,
     NewItem,
     QueueItem,
     StatsRow,
-    Status,
     WakeCallback,
     validate_status,
     with_defaults,
@@ -288,7 +288,7 @@ class SqliteStore:
         )
 
     async def cleanup(self, retention: timedelta) -> int:
-        return await self.purge(retention, Status.COMPLETED)
+        return await self.purge(retention, ItemStatus.COMPLETED)
 
     # reads --------------------------------------------------------------------------------------
     def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -299,7 +299,7 @@ class SqliteStore:
         rows = await self._run(self._fetch, _SQL["stats"], ())
         return [
             StatsRow(r[0], r[1], int(r[2]), float(r[3]), int(r[4]),
-                     now - r[5] if r[1] == Status.PENDING else None)
+                     now - r[5] if r[1] == ItemStatus.PENDING else None)
             for r in rows
         ]
 

@@ -19,7 +19,15 @@ from typing import Any
 
 from daz.clock import Clock
 from daz.config import RoomConfig
-from daz.errors import ConnectFailed, Kicked, NotConnected, RateLimited, ServerDisconnected, TransportError
+from daz.errors import (
+    ConnectFailed,
+    Kicked,
+    NotConnected,
+    RateLimited,
+    ServerDisconnected,
+    ServerUnreachable,
+    TransportError,
+)
 from daz.transport.base import Closed, Inbound, WireEvent, WireMalformed
 
 
@@ -97,6 +105,7 @@ class FakeTransport:
         self._inbox: asyncio.Queue[Inbound] = asyncio.Queue()
         self._closed: Closed | None = None
         self._last_frame_at: float | None = None
+        self._last_ping_at: float | None = None
         self._ping_interval: float | None = None
         self._ping_timeout: float | None = None
 
@@ -113,17 +122,21 @@ class FakeTransport:
     def last_frame_at(self) -> float | None:
         return self._last_frame_at
 
+    @property
+    def last_ping_at(self) -> float | None:
+        return self._last_ping_at
+
     async def connect(self, url: str, *, timeout: float) -> None:
         await asyncio.sleep(0)
         self.network.connects += 1
         if self.network.connect_failures:
             raise self.network.connect_failures.popleft()
         if not self.network.reachable:
-            raise ConnectFailed(f"cannot connect to {url}", reason="Connection error")
+            raise ServerUnreachable(f"cannot connect to {url}", reason="Connection error")
         self.connected = True
         self._ping_interval = self.network.ping_interval
         self._ping_timeout = self.network.ping_timeout
-        self.frame()
+        self._event_frame()
         self.push("rank", -1)
 
     async def emit(self, event: str, data: Any) -> None:
@@ -142,7 +155,15 @@ class FakeTransport:
 
     # test controls -----------------------------------------------------------------------------
     def frame(self) -> None:
-        """Record a frame (e.g. a server PING) arriving now."""
+        """A server PING arrives now (a frame, and the half-open detector's heartbeat)."""
+        if not self.silent:
+            self._last_frame_at = self._last_ping_at = self.clock.monotonic()
+
+    def ping(self) -> None:
+        """Same as ``frame``: a server PING arrives now."""
+        self.frame()
+
+    def _event_frame(self) -> None:
         if not self.silent:
             self._last_frame_at = self.clock.monotonic()
 
@@ -150,11 +171,11 @@ class FakeTransport:
         """Deliver a server event (counts as a frame)."""
         if self._closed is not None or self.silent:
             return
-        self.frame()
+        self._event_frame()
         self._inbox.put_nowait(WireEvent(name, data))
 
     def push_malformed(self, size: int = 10) -> None:
-        self.frame()
+        self._event_frame()
         self._inbox.put_nowait(WireMalformed(event="?", size=size, detail="ValueError"))
 
     def drop(self, error: TransportError | None = None) -> None:

@@ -21,10 +21,10 @@ from daz.store.base import (
     REQUEUEABLE_STATUSES,
     TERMINAL_STATUSES,
     ClaimedSchedule,
+    ItemStatus,
     NewItem,
     QueueItem,
     StatsRow,
-    Status,
     WakeCallback,
     validate_status,
     with_defaults,
@@ -54,7 +54,7 @@ class InMemoryStore:
 
     def _owned(self, id: int, fence: int) -> QueueItem:
         row = self._rows.get(id)
-        if row is None or row.fence != fence or row.status != Status.PROCESSING:
+        if row is None or row.fence != fence or row.status != ItemStatus.PROCESSING:
             raise StaleFence(id, fence)
         return row
 
@@ -103,7 +103,7 @@ class InMemoryStore:
                 target=item.target,
                 event_type=item.event_type,
                 payload=copy.deepcopy(item.payload),
-                status=Status.PENDING if owner is None else Status.PROCESSING,
+                status=ItemStatus.PENDING if owner is None else ItemStatus.PROCESSING,
                 priority=item.priority,
                 attempt=0,
                 max_retries=item.max_retries,
@@ -141,13 +141,13 @@ class InMemoryStore:
 
         expired = sorted(
             (r for r in self._rows.values()
-             if r.status == Status.PROCESSING and r.lease_until is not None and r.lease_until < now
+             if r.status == ItemStatus.PROCESSING and r.lease_until is not None and r.lease_until < now
              and eligible(r)),
             key=lambda r: (r.lease_until, r.id),
         )
         due = sorted(
             (r for r in self._rows.values()
-             if r.status == Status.PENDING and r.retry_after <= now and eligible(r)),
+             if r.status == ItemStatus.PENDING and r.retry_after <= now and eligible(r)),
             key=lambda r: (-r.priority, r.retry_after, r.id),
         )
         lease_until = now + timedelta(seconds=lease_seconds)
@@ -156,7 +156,7 @@ class InMemoryStore:
             if len(claimed) >= batch:
                 break
             claimed.append(self._put(
-                row, status=Status.PROCESSING, fence=row.fence + 1, lease_until=lease_until,
+                row, status=ItemStatus.PROCESSING, fence=row.fence + 1, lease_until=lease_until,
                 lease_owner=owner, reclaimed=reclaimed,
             ))
         return [dataclasses.replace(c, payload=copy.deepcopy(c.payload)) for c in claimed]
@@ -173,7 +173,7 @@ class InMemoryStore:
     async def complete(self, id: int, fence: int) -> None:
         self._check()
         row = self._owned(id, fence)
-        self._put(row, status=Status.COMPLETED, lease_until=None, lease_owner=None)
+        self._put(row, status=ItemStatus.COMPLETED, lease_until=None, lease_owner=None)
 
     async def complete_many(self, claims: Sequence[tuple[int, int]]) -> list[int]:
         self._check()
@@ -198,7 +198,7 @@ class InMemoryStore:
         self._check()
         row = self._owned(id, fence)
         self._put(
-            row, status=Status.PENDING, retry_after=at,
+            row, status=ItemStatus.PENDING, retry_after=at,
             last_error=error if error is not None else row.last_error,
             attempt=row.attempt + (1 if count_attempt else 0), lease_until=None, lease_owner=None,
             deferred_by=deferred_by,
@@ -207,7 +207,7 @@ class InMemoryStore:
     async def dead_letter(self, id: int, fence: int, reason: str) -> None:
         self._check()
         row = self._owned(id, fence)
-        self._put(row, status=Status.DEAD_LETTER, last_error=reason, attempt=row.attempt + 1,
+        self._put(row, status=ItemStatus.DEAD_LETTER, last_error=reason, attempt=row.attempt + 1,
                   lease_until=None, lease_owner=None, deferred_by=None)
 
     async def requeue(
@@ -226,7 +226,7 @@ class InMemoryStore:
             if not (all_dead or (ids is not None and row.id in ids)
                     or (operation_type is not None and row.operation_type == operation_type)):
                 continue
-            self._put(row, status=Status.PENDING, attempt=0, retry_after=now, lease_until=None,
+            self._put(row, status=ItemStatus.PENDING, attempt=0, retry_after=now, lease_until=None,
                       lease_owner=None, deferred_by=None)
             moved += 1
         if moved:
@@ -237,7 +237,8 @@ class InMemoryStore:
         self._check()
         now = self.clock.now()
         rows = sorted(
-            (r for r in self._rows.values() if r.status == Status.PENDING and r.deferred_by == breaker_name),
+            (r for r in self._rows.values()
+             if r.status == ItemStatus.PENDING and r.deferred_by == breaker_name),
             key=lambda r: (r.retry_after, r.id),
         )[: max(limit, 0)]
         for row in rows:
@@ -249,8 +250,8 @@ class InMemoryStore:
     async def ack_pending(self, idempotency_key: str) -> bool:
         self._check()
         for row in self._rows.values():
-            if row.idempotency_key == idempotency_key and row.status == Status.PENDING:
-                self._put(row, status=Status.COMPLETED)
+            if row.idempotency_key == idempotency_key and row.status == ItemStatus.PENDING:
+                self._put(row, status=ItemStatus.COMPLETED)
                 return True
         return False
 
@@ -265,7 +266,7 @@ class InMemoryStore:
         return len(doomed)
 
     async def cleanup(self, retention: timedelta) -> int:
-        return await self.purge(retention, Status.COMPLETED)
+        return await self.purge(retention, ItemStatus.COMPLETED)
 
     async def stats(self) -> list[StatsRow]:
         self._check()
@@ -277,14 +278,16 @@ class InMemoryStore:
         for (op, status), rows in sorted(groups.items()):
             attempts = [r.attempt for r in rows]
             oldest = (
-                (now - min(r.created_at for r in rows)).total_seconds() if status == Status.PENDING else None
+                (now - min(r.created_at for r in rows)).total_seconds()
+                if status == ItemStatus.PENDING else None
             )
             out.append(StatsRow(op, status, len(rows), sum(attempts) / len(rows), max(attempts), oldest))
         return out
 
     async def dead_letters_since(self, since: datetime) -> int:
         self._check()
-        return sum(1 for r in self._rows.values() if r.status == Status.DEAD_LETTER and r.updated_at >= since)
+        return sum(1 for r in self._rows.values()
+                   if r.status == ItemStatus.DEAD_LETTER and r.updated_at >= since)
 
     async def get(self, id: int) -> QueueItem:
         self._check()
@@ -311,10 +314,10 @@ class InMemoryStore:
 
     async def next_due_at(self) -> datetime | None:
         self._check()
-        moments = [r.retry_after for r in self._rows.values() if r.status == Status.PENDING]
+        moments = [r.retry_after for r in self._rows.values() if r.status == ItemStatus.PENDING]
         moments += [
             r.lease_until for r in self._rows.values()
-            if r.status == Status.PROCESSING and r.lease_until is not None
+            if r.status == ItemStatus.PROCESSING and r.lease_until is not None
         ]
         return min(moments) if moments else None
 

@@ -62,6 +62,11 @@ class Transport(Protocol):
         """``Clock.monotonic()`` of the last frame of any kind received (PINGs included)."""
         ...
 
+    @property
+    def last_ping_at(self) -> float | None:
+        """``Clock.monotonic()`` of the last Engine.IO PING from the server (``None`` before one came)."""
+        ...
+
     async def connect(self, url: str, *, timeout: float) -> None:
         """Open the connection; raises ``ConnectFailed`` / ``RateLimited`` (with the server's reason)."""
         ...

@@ -16,8 +16,12 @@ Two hooks reach below python-socketio's public API, because the public API canno
   binary, reserved event names, PING/CLOSE) takes the library's own path, and while such a message is
   still being handled no event overtakes it.
 
-All were written against python-socketio 5.18 / python-engineio 4.15; the integration tests
-against ``daz.testing.fake_cytube`` exercise them on every run.
+All were written against python-socketio 5.18 / python-engineio 4.15, and pyproject.toml bounds both
+to those minors. ``tests/unit/transport/test_engineio_hooks.py`` names every hooked internal (method
+signatures, attributes, and a fingerprint of the library code replaced here) and fails, saying which,
+when an upgrade changes one; the integration tests against ``daz.testing.fake_cytube`` exercise the
+hooks on every run. How to upgrade: docs/architecture.md, "Upgrading python-engineio /
+python-socketio".
 """
 
 from __future__ import annotations
@@ -38,7 +42,15 @@ from engineio import base_client as eio_base_client
 from engineio import packet as eio_packet
 
 from daz.clock import Clock
-from daz.errors import ConnectFailed, Kicked, NotConnected, RateLimited, ServerDisconnected, TransportError
+from daz.errors import (
+    ConnectFailed,
+    Kicked,
+    NotConnected,
+    RateLimited,
+    ServerDisconnected,
+    ServerUnreachable,
+    TransportError,
+)
 from daz.transport.base import Closed, Inbound, WireEvent, WireMalformed
 
 log = structlog.get_logger("daz.transport")
@@ -68,6 +80,7 @@ class _FrameTimedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
     """Engine.IO client that timestamps every frame and decodes plain events inline."""
 
     on_frame: Callable[[], None] | None = None
+    on_ping: Callable[[], None] | None = None
     on_event: Callable[[str, Any], None] | None = None
     on_malformed: Callable[[Any, Exception], None] | None = None
     owner: Any = None  # the Socket.IO client (binary-attachment state lives there)
@@ -77,6 +90,8 @@ class _FrameTimedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
     async def _receive_packet(self, pkt: Any) -> None:
         if self.on_frame is not None:
             self.on_frame()
+        if pkt.packet_type == eio_packet.PING and self.on_ping is not None:
+            self.on_ping()
         await self._dispatch(pkt)
 
     async def _dispatch(self, pkt: Any) -> None:
@@ -158,6 +173,8 @@ class _FrameTimedEngineIO(engineio.AsyncClient):  # type: ignore[misc]
                     self.logger.info('Unexpected error decoding packet: "%s", aborting', str(exc))
                     await self.queue.put(None)
                     return
+                if pkt.packet_type == eio_packet.PING and self.on_ping is not None:
+                    self.on_ping()
                 await self._dispatch(pkt)
 
     async def _next_frame(self) -> str | bytes | None:
@@ -214,6 +231,7 @@ class SocketIOTransport:
         self._connect_error: str | None = None
         self._kick_reason: str | None = None
         self._last_frame_at: float | None = None
+        self._last_ping_at: float | None = None
         self._ping_interval: float | None = None
         self._ping_timeout: float | None = None
         self._sio = _Client(
@@ -224,6 +242,7 @@ class SocketIOTransport:
             request_timeout=request_timeout,
         )
         self._sio.eio.on_frame = self._frame
+        self._sio.eio.on_ping = self._ping
         self._sio.eio.on_event = self._on_wire_event
         self._sio.eio.on_malformed = self._malformed
         self._sio.eio.owner = self._sio
@@ -245,6 +264,10 @@ class SocketIOTransport:
     def last_frame_at(self) -> float | None:
         return self._last_frame_at
 
+    @property
+    def last_ping_at(self) -> float | None:
+        return self._last_ping_at
+
     async def connect(self, url: str, *, timeout: float) -> None:
         try:
             async with asyncio.timeout(timeout):
@@ -259,6 +282,8 @@ class SocketIOTransport:
             reason = self._connect_error or str(exc) or type(exc).__name__
             if reason == RATE_LIMIT_REASON:
                 raise RateLimited(f"{url} refused the connection: {reason}", reason=reason) from exc
+            if self._connect_error is None:  # no Socket.IO answer at all: no token was counted
+                raise ServerUnreachable(f"cannot connect to {url}: {reason}", reason=reason) from exc
             raise ConnectFailed(f"cannot connect to {url}: {reason}", reason=reason) from exc
         self._ping_interval = float(self._sio.eio.ping_interval)
         self._ping_timeout = float(self._sio.eio.ping_timeout)
@@ -286,6 +311,9 @@ class SocketIOTransport:
     # callbacks from python-socketio ----------------------------------------------------------
     def _frame(self) -> None:
         self._last_frame_at = self._clock.monotonic()
+
+    def _ping(self) -> None:
+        self._last_ping_at = self._clock.monotonic()
 
     def _malformed(self, data: Any, exc: Exception) -> None:
         size = len(data) if isinstance(data, str | bytes) else 0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daz.clock import SystemClock
-from daz.config import CytubeConfig, DazConfig, ProbeConfig, RoomConfig
+from daz.config import CytubeConfig, DazConfig, ProbeConfig, RoomConfig, ServerLimitsConfig
 from daz.cytube.rooms import RoomManager
 from daz.cytube.states import RoomState
 from daz.events.bus import Event, EventBus
@@ -60,6 +60,23 @@ def fast_cytube(**overrides: Any) -> CytubeConfig:
     return CytubeConfig(**values)
 
 
+def mirrored_limits(server: FakeCytubeServer, **overrides: Any) -> ServerLimitsConfig:
+    """daz configured with the limits the fake server enforces, as an operator would configure the
+    numbers of their CyTube server."""
+    limits = server.limits
+    values: dict[str, Any] = {
+        "connection_burst": limits.bucket_size,
+        "connection_refill_seconds": limits.refill_seconds,
+        "max_sockets": limits.max_sockets_per_ip,
+        "guest_login_window_seconds": limits.guest_login_window_seconds,
+        "token_margin_seconds": min(0.25, limits.refill_seconds / 20),
+    }
+    if not limits.enabled:  # a fake with its limits off: nothing to mirror
+        values.update(connection_burst=1_000_000, max_sockets=1_000_000, guest_login_window_seconds=0)
+    values.update(overrides)
+    return ServerLimitsConfig(**values)
+
+
 @contextlib.asynccontextmanager
 async def live(
     server: FakeCytubeServer,
@@ -69,7 +86,10 @@ async def live(
 ) -> AsyncIterator[Live]:
     metrics = DazMetrics()
     rooms = rooms or [RoomConfig(channel="lobby", username="dazbot", server_url=server.url)]
-    config = DazConfig(rooms=rooms, cytube=cytube or fast_cytube())
+    cytube = cytube or fast_cytube()
+    if "servers" not in cytube.model_fields_set:
+        cytube = cytube.model_copy(update={"servers": {"default": mirrored_limits(server)}})
+    config = DazConfig(rooms=rooms, cytube=cytube)
     clock = SystemClock()
     async with EventBus(clock=clock, metrics=metrics) as bus, bus.recording("**") as events:
         manager = RoomManager(config, bus, metrics, clock, random.Random(5), socketio_transport_factory)

@@ -11,7 +11,7 @@ import pytest
 from health_stack import health_stack, wait_for
 
 from daz.config import HealthConfig
-from daz.health.types import CheckResult, Status
+from daz.health.types import CheckResult, HealthStatus
 from daz.testing import FakeClock
 
 pytestmark = pytest.mark.slow  # each call starts a Python process (~2-3 s on a loaded machine)
@@ -20,12 +20,12 @@ pytestmark = pytest.mark.slow  # each call starts a Python process (~2-3 s on a 
 @dataclass
 class Switch:
     clock: FakeClock
-    status: Status = Status.PASS
+    status: HealthStatus = HealthStatus.PASS
     name: str = "database"
     critical: bool = True
 
     async def run(self) -> list[CheckResult]:
-        output = "" if self.status is Status.PASS else f"latency is {self.status.value}"
+        output = "" if self.status is HealthStatus.PASS else f"latency is {self.status.value}"
         return [CheckResult("database", "latency", self.status, 12.5, "ms", output, self.clock.now())]
 
 
@@ -44,9 +44,9 @@ async def test_exit_codes_follow_the_status() -> None:
     check = Switch(FakeClock())
     config = HealthConfig(port=0, interval_seconds=0.05)
     async with health_stack([check], config=config) as stack:
-        for status, code in ((Status.PASS, 0), (Status.WARN, 1), (Status.FAIL, 2)):
+        for status, code in ((HealthStatus.PASS, 0), (HealthStatus.WARN, 1), (HealthStatus.FAIL, 2)):
             check.status = status
-            def reached(wanted: Status = status) -> bool:
+            def reached(wanted: HealthStatus = status) -> bool:
                 report = stack.monitor.latest()
                 return report is not None and report.status is wanted
 

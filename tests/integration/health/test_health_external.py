@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from daz.health.external import ExternalCheck
-from daz.health.types import Status
+from daz.health.types import HealthStatus
 from daz.testing import FakeClock
 
 
@@ -39,18 +39,18 @@ async def test_external_check_passes_fails_and_rate_limits_itself() -> None:
         check = ExternalCheck(url, "lobby", clock, interval=60, timeout=2)
         first = (await check.run())[0]
         assert (first.component, first.measurement) == ("external:cytube", "socketconfig")
-        assert first.status is Status.PASS
+        assert first.status is HealthStatus.PASS
         assert first.observed_unit == "ms"
         state["code"] = 500
-        assert (await check.run())[0].status is Status.PASS  # within the interval: the last result
+        assert (await check.run())[0].status is HealthStatus.PASS  # within the interval: the last result
         assert state["hits"] == 1
         await clock.advance(60)
         failed = (await check.run())[0]
-        assert failed.status is Status.FAIL
+        assert failed.status is HealthStatus.FAIL
         assert "HTTP 500" in failed.output
         assert state["hits"] == 2
     await clock.advance(60)
     gone = (await check.run())[0]
-    assert gone.status is Status.FAIL
+    assert gone.status is HealthStatus.FAIL
     assert "ClientConnectorError" in gone.output or "Connect" in gone.output
     assert not check.critical

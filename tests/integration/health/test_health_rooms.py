@@ -112,7 +112,7 @@ async def test_idle_channel_never_trips_the_media_timeout_but_a_stalled_player_d
         assert transport is not None
         for _ in range(2 * 3600 // 25):  # two idle hours: PINGs only, no media at all
             await r.clock.advance(25)
-            transport.frame()
+            transport.ping()
         report = r.monitor.latest()
         assert report is not None
         media = next(x for x in report.components["room:lobby"].results if x.measurement == "media")
@@ -127,7 +127,7 @@ async def test_idle_channel_never_trips_the_media_timeout_but_a_stalled_player_d
         assert r.manager.room("lobby").media_playing
         for _ in range(4):  # the media updates stop; PINGs keep coming
             await r.clock.advance(20)
-            transport.frame()
+            transport.ping()
         await r.clock.advance(1)
         report = r.monitor.latest()
         assert report is not None

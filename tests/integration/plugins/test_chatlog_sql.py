@@ -1,4 +1,4 @@
-"""chatlog → SQL plugin → a real database (SQLite file, PostgreSQL schema): rows land exactly once."""
+"""chatlog → SQL service → a real database (SQLite file, PostgreSQL schema): rows land exactly once."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from daz.config import DatabaseConfig
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.plugins.host import PluginHost
-from daz.sql.plugin import SqlPlugin
+from daz.sql.service import SqlService
 from daz.store.migrate import migrate
 
 EVENTS = 2000
@@ -24,7 +24,7 @@ async def _log_events(url: str) -> None:
     clock = SystemClock()
     metrics = DazMetrics()
     async with EventBus(clock=clock, metrics=metrics) as bus:
-        sql = SqlPlugin(url, bus, metrics, clock, None, None, DatabaseConfig(url=url))
+        sql = SqlService(url, bus, metrics, clock, None, None, DatabaseConfig(url=url))
         await sql.start()
         try:
             host = PluginHost({"chatlog": {"batch_size": 250}}, bus=bus, clock=clock, metrics=metrics,

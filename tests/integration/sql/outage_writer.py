@@ -1,4 +1,4 @@
-"""A small daz process for the outage tests: SQL plugin + retry queue + spool on one PostgreSQL.
+"""A small daz process for the outage tests: SQL service + retry queue + spool on one PostgreSQL.
 
 ``write``: issue ``count`` idempotent execs (key ``k<i>``) at ``rate`` per second, printing
 ``ack <i>`` once each exec returned (applied, or queued to retry). ``recover``: issue nothing. Both
@@ -25,7 +25,7 @@ from daz.metrics import DazMetrics
 from daz.resilience.registry import BreakerRegistry
 from daz.retry.queue import RetryQueue
 from daz.retry.spool import Spool, SpoolDrainer
-from daz.sql.plugin import SqlPlugin
+from daz.sql.service import SqlService
 from daz.store.postgres import PostgresStore
 from daz.testing.settle import queue_settled
 
@@ -54,7 +54,7 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-async def write(plugin: SqlPlugin, count: int, rate: float) -> dict[str, int]:
+async def write(plugin: SqlService, count: int, rate: float) -> dict[str, int]:
     outcome = {"applied": 0, "queued": 0, "lost": 0}
     start = time.monotonic()
     for i in range(count):
@@ -84,7 +84,7 @@ async def main(args: argparse.Namespace) -> None:
         queue = RetryQueue(store, config.retry, bus, metrics, clock, rng, None, on_store_unavailable=spool)
         drainer = SpoolDrainer(spool, store, clock=clock, metrics=metrics, on_drained=queue.wake,
                                interval_seconds=config.spool.drain_interval_seconds)
-        plugin = SqlPlugin(args.dsn, bus, metrics, clock, breakers, queue, config.database, rng=rng)
+        plugin = SqlService(args.dsn, bus, metrics, clock, breakers, queue, config.database, rng=rng)
         await plugin.start()
         stopping = asyncio.Event()
         result: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""Fixtures for the SQL plugin's integration tests: a plugin on SQLite or PostgreSQL, a fake queue."""
+"""Fixtures for the SQL service's integration tests: a plugin on SQLite or PostgreSQL, a fake queue."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from daz.clock import SystemClock
 from daz.config import DatabaseConfig, PoolConfig
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
-from daz.sql.plugin import SqlPlugin
+from daz.sql.service import SqlService
 from daz.store.base import NewItem, QueueItem
 
 MIGRATION = "0002_idempotency_keys.sql"
@@ -75,7 +75,7 @@ class FakeQueue:
 
 @dataclass
 class Harness:
-    plugin: SqlPlugin
+    plugin: SqlService
     bus: EventBus
     metrics: DazMetrics
     queue: FakeQueue
@@ -87,7 +87,7 @@ PluginFactory = Callable[..., Awaitable[Harness]]
 @pytest.fixture
 async def make_plugin() -> AsyncIterator[PluginFactory]:
     """``await make_plugin(url, breakers=None, **database_config)`` → a started plugin on a running bus."""
-    opened: list[tuple[SqlPlugin, EventBus]] = []
+    opened: list[tuple[SqlService, EventBus]] = []
 
     async def factory(url: str, *, breakers: Any = None, pool: dict[str, Any] | None = None,
                       **database: Any) -> Harness:
@@ -96,7 +96,7 @@ async def make_plugin() -> AsyncIterator[PluginFactory]:
         await bus.__aenter__()
         queue = FakeQueue()
         config = DatabaseConfig(url=url, pool=PoolConfig(**(pool or {})), **database)
-        plugin = SqlPlugin(url, bus, metrics, SystemClock(), breakers, queue, config,
+        plugin = SqlService(url, bus, metrics, SystemClock(), breakers, queue, config,
                            rng=random.Random(7))
         opened.append((plugin, bus))
         await plugin.start()

@@ -1,4 +1,4 @@
-"""Each error class produced by a REAL PostgreSQL, classified through the SQL plugin."""
+"""Each error class produced by a REAL PostgreSQL, classified through the SQL service."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from daz.cluster.coordinator import ClusterCoordinator, ClusterSnapshot, HeldRoo
 from daz.cluster.health import ClusterCheck
 from daz.config import ClusterConfig
 from daz.events import EventBus
-from daz.health.types import Status
+from daz.health.types import HealthStatus
 from daz.metrics import DazMetrics
 from daz.testing import FakeClock
 
@@ -32,14 +32,14 @@ async def test_renewal_age_drives_pass_warn_fail() -> None:
     clock = FakeClock()
     coord = coordinator(clock)
     check = ClusterCheck(coord, clock)
-    assert (await check.run())[0].status is Status.FAIL  # never renewed
+    assert (await check.run())[0].status is HealthStatus.FAIL  # never renewed
     coord.last_tick_ok = clock.monotonic()
     await clock.advance(1)
-    assert (await check.run())[0].status is Status.PASS
+    assert (await check.run())[0].status is HealthStatus.PASS
     await clock.advance(6)  # 7 s: past two renew intervals
-    assert (await check.run())[0].status is Status.WARN
+    assert (await check.run())[0].status is HealthStatus.WARN
     await clock.advance(4)  # 11 s: past the lease
-    assert (await check.run())[0].status is Status.FAIL
+    assert (await check.run())[0].status is HealthStatus.FAIL
 
 
 async def test_rooms_held_is_reported() -> None:

@@ -47,6 +47,16 @@ class Harness:
             await self.clock.advance(step)
         raise AssertionError(f"room never reached {state.value}; it is {self.status.state.value}")
 
+    async def until_seen(self, state: RoomState, *, step: float = 0.0, limit: int = 200) -> None:
+        """Until the room has passed through ``state`` (which may last no time at all)."""
+        seen = len([e for e in self.named("room.state_changed") if e["to"] == state.value])
+        for _ in range(limit):
+            await self.bus.drain(1.0)
+            if len([e for e in self.named("room.state_changed") if e["to"] == state.value]) > seen:
+                return
+            await self.clock.advance(step)
+        raise AssertionError(f"room never passed through {state.value}; it is {self.status.state.value}")
+
     def named(self, name: str) -> list[dict[str, Any]]:
         return [e.data for e in self.events if e.name == name]
 

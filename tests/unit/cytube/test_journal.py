@@ -7,14 +7,9 @@ from typing import Any
 
 import pytest
 
-from daz.cytube.journal import (
-    CYTUBE_COMMAND,
-    ROOM_DOWN_DEFER_SECONDS,
-    LineRedelivery,
-    RoomAvailabilityGate,
-    StoreJournal,
-)
-from daz.cytube.outbox import OutboundLine
+from daz.cytube.actions import NewPoll, QueueMedia, action_from_record, to_record
+from daz.cytube.journal import CYTUBE_COMMAND, ROOM_DOWN_DEFER_SECONDS, RoomAvailabilityGate, StoreJournal
+from daz.cytube.outbox import OutboundLine, Outbox
 from daz.cytube.states import RoomState
 from daz.errors import DazError
 from daz.testing import FakeClock
@@ -95,13 +90,13 @@ async def test_an_overdue_line_waits_for_its_echo_then_completes() -> None:
     store = InMemoryStore(clock)
     journal = StoreJournal(store, clock, hold_seconds=0, max_retries=5)
     rooms = FakeRooms()
-    redelivery = LineRedelivery(journal, rooms)
+    journal.rooms = rooms
     await journal.save(_line("a"))
     rooms.outbox["a"] = _line("a")
     await clock.advance(1)
     [item] = await store.claim_due(1, 30, "w")
     async with asyncio.TaskGroup() as tg:
-        attempt = tg.create_task(redelivery.handle(item))
+        attempt = tg.create_task(journal.handle(item))
         await asyncio.sleep(0)
         assert not attempt.done()  # still waiting for the echo
         await journal.ack("a")  # the room delivered it
@@ -114,12 +109,12 @@ async def test_a_line_missing_from_the_outbox_is_sent_again() -> None:
     store = InMemoryStore(clock)
     journal = StoreJournal(store, clock, hold_seconds=0, max_retries=5)
     rooms = FakeRooms()
-    redelivery = LineRedelivery(journal, rooms)
+    journal.rooms = rooms
     await journal.save(_line("a"))
     await clock.advance(1)
     [item] = await store.claim_due(1, 30, "w")
     async with asyncio.TaskGroup() as tg:
-        attempt = tg.create_task(redelivery.handle(item))
+        attempt = tg.create_task(journal.handle(item))
         await asyncio.sleep(0)
         assert rooms.resent == ["a"]
         await journal.ack("a")
@@ -130,12 +125,12 @@ async def test_an_item_for_an_unknown_room_is_not_retryable() -> None:
     clock = FakeClock()
     store = InMemoryStore(clock)
     journal = StoreJournal(store, clock, hold_seconds=0, max_retries=5)
-    redelivery = LineRedelivery(journal, FakeRooms())
+    journal.rooms = FakeRooms()
     await journal.save(_line("a", room="elsewhere"))
     await clock.advance(1)
     [item] = await store.claim_due(1, 30, "w")
     with pytest.raises(DazError, match="not configured") as info:
-        await redelivery.handle(item)
+        await journal.handle(item)
     assert info.value.retryable is False
 
 
@@ -153,7 +148,7 @@ async def test_room_gate_defers_lines_without_charging_while_the_room_is_not_rea
     await clock.advance(1)
     [item] = await store.claim_due(1, 30, "w")
     inner = InnerGate(None)
-    gate = RoomAvailabilityGate(inner, FakeRooms(state, held))
+    gate = RoomAvailabilityGate(inner, lambda: FakeRooms(state, held))
     answer = gate.before_attempt(item, None)
     assert (answer == ROOM_DOWN_DEFER_SECONDS) is deferred
     assert inner.asked == (0 if deferred else 1)
@@ -168,7 +163,7 @@ async def test_room_gate_passes_other_operation_types_to_the_inner_gate() -> Non
                                   retry_after=clock.now())])
     [item] = await store.claim_due(1, 30, "w")
     inner = InnerGate(7.0)
-    gate = RoomAvailabilityGate(inner, FakeRooms(RoomState.BACKING_OFF))
+    gate = RoomAvailabilityGate(inner, lambda: FakeRooms(RoomState.BACKING_OFF))
     assert gate.before_attempt(item, None) == 7.0
     gate.record(item, None, None, 0.1)
     assert inner.recorded == 1
@@ -182,3 +177,31 @@ async def test_an_unreachable_store_does_not_lose_the_send() -> None:
     await journal.save(_line("a"))  # logged, not raised: the line is still in the room's outbox
     await journal.ack("a")
     assert await journal.load("lobby") == []
+
+
+async def test_an_action_line_survives_a_restart_with_its_action_and_comes_back_in_doubt() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    journal = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    queued = QueueMedia("rt", "rtmp://x/a", duration=30)
+    poll = NewPoll("Lunch?", ("pizza", "soup"), timeout=60)
+    for key, action in (("q", queued), ("p", poll)):
+        await journal.save(OutboundLine(key=key, room="lobby", kind="action", text=action.describe(),
+                                        action=to_record(action), created_at=5.0))
+    await journal.save(_line("c"))
+    # A new process: a fresh outbox restores what the store still holds, in order.
+    outbox = Outbox("lobby", StoreJournal(store, clock, hold_seconds=300, max_retries=5), 10)
+    assert await outbox.restore() == 3
+    head = outbox.head()
+    assert head is not None
+    assert (head.kind, head.key) == ("action", "q")
+    assert head.action is not None
+    assert action_from_record(dict(head.action)) == queued
+    assert outbox.in_doubt_since_ms == 5000  # a previous process may have sent it: reconcile first
+    await outbox.ack_head(None)
+    second = outbox.head()
+    assert second is not None
+    assert second.action is not None
+    assert action_from_record(dict(second.action)) == poll
+    due_kinds = [i.payload["kind"] for i in await store.list(status="pending", operation_type=CYTUBE_COMMAND)]
+    assert due_kinds.count("action") == 1  # the acknowledged one is done in the store too

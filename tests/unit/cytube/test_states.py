@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from daz.backoff import seed_bounds
+from daz.backoff import proportional_bounds
 from daz.config import BackoffConfig, ProbeConfig
 from daz.cytube.states import (
     TRANSITIONS,
@@ -42,7 +42,7 @@ def test_illegal_transitions_raise() -> None:
 def test_reconnect_delay_is_the_seed_interval_and_rate_limit_waits_ten_seconds() -> None:
     rng = random.Random(7)
     for attempt in range(1, 13):
-        low, high = seed_bounds(attempt)
+        low, high = proportional_bounds(attempt)
         assert low <= reconnect_delay(attempt, rng, BackoffConfig()) <= high
     assert reconnect_delay(1, rng, BackoffConfig(), rate_limited=True, rate_limit_min_wait=10) >= 10
 

@@ -92,13 +92,19 @@ async def test_duplicate_login_kick_stops_the_room_until_asked(network: FakeNetw
         await h.until(RoomState.READY)
 
 
-async def test_other_kicks_back_off(network: FakeNetwork) -> None:
-    async with harness(make_config(), network) as h:
+async def test_a_moderator_kick_rejoins_after_the_polite_delay(network: FakeNetwork) -> None:
+    async with harness(make_config(kick_rejoin_delay_seconds=30), network) as h:
         await h.until(RoomState.READY)
-        network.current.kick("Too many connections from your IP address")  # type: ignore[union-attr]
+        network.current.kick("be nice")  # type: ignore[union-attr]
         await h.until(RoomState.BACKING_OFF)
+        assert h.status.next_delay == 30
+        assert h.status.reason == "kicked by a moderator: be nice"
+        connects = network.connects
+        await h.clock.advance(29)
+        assert network.connects == connects
         await h.until(RoomState.READY, step=1.0)
         assert h.named("room.kicked") == []
+        assert h.status.attempt == 0  # a kick is not a failed attempt
 
 
 async def test_silent_connection_is_torn_down_after_interval_plus_timeout(network: FakeNetwork) -> None:
@@ -123,7 +129,7 @@ async def test_idle_channel_with_pings_stays_ready_for_hours(network: FakeNetwor
         assert transport is not None
         for _ in range(3 * 3600 // 25):
             await h.clock.advance(25)
-            transport.frame()  # the server's PING
+            transport.ping()  # the server's PING
         assert h.status.state is RoomState.READY
         assert network.connects == 1
 
@@ -139,7 +145,7 @@ async def test_media_timeout_needs_a_playing_item_and_an_overdue_ping(network: F
         )
         for _ in range(10):  # 250 s of PINGs but no mediaUpdate: stale, not dead
             await h.clock.advance(25)
-            transport.frame()
+            transport.ping()
         assert h.status.state is RoomState.READY
         assert h.named("room.media_stale")
         await h.until(RoomState.BACKING_OFF, step=1.0, limit=40)  # PINGs stop: confirmed
@@ -170,7 +176,7 @@ async def test_attempts_reset_only_after_a_stable_session(network: FakeNetwork) 
             await h.until(RoomState.READY, step=0.5)
         for _ in range(70):
             await h.clock.advance(1)
-            network.current.frame()  # type: ignore[union-attr]
+            network.current.ping()  # type: ignore[union-attr]
         assert h.status.attempt == 0
 
 
@@ -196,7 +202,7 @@ async def test_in_doubt_line_found_in_backlog_is_not_resent(network: FakeNetwork
         await h.until(RoomState.READY)
         network.echo_chat = False  # the server records the line, but the echo never reaches us
         await h.manager.send_chat("lobby", "only once please")
-        await h.until(RoomState.BACKING_OFF, step=1.0)  # echo timeout → reconnect, line in doubt
+        await h.until_seen(RoomState.BACKING_OFF, step=1.0)  # echo timeout → reconnect, line in doubt
         network.echo_chat = True
         await h.until(RoomState.READY, step=0.5)
         await h.settle()
@@ -212,7 +218,7 @@ async def test_in_doubt_line_missing_from_backlog_is_resent(network: FakeNetwork
         assert transport is not None
         transport.username = None  # the server drops this line silently
         await h.manager.send_chat("lobby", "lost on the way")
-        await h.until(RoomState.BACKING_OFF, step=1.0)
+        await h.until_seen(RoomState.BACKING_OFF, step=1.0)
         await h.until(RoomState.READY, step=0.5)
         await h.settle()
         assert h.status.outbox_depth == 0
@@ -281,10 +287,10 @@ async def test_backlog_and_own_echo_are_flagged(network: FakeNetwork) -> None:
 async def test_failed_login_is_reported_not_assumed(network: FakeNetwork) -> None:
     network.login_error = "Invalid username/password combination"
     async with harness(make_config(), network) as h:
-        await h.until(RoomState.BACKING_OFF)
+        await h.until(RoomState.STOPPED)
         await h.settle()
         assert h.named("room.login_failed") == [
-            {"room": "lobby", "reason": "Invalid username/password combination"}
+            {"room": "lobby", "reason": "Invalid username/password combination", "outcome": "bad_credentials"}
         ]
         assert h.named("room.ready") == []
 

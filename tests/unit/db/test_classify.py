@@ -27,7 +27,7 @@ def test_not_retryable_sqlstates(code: str) -> None:
 
 
 def test_message_text_is_never_consulted() -> None:
-    # The Go original prefix-matched messages; a "connection" word in a syntax error must not matter.
+    # A "connection" word in a syntax error's message must not make it retryable.
     exc = asyncpg.exceptions.PostgresSyntaxError("connection timeout near 'SELEC'")
     assert classify(exc).retryable is False
     assert classify(exc).sqlstate == "42601"

@@ -21,11 +21,11 @@ from daz.health.checks import (
 )
 from daz.health.process import LoopLagProbe, ProcessCheck, ProcessSample, wake_delay
 from daz.health.sources import PoolView, QueueView
-from daz.health.types import CheckResult, Status
+from daz.health.types import CheckResult, HealthStatus
 from daz.metrics import DazMetrics
 from daz.testing import FakeClock
 
-P, W, F = Status.PASS, Status.WARN, Status.FAIL
+P, W, F = HealthStatus.PASS, HealthStatus.WARN, HealthStatus.FAIL
 T = HealthThresholds()
 
 

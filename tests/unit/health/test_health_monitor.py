@@ -10,11 +10,11 @@ import pytest
 from daz.config import HealthConfig
 from daz.events.bus import EventBus
 from daz.health.monitor import HEALTH_CHANGED, HEALTH_RECOVERY, HealthMonitor
-from daz.health.types import CheckResult, Status
+from daz.health.types import CheckResult, HealthStatus
 from daz.metrics import DazMetrics
 from daz.testing import FakeClock
 
-P, W, F = Status.PASS, Status.WARN, Status.FAIL
+P, W, F = HealthStatus.PASS, HealthStatus.WARN, HealthStatus.FAIL
 
 
 @dataclass
@@ -22,7 +22,7 @@ class StubCheck:
     name: str
     critical: bool
     clock: FakeClock
-    status: Status = Status.PASS
+    status: HealthStatus = HealthStatus.PASS
     recovery: str | None = None
     recovered: list[tuple[str, str, str]] = field(default_factory=list)
 

@@ -7,22 +7,22 @@ from typing import Any
 from daz.config import HealthConfig
 from daz.health.monitor import HealthMonitor, HealthReport
 from daz.health.report import draft_violations, health_json, split_component
-from daz.health.types import CheckResult, Status
+from daz.health.types import CheckResult, HealthStatus
 from daz.metrics import DazMetrics
 from daz.testing import FakeClock
 
 
 class Fixed:
-    def __init__(self, name: str, critical: bool, results: list[tuple[str, str, Status, Any, str | None]],
-                 clock: FakeClock) -> None:
+    def __init__(self, name: str, critical: bool,
+                 results: list[tuple[str, str, HealthStatus, Any, str | None]], clock: FakeClock) -> None:
         self.name, self.critical, self._results, self._clock = name, critical, results, clock
 
     async def run(self) -> list[CheckResult]:
-        return [CheckResult(c, m, s, v, u, "" if s is Status.PASS else f"{m} is {s}", self._clock.now())
+        return [CheckResult(c, m, s, v, u, "" if s is HealthStatus.PASS else f"{m} is {s}", self._clock.now())
                 for c, m, s, v, u in self._results]
 
 
-Spec = tuple[str, bool, list[tuple[str, str, Status, Any, str | None]]]
+Spec = tuple[str, bool, list[tuple[str, str, HealthStatus, Any, str | None]]]
 
 
 async def report_for(*checks_spec: Spec) -> HealthReport:
@@ -38,9 +38,9 @@ def test_split_component() -> None:
 
 async def test_document_follows_the_draft() -> None:
     report = await report_for(
-        ("rooms", True, [("room:lobby", "liveness", Status.PASS, 1.5, "s"),
-                         ("room:other", "liveness", Status.FAIL, 200.0, "s")]),
-        ("database", True, [("database", "latency", Status.WARN, 150.0, "ms")]),
+        ("rooms", True, [("room:lobby", "liveness", HealthStatus.PASS, 1.5, "s"),
+                         ("room:other", "liveness", HealthStatus.FAIL, 200.0, "s")]),
+        ("database", True, [("database", "latency", HealthStatus.WARN, 150.0, "ms")]),
     )
     doc = health_json(report)
     assert draft_violations(doc) == []
@@ -58,7 +58,8 @@ async def test_document_follows_the_draft() -> None:
 
 
 async def test_passing_document_has_no_output() -> None:
-    doc = health_json(await report_for(("database", True, [("database", "latency", Status.PASS, 1, "ms")])))
+    passing = [("database", "latency", HealthStatus.PASS, 1, "ms")]
+    doc = health_json(await report_for(("database", True, passing)))
     assert doc["status"] == "pass"
     assert "output" not in doc
     assert draft_violations(doc) == []

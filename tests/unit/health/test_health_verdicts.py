@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from daz.health import verdicts
-from daz.health.types import Status, grade, worst
+from daz.health.types import HealthStatus, grade, worst
 
-P, W, F = Status.PASS, Status.WARN, Status.FAIL
+P, W, F = HealthStatus.PASS, HealthStatus.WARN, HealthStatus.FAIL
 
 
 def test_worst_and_grade() -> None:
@@ -23,7 +23,7 @@ def test_worst_and_grade() -> None:
      ("joining", False, None, W), ("discovering", False, None, W), ("backing_off", False, None, F),
      ("disconnected", False, None, F), ("kicked", False, "Duplicate login", F), ("closed", False, None, F)],
 )
-def test_room_state(state: str, degraded: bool, kicked: str | None, expected: Status) -> None:
+def test_room_state(state: str, degraded: bool, kicked: str | None, expected: HealthStatus) -> None:
     status, output = verdicts.room_state(state, degraded=degraded, kicked_reason=kicked)
     assert status is expected
     assert (output == "") == (expected is P)

@@ -8,7 +8,7 @@ from plugin_fakes import FakeSql, chat, running_host, wait_for
 from daz.errors import ConfigError
 from daz.events.bus import Event
 from daz.plugins.chatlog import INSERT_SQL, ChatlogPlugin, row_for
-from daz.plugins.states import PluginState
+from daz.plugins.host import PluginState
 from daz.testing import FakeClock
 
 
@@ -117,7 +117,7 @@ async def test_permanently_failing_rows_do_not_wedge_the_log() -> None:
         assert host.statuses["chatlog"].restarts == 0
 
 
-async def test_a_batch_queued_by_the_sql_plugin_leaves_the_buffer_once() -> None:
+async def test_a_batch_queued_by_the_sql_service_leaves_the_buffer_once() -> None:
     clock = FakeClock()
     sql = FakeSql()
     async with running_host({"chatlog": {"batch_size": 5, "flush_interval_seconds": 1}},

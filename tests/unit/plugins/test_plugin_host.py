@@ -8,18 +8,20 @@ from typing import Any
 import pytest
 from plugin_fakes import FakeSend, chat, running_host, wait_for
 
-from daz.backoff import seed_bounds
+from daz.backoff import proportional_bounds
 from daz.errors import ConfigError
 from daz.events.bus import Event
 from daz.plugins.base import PluginContext
 from daz.plugins.host import (
+    PluginState,
+    PluginStatus,
     RestartPolicy,
     enabled_sections,
     order_plugins,
+    plugin_verdict,
     resolve_factory,
     restart_delay,
 )
-from daz.plugins.states import PluginState, PluginStatus, plugin_verdict
 from daz.testing import FakeClock
 
 
@@ -92,7 +94,7 @@ def test_restart_delay_follows_the_seed_schedule_with_the_plugin_policy() -> Non
     policy = RestartPolicy(base_seconds=1.0, cap_seconds=8.0)
     rng = random.Random(7)
     for attempt in range(1, 8):
-        low, high = seed_bounds(attempt, base=1.0, cap=8.0)
+        low, high = proportional_bounds(attempt, base=1.0, cap=8.0)
         assert low <= restart_delay(attempt, rng, policy) <= high
     assert restart_delay(6, rng, policy) <= 8.0
 
@@ -135,7 +137,7 @@ async def test_crashing_plugin_is_restarted_with_backoff_and_others_keep_working
             await wait_for(lambda: status.state is PluginState.BACKING_OFF)
             assert status.next_delay is not None
             delays.append(status.next_delay)
-            low, high = seed_bounds(i + 1, base=2.0, cap=16.0)
+            low, high = proportional_bounds(i + 1, base=2.0, cap=16.0)
             assert low <= status.next_delay <= high
             assert host.verdicts()["exploder"] == "fail"
             # Not restarted before its delay has passed...
@@ -174,7 +176,7 @@ async def test_restart_counter_resets_after_a_stable_run() -> None:
         await wait_for(lambda: status.state is PluginState.BACKING_OFF)
         assert status.consecutive_crashes == 1
         assert status.next_delay is not None
-        assert status.next_delay <= seed_bounds(1, base=2.0, cap=64.0)[1]
+        assert status.next_delay <= proportional_bounds(1, base=2.0, cap=64.0)[1]
 
 
 class SetupFails:

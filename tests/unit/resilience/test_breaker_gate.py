@@ -17,7 +17,7 @@ from daz.resilience.gate import MIN_DEFER_SECONDS, BreakerGate
 from daz.resilience.machine import BreakerState, Trigger
 from daz.resilience.registry import BreakerRegistry
 from daz.retry.budget import RetryBudget
-from daz.store.base import NewItem, QueueItem, Status
+from daz.store.base import ItemStatus, NewItem, QueueItem
 from daz.testing import FakeClock
 from daz.testing.memory_store import InMemoryStore
 
@@ -146,14 +146,14 @@ async def test_retry_budget_with_the_dependency_down_bounds_retries_and_keeps_ev
     rows = await store.list(limit=items + 1)
     print(f"\nbudget: base={base} retries={worker.stats.attempts} bound={bound:.0f} "
           f"deferred={worker.stats.deferrals} items={len(rows)} "
-          f"pending={sum(r.status == Status.PENDING for r in rows)}")
+          f"pending={sum(r.status == ItemStatus.PENDING for r in rows)}")
     assert worker.stats.attempts <= bound
     assert worker.stats.attempts >= config.ratio * base, "the budget still lets retries through"
     assert worker.stats.deferrals > 0
     exhausted = metrics.retry_budget_exhausted.labels(dependency="sql_operation")._value.get()
     assert exhausted == worker.stats.deferrals
     assert len(rows) == items
-    assert all(r.status == Status.PENDING for r in rows), "deferred, never dropped"
+    assert all(r.status == ItemStatus.PENDING for r in rows), "deferred, never dropped"
     assert sum(r.attempt for r in rows) == worker.stats.attempts, "deferrals charge nothing"
     assert worker.stats.dead_letters == 0
 
@@ -219,7 +219,7 @@ async def test_the_handlers_own_calls_through_the_breaker_are_covered_not_counte
 
     async def one_attempt(item: Item) -> None:
         assert gate.before_attempt(item, policy) is None
-        await breaker.call(query)  # what the SQL plugin does inside the queue's handler
+        await breaker.call(query)  # what the SQL service does inside the queue's handler
         gate.record(item, policy, None, 0.01)
 
     for i in range(3):

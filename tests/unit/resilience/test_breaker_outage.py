@@ -21,7 +21,7 @@ from daz.metrics import DazMetrics
 from daz.resilience.gate import BreakerGate
 from daz.resilience.machine import BreakerState
 from daz.resilience.registry import BreakerRegistry
-from daz.store.base import NewItem, QueueItem, Status
+from daz.store.base import ItemStatus, NewItem, QueueItem
 from daz.testing import FakeClock
 from daz.testing.memory_store import InMemoryStore
 
@@ -137,7 +137,7 @@ async def test_sixty_second_outage_at_200_calls_per_second() -> None:
           f"(failed {worker.stats.failed_attempts}), deferrals without charge={worker.stats.deferrals}, "
           f"attempts charged={attempts}, released after close={gate.released}, "
           f"max attempt on an item={max(i.attempt for i in items)}")
-    assert all(item.status == Status.COMPLETED for item in items), "every deferred item completes"
+    assert all(item.status == ItemStatus.COMPLETED for item in items), "every deferred item completes"
     assert all(item.attempt <= item.max_retries for item in items)
     assert worker.stats.dead_letters == 0
     assert attempts == worker.stats.failed_attempts, "only real failed attempts are charged"

@@ -14,7 +14,7 @@ from daz.resilience.machine import BreakerState
 from daz.resilience.registry import BreakerRegistry
 from daz.retry.budget import RetryBudget
 from daz.retry.queue import RetryQueue
-from daz.store.base import NewItem, QueueItem, Status
+from daz.store.base import ItemStatus, NewItem, QueueItem
 from daz.testing import FakeClock
 from daz.testing.memory_store import InMemoryStore
 
@@ -107,7 +107,7 @@ async def test_queue_items_deferred_through_an_outage_all_complete_within_max_re
     assert probes_only
     assert len(while_open) <= BREAKER.half_open_permits * sum(c.data["to"] == "half_open" for c in changes)
     assert OUTAGE_SECONDS <= closed_at <= OUTAGE_SECONDS + 33 + 1
-    assert [r.status for r in rows] == [Status.COMPLETED] * ITEMS, "all deferred items complete"
+    assert [r.status for r in rows] == [ItemStatus.COMPLETED] * ITEMS, "all deferred items complete"
     assert max(r.attempt for r in rows) <= MAX_RETRIES
     assert gate.deferred_by_breaker > ITEMS
     deferred = metrics.retry_deferred_by_breaker.labels(breaker="database")._value.get()

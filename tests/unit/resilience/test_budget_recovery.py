@@ -21,7 +21,7 @@ from daz.resilience.gate import BreakerGate
 from daz.resilience.registry import BreakerRegistry
 from daz.retry.budget import RetryBudget
 from daz.retry.queue import RetryQueue
-from daz.store.base import NewItem, QueueItem, Status
+from daz.store.base import ItemStatus, NewItem, QueueItem
 from daz.testing import FakeClock
 from daz.testing.memory_store import InMemoryStore
 
@@ -102,7 +102,7 @@ async def run_outage(budget_config: RetryBudgetConfig) -> Run:
 
 
 async def completed(store: InMemoryStore) -> int:
-    return sum(r.count for r in await store.stats() if r.status == Status.COMPLETED)
+    return sum(r.count for r in await store.stats() if r.status == ItemStatus.COMPLETED)
 
 
 async def test_backlog_drains_promptly_after_recovery_with_the_default_budget() -> None:

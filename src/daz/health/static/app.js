@@ -46,6 +46,7 @@ function renderRooms(rooms) {
         <dt>media</dt><dd>${r.media_playing ? "playing" : "idle"}</dd>
         <dt>outbox</dt><dd>${esc(r.outbox_depth)}</dd>
         ${r.kicked_reason ? `<dt>kicked</dt><dd>${esc(r.kicked_reason)}</dd>` : ""}
+        ${r.reason ? `<dt>why</dt><dd class="room-reason">${esc(r.reason)}</dd>` : ""}
       </dl>
       <ul class="timeline">${(r.timeline || []).slice(-8).reverse().map((t) =>
         `<li>${timeOnly(t.time)} ${esc(t.from)} → <b>${esc(t.to)}</b>${t.reason ? ` <span class="muted">(${esc(t.reason)})</span>` : ""}</li>`

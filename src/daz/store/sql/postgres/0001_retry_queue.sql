@@ -1,4 +1,4 @@
--- daz retry queue (PostgreSQL). Names match the seed so its operators' queries keep working.
+-- daz retry queue (PostgreSQL). Table, column and status names are a stable interface: operators' queries use them.
 CREATE TABLE IF NOT EXISTS daz_retry_queue (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     correlation_id   text        NOT NULL,

@@ -1,4 +1,4 @@
--- Keys of idempotent SQL execs already applied (daz.sql). The SQL plugin inserts the key in the same
+-- Keys of idempotent SQL execs already applied (daz.sql). The SQL service inserts the key in the same
 -- transaction as the exec, ON CONFLICT DO NOTHING: a retried or duplicated exec finds its key and is a
 -- no-op, so it applies exactly once.
 CREATE TABLE IF NOT EXISTS daz_idempotency_keys (

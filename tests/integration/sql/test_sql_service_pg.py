@@ -1,4 +1,4 @@
-"""The SQL plugin's write paths on a real PostgreSQL: idempotency under concurrency, batches, rollback."""
+"""The SQL service's write paths on a real PostgreSQL: idempotency under concurrency, batches, rollback."""
 
 from __future__ import annotations
 

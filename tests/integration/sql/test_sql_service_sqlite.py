@@ -1,4 +1,4 @@
-"""The SQL plugin on the embedded SQLite backend: classification, events, idempotency, retries, bus."""
+"""The SQL service on the embedded SQLite backend: classification, events, idempotency, retries, bus."""
 
 from __future__ import annotations
 

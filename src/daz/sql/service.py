@@ -1,4 +1,4 @@
-"""The SQL plugin: the only way plugins reach the database.
+"""The SQL service: the only way plugins reach the database.
 
 Every call goes through the ``database`` circuit breaker, translates driver errors into ``SqlError``
 (retryable or not from ``classify``), publishes ``sql.query.failed`` / ``sql.exec.failed`` without
@@ -61,24 +61,24 @@ class Breakers(Protocol):
 
 
 class RetryScheduler(Protocol):
-    """The part of ``daz.retry.RetryQueue`` the plugin uses."""
+    """The part of ``daz.retry.RetryQueue`` the SQL service uses."""
 
     def register(self, operation_type: str, handler: Callable[[QueueItem], Awaitable[None]]) -> None: ...
     async def schedule(self, item: NewItem) -> Any: ...
 
 
 class Transaction:
-    """Statements inside ``SqlPlugin.transaction()``: one connection, committed together."""
+    """Statements inside ``SqlService.transaction()``: one connection, committed together."""
 
-    def __init__(self, plugin: SqlPlugin, session: Session, source: str, correlation_id: str) -> None:
-        self._plugin = plugin
+    def __init__(self, service: SqlService, session: Session, source: str, correlation_id: str) -> None:
+        self._service = service
         self._session = session
         self._source = source
         self._correlation_id = correlation_id
 
     async def query(self, sql: LiteralString, *params: Any) -> list[Row]:
         op = self._op("query", sql, params)
-        rows: list[Row] = await self._plugin._in_tx(op, self._session.fetch(sql, params))
+        rows: list[Row] = await self._service._in_tx(op, self._session.fetch(sql, params))
         return rows
 
     async def query_one(self, sql: LiteralString, *params: Any) -> Row | None:
@@ -87,14 +87,14 @@ class Transaction:
 
     async def exec(self, sql: LiteralString, *params: Any) -> int:
         op = self._op("exec", sql, params)
-        count: int = await self._plugin._in_tx(op, self._session.execute(sql, params))
+        count: int = await self._service._in_tx(op, self._session.execute(sql, params))
         return count
 
     def _op(self, kind: Kind, sql: str, params: tuple[Any, ...]) -> SqlOperation:
         return SqlOperation(kind, sql, params, self._source, self._correlation_id)
 
 
-class SqlPlugin:
+class SqlService:
     """Direct API (``query``, ``query_one``, ``exec``, ``exec_many``, ``transaction``); a ``Service``."""
 
     name = "sql"
