@@ -581,6 +581,10 @@ class ClusterConfig(_Model):
     rebalance_interval_seconds: PositiveSeconds = 30.0
     """When the spread is unfair, an instance hands back rooms at most once per interval, so rooms move
     gradually."""
+    presence_timeout_seconds: PositiveSeconds = 1.0
+    """An instance that cannot prove its presence lock (a query on its dedicated PostgreSQL connection)
+    for this long leaves its rooms; the others take a crashed instance's rooms this long plus 0.75 s
+    after its session ended, whatever lease_seconds is (docs/scale-out.md)."""
 
     @model_validator(mode="after")
     def _renew_inside_lease(self) -> ClusterConfig:

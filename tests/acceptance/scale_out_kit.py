@@ -50,7 +50,7 @@ class Sampler:
 
 
 def write_config(tmp: Path, server: FakeCytubeServer, dsn: str,
-                 plugins: dict[str, Any] | None = None) -> Path:
+                 plugins: dict[str, Any] | None = None, cluster: dict[str, Any] | None = None) -> Path:
     (tmp / "bot.pw").write_text(PASSWORD)
     config = {
         "rooms": [{"channel": r, "username": ACCOUNT, "password_file": str(tmp / "bot.pw"),
@@ -65,8 +65,9 @@ def write_config(tmp: Path, server: FakeCytubeServer, dsn: str,
         "retry": {"poll_interval_seconds": 0.5, "lease_seconds": 5, "heartbeat_interval_seconds": 1},
         "health": {"port": 0, "interval_seconds": 1, "external_check": False},
         "plugins": {"commands": {"cooldown_seconds": 0}, **(plugins or {})},
-        "cluster": {"enabled": True, "lease_seconds": LEASE_SECONDS, "renew_interval_seconds": RENEW_SECONDS,
-                    "instance_timeout_seconds": LEASE_SECONDS, "rebalance_interval_seconds": 2},
+        "cluster": cluster if cluster is not None else {
+            "enabled": True, "lease_seconds": LEASE_SECONDS, "renew_interval_seconds": RENEW_SECONDS,
+            "instance_timeout_seconds": LEASE_SECONDS, "rebalance_interval_seconds": 2},
     }
     path = tmp / "config.json"
     path.write_text(json.dumps(config))
@@ -117,6 +118,16 @@ async def lease_expiry(dsn: str, owner: str) -> float:
     return float(value)
 
 
+async def failover_seconds(server: FakeCytubeServer, rooms: list[str], killed_at: float,
+                           timeout: float) -> float:
+    """From ``killed_at`` until each room has first lost the bot's session, then has one again."""
+    await wait_until(lambda: all(server.sessions(r).count(ACCOUNT) == 0 for r in rooms), timeout,
+                     f"{rooms} left by the killed instance")
+    await wait_until(lambda: all(server.sessions(r).count(ACCOUNT) == 1 for r in rooms), timeout,
+                     f"{rooms} joined again")
+    return time.monotonic() - killed_at
+
+
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     start = time.monotonic()
     while not predicate():
@@ -129,12 +140,12 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
 @contextlib.asynccontextmanager
 async def cluster_of_three(
     tmp: Path, dsn: str, dsn_for: Callable[[str], str | None] = lambda _: None,
-    plugins: dict[str, Any] | None = None,
+    plugins: dict[str, Any] | None = None, cluster: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[FakeCytubeServer, dict[str, DazProcess], Sampler]]:
     async with FakeCytubeServer(accounts={ACCOUNT: PASSWORD}, ping_interval=1, ping_timeout=2,
                                 limits=CytubeLimits(guest_login_window_seconds=0.2, bucket_size=1000,
                                                     refill_seconds=0.01, max_sockets_per_ip=1000)) as server:
-        config = write_config(tmp, server, dsn, plugins)
+        config = write_config(tmp, server, dsn, plugins, cluster)
         procs = {name: instance(tmp, config, name, dsn_for(name)) for name in ("a", "b", "c")}
         sampler = Sampler(server)
         stop = asyncio.Event()

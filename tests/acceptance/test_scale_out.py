@@ -20,6 +20,7 @@ from scale_out_kit import (
     LEASE_SECONDS,
     ROOMS,
     cluster_of_three,
+    failover_seconds,
     lease_expiry,
     leases,
     wait_balanced,
@@ -126,3 +127,21 @@ async def test_instance_cut_from_postgres_leaves_its_rooms_before_its_leases_exp
             assert took < 3 + 5 + 2
     finally:
         await proxy.stop()
+
+
+async def test_sigkill_failover_with_the_default_lease_takes_seconds_not_the_lease(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """lease_seconds, renew and instance timeout at their defaults (10 s, 3 s, 15 s): the survivors
+    see the killed instance's presence lock gone and take its rooms without waiting for the lease."""
+    cluster = {"enabled": True, "rebalance_interval_seconds": 2}
+    async with cluster_of_three(tmp_path, pg_dsn, cluster=cluster) as (server, procs, sampler):
+        await wait_balanced(pg_dsn, timeout=60)
+        owners = await leases(pg_dsn)
+        victim_rooms = sorted(r for r, o in owners.items() if o == "a")
+        await procs["a"].kill()
+        took = await failover_seconds(server, victim_rooms, time.monotonic(), 10)
+        print(f"\nkill -9 with lease_seconds 10: {victim_rooms} READY on a survivor {took:.2f}s later; "
+              f"worst sessions per room {sampler.worst}")
+        # The lease alone could not have moved them before it expired (10 s).
+        assert took < 10

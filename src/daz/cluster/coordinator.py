@@ -4,6 +4,11 @@ Every ``renew_interval`` it heartbeats, renews the leases it holds, and follows 
 A separate watchdog leaves a room (calls ``on_lose``) as soon as the last successful renew is
 older than ``lease - safety``: if PostgreSQL becomes unreachable (partition), this instance leaves
 its rooms BEFORE another instance can take them, so the same account is never in a room twice.
+
+Presence (``daz.cluster.presence``): a second, dedicated connection holds this instance's advisory
+lock and proves it every ``presence_timeout / 4``; the watchdog also leaves every room when that
+proof is ``presence_timeout`` old, and the presence loop watches the others' locks, waking the
+lease loop at once when an owner's lock has been missing for the take-over grace.
 """
 
 from __future__ import annotations
@@ -20,10 +25,21 @@ import asyncpg
 import structlog
 
 from daz import __version__
-from daz.aio import sleep_or_stop
+from daz.aio import wait_any
 from daz.clock import Clock
 from daz.cluster import sql
 from daz.cluster.plan import LeaseView, must_leave, plan_leases
+from daz.cluster.presence import (
+    BUMP_EPOCH,
+    LOCK_HOLDER,
+    OBSERVE,
+    TERMINATE,
+    TRY_LOCK,
+    PresenceTracker,
+    Sighting,
+    presence_stale,
+    takeover_grace,
+)
 from daz.config import ClusterConfig
 from daz.db.errors import translate
 from daz.db.postgres import connect
@@ -81,7 +97,15 @@ class ClusterCoordinator:
         self.on_acquire = on_acquire
         self.on_lose = on_lose
         self.held: dict[str, HeldRoom] = {}
+        self._leaving: set[str] = set()  # popped from held, on_lose still running: not an orphan yet
         self._conn: asyncpg.Connection | None = None
+        self._presence_conn: asyncpg.Connection | None = None
+        self.presence_epoch: int | None = None
+        self.proof_sent_at: float | None = None  # local monotonic send time of the last presence proof
+        self.tracker = PresenceTracker(takeover_grace(config.presence_timeout_seconds,
+                                                      WATCHDOG_PERIOD_SECONDS))
+        self._kick = asyncio.Event()
+        self._announced: set[str] = set()  # owners already reported gone (the kick fires once each)
         self._last_rebalance = float("-inf")
         self._lock = asyncio.Lock()
         self.snapshot = ClusterSnapshot(instance_id=instance_id)
@@ -93,17 +117,29 @@ class ClusterCoordinator:
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._watchdog(stopping), name="cluster.watchdog")
+            tg.create_task(self._presence(stopping), name="cluster.presence")
             try:
                 while not stopping.is_set():
+                    self._kick.clear()
                     await self._tick_safely()
-                    await sleep_or_stop(self.clock, self.config.renew_interval_seconds, stopping,
-                                        label="cluster.renew_wait")
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.config.renew_interval_seconds):
+                            await wait_any(stopping, self._kick, label="cluster.renew_wait")
             finally:
                 await asyncio.shield(self._leave_all("shutdown"))
+                await self._drop_presence()
 
     async def _watchdog(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             now = self.clock.monotonic()
+            if self.held and presence_stale(self.proof_sent_at, now, self.config.presence_timeout_seconds):
+                log.warning("cluster.presence_lost", instance=self.instance_id, rooms=sorted(self.held),
+                            since_proof=None if self.proof_sent_at is None
+                            else round(now - self.proof_sent_at, 2))
+                # All at once: the take-over grace allows one leave's time, not one per room.
+                async with asyncio.TaskGroup() as group:
+                    for room in list(self.held):
+                        group.create_task(self._lose(room, "presence_lost"), name=f"cluster.leave.{room}")
             for room, held in list(self.held.items()):
                 if must_leave(held.renewed_at, now, self.config.lease_seconds, self.safety_seconds):
                     log.warning("cluster.lease.unconfirmed", room=room, instance=self.instance_id,
@@ -138,8 +174,18 @@ class ClusterCoordinator:
                 r["room"]: LeaseView(r["room"], r["owner"], float(r["expires_in"]), int(r["fence"]))
                 for r in lease_rows
             }
-            live = [r["instance_id"] for r in live_rows]
             now = self.clock.monotonic()
+            gone = self.tracker.gone(now)
+            live = [r["instance_id"] for r in live_rows if r["instance_id"] not in gone]
+            # Leases naming this instance for rooms it does not hold (it left them: a lost presence,
+            # a restart) are handed back now rather than left to expire.
+            orphans = [room for room, lease in leases.items()
+                       if lease.owner == self.instance_id and lease.expires_in > 0
+                       and room not in self.held and room not in self._leaving]
+            if orphans:
+                await conn.execute(sql.RELEASE, orphans, self.instance_id)
+                for room in orphans:
+                    leases[room] = LeaseView(room, None, 0.0, leases[room].fence)
             allow_release = now - self._last_rebalance >= self.config.rebalance_interval_seconds
             plan = plan_leases(self.instance_id, self.rooms, leases, live, allow_release=allow_release)
             if plan.release:
@@ -147,11 +193,14 @@ class ClusterCoordinator:
                 for room in plan.release:
                     await self._lose(room, "rebalance")
                 await conn.execute(sql.RELEASE, list(plan.release), self.instance_id)
-            for room in plan.acquire:
+            # Take rooms only while this instance's own presence is freshly proven: the others judge
+            # it by its lock, so a room taken without one could be taken from it again at once.
+            fresh = not presence_stale(self.proof_sent_at, now, self.config.presence_timeout_seconds / 2)
+            for room in plan.acquire if fresh else ():
                 sent_at = self.clock.monotonic()
                 row = await conn.fetchrow(
                     sql.ACQUIRE, room, self.instance_id, self.config.lease_seconds,
-                    self.config.instance_timeout_seconds,
+                    self.config.instance_timeout_seconds, list(gone), list(gone.values()),
                 )
                 if row is None:
                     continue
@@ -190,11 +239,16 @@ class ClusterCoordinator:
         held = self.held.pop(room, None)
         if held is None:
             return
-        self.metrics.room_lease_owned.labels(room=room).set(0)
-        log.warning("cluster.lease.released", room=room, instance=self.instance_id, reason=reason)
-        self.bus.publish("cluster.lease.released",
-                         {"room": room, "instance": self.instance_id, "reason": reason}, source="cluster")
-        await self.on_lose(room, reason)
+        self._leaving.add(room)
+        try:
+            self.metrics.room_lease_owned.labels(room=room).set(0)
+            log.warning("cluster.lease.released", room=room, instance=self.instance_id, reason=reason)
+            self.bus.publish("cluster.lease.released",
+                             {"room": room, "instance": self.instance_id, "reason": reason},
+                             source="cluster")
+            await self.on_lose(room, reason)
+        finally:
+            self._leaving.discard(room)
 
     async def _leave_all(self, reason: str) -> None:
         rooms = list(self.held)
@@ -214,6 +268,70 @@ class ClusterCoordinator:
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    # presence ----------------------------------------------------------------------------------
+    async def _presence(self, stopping: asyncio.Event) -> None:
+        period = self.config.presence_timeout_seconds / 4
+        while not stopping.is_set():
+            try:
+                with translate("cluster presence"):
+                    async with asyncio.timeout(self.config.presence_timeout_seconds):
+                        await self.prove_presence()
+            except StoreError as exc:
+                log.warning("cluster.presence_failed", instance=self.instance_id, error=exc.message)
+                await self._drop_presence()
+            await self.clock.sleep(period)
+
+    async def prove_presence(self) -> None:
+        """One proof on the locked connection; also watches the others' locks (survivor side)."""
+        conn = await self._presence_connection()
+        if conn is None:
+            return
+        sent_at = self.clock.monotonic()
+        rows = await conn.fetch(OBSERVE, self.instance_id, self.config.instance_timeout_seconds)
+        self.proof_sent_at = sent_at
+        now = self.clock.monotonic()
+        self.tracker.observe([Sighting(r["instance_id"], int(r["presence_epoch"]), bool(r["present"]))
+                              for r in rows], now)
+        gone = set(self.tracker.gone(now))
+        newly_gone, self._announced = gone - self._announced, gone
+        if newly_gone:
+            log.warning("cluster.presence.gone", instance=self.instance_id, gone=sorted(newly_gone))
+            self._kick.set()  # take their rooms now, not on the next tick
+
+    async def _presence_connection(self) -> asyncpg.Connection | None:
+        """The connection holding our lock (taken, and the epoch bumped, on a fresh connection)."""
+        if self._presence_conn is not None and not self._presence_conn.is_closed():
+            return self._presence_conn
+        self.proof_sent_at = None  # a closed session proves nothing: the watchdog leaves at once
+        conn = await connect(self.dsn, timeout=self.config.presence_timeout_seconds)
+        try:
+            if not await conn.fetchval(TRY_LOCK, self.instance_id):
+                # Our own previous session, left on the server by a partition that healed (or a
+                # second process misconfigured with our id): end it; the lock is ours next period.
+                for row in await conn.fetch(LOCK_HOLDER, self.instance_id):
+                    log.warning("cluster.presence.stale_session", instance=self.instance_id, pid=row["pid"])
+                    await conn.fetchval(TERMINATE, row["pid"])
+                conn.terminate()
+                return None
+            self.presence_epoch = int(await conn.fetchval(
+                BUMP_EPOCH, self.instance_id, socket.gethostname(), os.getpid(), __version__))
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.add_termination_listener(self._presence_closed)
+        self._presence_conn = conn
+        log.info("cluster.presence.locked", instance=self.instance_id, epoch=self.presence_epoch)
+        return conn
+
+    def _presence_closed(self, _conn: object) -> None:
+        self.proof_sent_at = None  # the session is gone: leave now (the watchdog runs within 0.25 s)
+
+    async def _drop_presence(self) -> None:
+        conn, self._presence_conn = self._presence_conn, None
+        self.proof_sent_at = None
         if conn is not None:
             conn.terminate()
 

@@ -35,8 +35,11 @@ SELECT room, owner, extract(epoch FROM lease_until - now())::float8 AS expires_i
  WHERE room = ANY($1::text[])
 """
 
-# Take a room only if it is free, expired, or held by an instance that is no longer alive.
-# The fence moves on every take-over, so work done on behalf of the room can be checked.
+# Take a room only if it is free, expired, held by an instance that is no longer alive, or held by an
+# owner this instance judged gone from its missing presence lock ($5 owners at $6 epochs; see
+# daz.cluster.presence): re-checked here, in the same statement, so an owner that re-locked (a new
+# epoch) keeps its rooms. The fence moves on every take-over, so work done on behalf of the room can
+# be checked.
 ACQUIRE: Final[LiteralString] = """
 UPDATE daz_room_leases AS l
    SET owner = $2, lease_until = now() + make_interval(secs => $3), fence = l.fence + 1,
@@ -46,7 +49,17 @@ UPDATE daz_room_leases AS l
    AND (l.owner IS NULL OR l.lease_until <= now()
         OR NOT EXISTS (SELECT 1 FROM daz_instances i
                         WHERE i.instance_id = l.owner
-                          AND i.heartbeat_at > now() - make_interval(secs => $4)))
+                          AND i.heartbeat_at > now() - make_interval(secs => $4))
+        OR EXISTS (SELECT 1 FROM daz_instances i
+                     JOIN unnest($5::text[], $6::bigint[]) AS d(owner, epoch) ON d.owner = i.instance_id
+                    WHERE i.instance_id = l.owner AND i.presence_epoch = d.epoch
+                      AND NOT EXISTS (
+                          SELECT 1 FROM pg_locks k
+                           WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
+                             AND k.database = (SELECT oid FROM pg_database
+                                                WHERE datname = current_database())
+                             AND k.classid = hashtext(current_schema())::oid
+                             AND k.objid = hashtext(l.owner)::oid)))
 RETURNING l.fence, l.previous_owner
 """
 

@@ -272,7 +272,7 @@ class TcpProxy:
         chunks: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
         name = f"proxy-{conn.stats.id}-{'up' if up else 'down'}"
         return [
-            tg.create_task(self._read(conn, reader, chunks), name=f"{name}-read"),
+            tg.create_task(self._read(conn, reader, chunks, up=up), name=f"{name}-read"),
             tg.create_task(self._write(conn, writer, chunks, up=up), name=f"{name}-write"),
         ]
 
@@ -282,7 +282,8 @@ class TcpProxy:
             task.cancel()
 
     async def _read(
-        self, conn: _Conn, reader: asyncio.StreamReader, chunks: asyncio.Queue[tuple[float, bytes] | None]
+        self, conn: _Conn, reader: asyncio.StreamReader, chunks: asyncio.Queue[tuple[float, bytes] | None],
+        *, up: bool,
     ) -> None:
         try:
             while data := await reader.read(_CHUNK_BYTES):
@@ -290,6 +291,11 @@ class TcpProxy:
                     conn.stats.bytes_swallowed += len(data)
                     continue
                 await chunks.put((time.monotonic() + self._delay_seconds, data))
+            if conn.stats.blackholed and not up:
+                # The server ended the connection behind the black hole: its FIN does not reach the
+                # client either (a partitioned client cannot learn that its session was dropped).
+                await conn.closed.wait()
+                return
             await chunks.put(None)
         except (OSError, asyncio.IncompleteReadError):
             conn.close()

@@ -216,3 +216,25 @@ async def test_stop_closes_everything(echo: EchoServer) -> None:
 def test_negative_delay_is_rejected() -> None:
     with pytest.raises(ValueError, match="delay"):
         TcpProxy("127.0.0.1", 1).delay(-1)
+
+
+async def test_a_server_closing_behind_the_black_hole_is_not_seen_by_the_client() -> None:
+    """A partitioned client cannot learn that the server dropped its session (no FIN crosses)."""
+    closing = asyncio.Event()
+
+    async def close_on_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await closing.wait()
+        writer.close()
+
+    server = await asyncio.start_server(close_on_request, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, TcpProxy("127.0.0.1", port) as proxy:
+        reader, writer = await _connect(proxy)
+        await asyncio.sleep(0.05)  # the upstream connection is open
+        proxy.blackhole()
+        closing.set()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), SILENCE_SECONDS)
+        assert not reader.at_eof()
+        writer.close()
+        server.close()
