@@ -28,17 +28,29 @@ RENEW_SECONDS = 1.0
 
 @dataclass
 class Sampler:
-    """Samples the fake server every 50 ms: the most sessions of the bot's account seen in a room."""
+    """Samples the fake server every 50 ms: the most sessions of the bot's account seen in a room,
+    and (once ``track_gaps`` is set) each room's longest stretch without any session."""
 
     server: FakeCytubeServer
     worst: dict[str, int] = field(default_factory=dict)
     samples: int = 0
+    track_gaps: bool = False
+    longest_gap: dict[str, float] = field(default_factory=dict)
+    _empty_since: dict[str, float] = field(default_factory=dict)
 
     def sample(self) -> None:
         self.samples += 1
+        now = time.monotonic()
         for room in ROOMS:
             count = self.server.sessions(room).count(ACCOUNT)
             self.worst[room] = max(self.worst.get(room, 0), count)
+            if not self.track_gaps:
+                continue
+            if count == 0:
+                self._empty_since.setdefault(room, now)
+            elif room in self._empty_since:
+                gap = now - self._empty_since.pop(room)
+                self.longest_gap[room] = max(self.longest_gap.get(room, 0.0), gap)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -200,7 +212,9 @@ class Streamer:
                 for path in sorted(self.dir.glob(f"orders-{self.me}-*.json")):
                     if path.name not in seen:
                         seen.add(path.name)
-                        for job in json.loads(path.read_text()):
+                        jobs = json.loads(path.read_text())
+                        path.rename(path.with_suffix(".taken"))  # a restarted instance starts no copy
+                        for job in jobs:
                             group.create_task(self.stream(job, stopping))
                 try:
                     await asyncio.wait_for(stopping.wait(), 0.05)

@@ -251,12 +251,18 @@ class ClusterCoordinator:
             self._leaving.discard(room)
 
     async def _leave_all(self, reason: str) -> None:
+        """Shutdown: leave every room, then step out of the cluster and hand the rooms back with a
+        NOTIFY, so live peers join them at once (a rolling restart's gap is one leave and one join)."""
         rooms = list(self.held)
-        for room in rooms:
-            await self._lose(room, reason)
-        if self._conn is not None and rooms:
+        async with asyncio.TaskGroup() as group:
+            for room in rooms:
+                group.create_task(self._lose(room, reason), name=f"cluster.leave.{room}")
+        if self._conn is not None:
             with contextlib.suppress(StoreError), translate("cluster lease release"):
                 async with asyncio.timeout(2):
+                    # Forgotten first: a peer woken by the NOTIFY must not count this instance in
+                    # its fair share, or it would not take more rooms than before.
+                    await self._conn.execute(sql.FORGET_INSTANCE, self.instance_id)
                     await self._conn.execute(sql.RELEASE, rooms, self.instance_id)
         await self._drop_connection()
 
@@ -318,6 +324,8 @@ class ClusterCoordinator:
                 return None
             self.presence_epoch = int(await conn.fetchval(
                 BUMP_EPOCH, self.instance_id, socket.gethostname(), os.getpid(), __version__))
+            # Rooms handed back by a peer (rebalance, shutdown) wake the lease loop at once.
+            await conn.add_listener(str(await conn.fetchval(sql.CHANNEL)), self._on_released)
         except BaseException:
             conn.terminate()
             raise
@@ -325,6 +333,9 @@ class ClusterCoordinator:
         self._presence_conn = conn
         log.info("cluster.presence.locked", instance=self.instance_id, epoch=self.presence_epoch)
         return conn
+
+    def _on_released(self, *_: object) -> None:
+        self._kick.set()
 
     def _presence_closed(self, _conn: object) -> None:
         self.proof_sent_at = None  # the session is gone: leave now (the watchdog runs within 0.25 s)

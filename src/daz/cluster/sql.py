@@ -70,10 +70,20 @@ UPDATE daz_room_leases
 RETURNING room, fence
 """
 
+# The channel every instance LISTENs on (per schema, like the retry queue's).
+CHANNEL: Final[LiteralString] = "SELECT left('daz_cluster_' || current_schema(), 63)"
+
+# Hand rooms back and tell the others at once (NOTIFY is delivered on commit): a peer under its fair
+# share takes them on that signal, not on its next tick (rebalancing, a rolling restart).
 RELEASE: Final[LiteralString] = """
-UPDATE daz_room_leases
-   SET owner = NULL, lease_until = now(), updated_at = now()
- WHERE room = ANY($1::text[]) AND owner = $2
+WITH released AS (
+    UPDATE daz_room_leases
+       SET owner = NULL, lease_until = now(), updated_at = now()
+     WHERE room = ANY($1::text[]) AND owner = $2
+    RETURNING room
+)
+SELECT count(*) FROM released,
+       (SELECT pg_notify(left('daz_cluster_' || current_schema(), 63), 'released')) AS wake
 """
 
 CHECK_FENCE: Final[LiteralString] = """
