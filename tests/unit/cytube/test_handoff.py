@@ -3,6 +3,7 @@ holder's puller brings it into the room's outbox in store order, once."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from daz.cluster.gate import LeaseGate
@@ -11,6 +12,7 @@ from daz.cytube.handoff import HandoffPuller
 from daz.cytube.journal import StoreJournal
 from daz.cytube.outbox import OutboundLine, Outbox
 from daz.cytube.rooms import RoomManager
+from daz.cytube.states import RoomState
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.testing import FakeClock
@@ -148,3 +150,54 @@ class _NoAck:
 
     async def load(self, room: str) -> list[OutboundLine]:
         return await self.journal.load(room)
+
+
+async def test_lines_accepted_under_an_earlier_lease_are_reconciled_before_a_later_holder_sends_them(
+) -> None:
+    """The fence's guarantee. A accepts two lines under fence 1 and loses the room with the first in
+    flight (the server has it, the echo never came); B (fence 2) restores both in doubt, finds the
+    first in the join backlog and sends only the second; A (fence 3) must send neither again. Without
+    the outbox release on lease loss, A still holds the second line as its own and sends it twice."""
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    network = FakeNetwork()
+    room = RoomConfig(channel="lobby", username="dazbot", password="pw")  # type: ignore[arg-type]
+    config = DazConfig(rooms=[room],  # registered: no guest-login window between the joins
+                       cytube=CytubeConfig(probe=ProbeConfig(enabled=False), delivery_timeout_seconds=30))
+    metrics = DazMetrics()
+    async with EventBus(clock=clock, metrics=metrics) as bus, asyncio.TaskGroup() as group:
+        gates = {name: LeaseGate() for name in ("a", "b")}
+        managers = {name: RoomManager(config, bus, metrics, clock, random.Random(1), network.factory,
+                                      StoreJournal(store, clock, hold_seconds=300, max_retries=5),
+                                      endpoint_factory=network.endpoint, leases=gates[name])
+                    for name in ("a", "b")}
+        stopping = asyncio.Event()
+        for name, manager in managers.items():
+            group.create_task(manager.run(stopping), name=f"test.rooms.{name}")
+
+        async def hold(name: str, fence: int) -> None:
+            await gates[name].on_acquire("lobby", fence)
+            for _ in range(200):
+                if managers[name].room_state("lobby") is RoomState.READY:
+                    return
+                await clock.advance(0.1)
+            raise AssertionError(f"{name} never READY")
+
+        async def settle() -> None:
+            for _ in range(20):
+                await clock.advance(0.1)
+
+        await hold("a", 1)
+        network.echo_chat = False  # the server records a's first line; a never sees the echo
+        await managers["a"].send_chat("lobby", "first")
+        await managers["a"].send_chat("lobby", "second")
+        await settle()
+        await gates["a"].on_lose("lobby", "lease_lost")
+        network.echo_chat = True
+        await hold("b", 2)
+        await settle()
+        await gates["b"].on_lose("lobby", "rebalance")
+        await hold("a", 3)
+        await settle()
+        stopping.set()
+    assert [line.text for line in network.chat_log] == ["first", "second"]
