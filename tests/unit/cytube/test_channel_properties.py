@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from daz.cytube import channel_wire as cw
 from daz.cytube import protocol
-from daz.cytube.channel import ChannelState, apply
+from daz.cytube.channel import ChannelState, apply, sync
 
 UIDS = st.integers(min_value=0, max_value=12)
 NAMES = st.sampled_from(["alice", "Alice", "bob", "carol", "bot", "BOT"])
@@ -64,12 +64,35 @@ def check_invariants(state: ChannelState) -> None:
     uids = [it.uid for it in state.items]
     assert len(uids) == len(set(uids)), "uids are unique"
     assert {uid: state.item(uid) for uid in uids} == {it.uid: it for it in state.items}
+    assert [state.index(uid) for uid in uids] == list(range(len(uids)))
+    assert state.index(-1) is None
     assert state.current_uid is None or state.item(state.current_uid) is not None, \
         "the current item is on the playlist or there is none"
     assert all(key == u.name.lower() for key, u in state.users.items()), "one user per name"
     assert state.usercount >= 0
     if state.poll is not None:
         assert len(state.poll.counts) == len(state.poll.options)
+
+
+def check_live_events(old: ChannelState, new: ChannelState, event: object) -> None:
+    """The live events' per-frame shortcuts agree with comparing the whole states."""
+    events = sync.live_events(old, new, event)
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for name, data in events:
+        by_name.setdefault(name, []).append(data)
+    full = sync.diff(old, new)
+    assert sorted(d["name"] for d in by_name.get("channel.user.joined", [])) == sorted(full.users_joined)
+    assert sorted(d["name"] for d in by_name.get("channel.user.left", [])) == sorted(full.users_left)
+    assert [(d["name"], d["new"]) for d in by_name.get("channel.user.rank_changed", [])] == [
+        (r.name, r.new) for r in full.rank_changed]
+    changed = by_name.get("channel.playlist.changed", [])
+    assert len(changed) == (0 if old.items is new.items else 1)
+    if changed:
+        def keys(items: tuple[Any, ...]) -> list[tuple[str, str]]:
+            return sorted((it.media.type, it.media.id) for it in items)
+        added, removed = keys(changed[0]["added"]), keys(changed[0]["removed"])
+        net_added = [k for k in added if k not in removed or added.count(k) > removed.count(k)]
+        assert sorted(set(net_added)) == sorted({(it.media.type, it.media.id) for it in full.items_added})
 
 
 @settings(max_examples=300, deadline=None)
@@ -82,6 +105,7 @@ def test_random_frame_sequences_keep_the_invariants(frames: list[tuple[str, Any]
         if isinstance(event, protocol.Malformed | protocol.GenericEvent):
             assert after is state, f"{name} ({type(event).__name__}) must not change the replica"
         check_invariants(after)
+        check_live_events(state, after, event)
         if isinstance(event, cw.PlaylistMeta) and event.count == 0:
             assert after.playback is None, "an empty playlist plays nothing"
         if isinstance(event, cw.ItemDeleted) and event.uid == state.current_uid:

@@ -142,6 +142,26 @@ def _user_changes(
     return joined, left, ranks
 
 
+def _live_user_changes(
+    old: ChannelState, new: ChannelState, event: object
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[RankChange, ...]]:
+    """Single-user frames say who changed; comparing whole userlists is for `userlist`."""
+    if old.users is new.users:
+        return (), (), ()
+    name = getattr(event, "name", None)
+    if isinstance(event, p.UserList) or not isinstance(name, str):
+        return _user_changes(old, new)
+    key = name.lower()
+    before, after = old.users.get(key), new.users.get(key)
+    if before is None and after is not None:
+        return (after.name,), (), ()
+    if before is not None and after is None:
+        return (), (before.name,), ()
+    if before is not None and after is not None and before.rank != after.rank:
+        return (), (), (RankChange(after.name, before.rank, after.rank),)
+    return (), (), ()
+
+
 def _item_changes(
     old: ChannelState, new: ChannelState
 ) -> tuple[tuple[cw.PlaylistItem, ...], tuple[cw.PlaylistItem, ...]]:
@@ -154,6 +174,21 @@ def _item_changes(
     added = _take(new.items, plus)
     removed = _take(old.items, minus)
     return added, removed
+
+
+def _live_item_changes(
+    old: ChannelState, new: ChannelState, event: object
+) -> tuple[tuple[cw.PlaylistItem, ...], tuple[cw.PlaylistItem, ...]]:
+    """Single-item frames say what changed; comparing whole playlists is for the rest."""
+    if isinstance(event, cw.ItemQueued):
+        replaced = old.item(event.item.uid)
+        return (event.item,), () if replaced is None else (replaced,)
+    if isinstance(event, cw.ItemDeleted):
+        gone = old.item(event.uid)
+        return (), () if gone is None else (gone,)
+    if isinstance(event, cw.ItemMoved | cw.TempSet):
+        return (), ()
+    return _item_changes(old, new)
 
 
 def _take(items: tuple[cw.PlaylistItem, ...], wanted: Counter[MediaKey]) -> tuple[cw.PlaylistItem, ...]:
@@ -186,15 +221,16 @@ def live_events(old: ChannelState, new: ChannelState, event: object) -> list[tup
     if old is new:
         return []
     out: list[tuple[str, dict[str, Any]]] = []
-    joined, left, ranks = _user_changes(old, new)
+    joined, left, ranks = _live_user_changes(old, new, event)
     out += [("channel.user.joined", {"name": n, "user": new.user(n)}) for n in joined]
     out += [("channel.user.left", {"name": n}) for n in left]
     out += [("channel.user.rank_changed", {"name": r.name, "old": r.old, "new": r.new}) for r in ranks]
     if old.items is not new.items:
-        added, removed = _item_changes(old, new)
+        added, removed = _live_item_changes(old, new, event)
         out.append(("channel.playlist.changed", {
             "added": added, "removed": removed, "count": len(new.items),
-            "order_changed": not added and not removed,
+            # a move or a shuffle; a setTemp changes an item but not the order
+            "order_changed": not added and not removed and old._uids != new._uids,
         }))
     # A changeMedia is a (re)start even of the same media (a single item loops); the playback
     # vanishing is the end of the playlist (the server sends no changeMedia for it).
