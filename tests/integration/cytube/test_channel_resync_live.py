@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import live
+from tests.integration.cytube.conftest import live
+
 from daz.config import RoomConfig
 from daz.cytube.states import RoomState
 from daz.testing.fake_cytube import FakeCytubeServer

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_health_rooms import Rig, rig
+from tests.integration.health.test_health_rooms import Rig, rig
 
 from daz.cytube.states import RoomState
 from daz.testing.fake_transport import FakeNetwork, FakeTransport

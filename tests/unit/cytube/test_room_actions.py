@@ -4,8 +4,8 @@ order with chat lines, tickets settled by the room's action sender."""
 from __future__ import annotations
 
 import pytest
+from tests.unit.cytube.conftest import harness, make_config
 
-from conftest import harness, make_config
 from daz.cytube.action_flight import ActionSettled
 from daz.cytube.room_actions import RoomActions
 from daz.errors import ActionInvalid, ActionRefused
