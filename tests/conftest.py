@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
+# Autouse: a test fails when asyncio reports an exception nobody retrieved (see daz.testing.leaks).
+from daz.testing.leaks import fail_on_unretrieved_exceptions  # noqa: F401
+
 PG_DSN_ENV = "DAZ_TEST_PG_DSN"
 DEFAULT_PG_DSN = "postgresql://root@127.0.0.1:5432/test"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything alive once tests are collected (modules, hypothesis, drivers) lives for the whole
+    run: frozen out of the cycle collector's sight, the leak guard's gc.collect() after each test
+    scans only what the test made (microseconds instead of ~80 ms)."""
+    gc.freeze()
 
 
 def require(condition: bool, reason: str) -> None:

@@ -1,10 +1,13 @@
 """The composition root: configuration in, a running bot out. Wiring only, no behaviour.
 
-``DazApp`` builds every part from a ``DazConfig``, owns their resources in one ``AsyncExitStack``
-(store, SQL backend, event bus) and runs their services under ``lifecycle.serve``. Lower packages that
-must reach up (the retry queue re-running SQL operations and undelivered chat lines; health reading
-rooms, queue, breakers) get handlers, checks and status callables registered here, so no lower
-package imports a higher one.
+``DazApp`` builds every part from a ``DazConfig`` in dependency order, each given its collaborators
+in its constructor (``_build``, read top to bottom), owns their resources in one ``AsyncExitStack``
+(store, SQL backend, event bus, spool) and runs their services under ``lifecycle.serve``. Lower
+packages that must reach up (the retry queue re-running SQL operations and undelivered chat lines;
+health reading rooms, queue, breakers, plugins) get handlers, checks and views passed in here, so no
+lower package imports a higher one. What the parts do lives beside them: the plugins check in
+``plugins/health.py``, the ``!status`` line in ``plugins/commands.py``, the status views in
+``status_views.py``.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
 from typing import Any
 
 import structlog
@@ -27,7 +28,7 @@ from daz.cluster.health import ClusterCheck
 from daz.cluster.identity import resolve_instance_id
 from daz.config import DazConfig
 from daz.cytube.handoff import HandoffPuller
-from daz.cytube.journal import CYTUBE_COMMAND, RoomAvailabilityGate, StoreJournal
+from daz.cytube.journal import CYTUBE_COMMAND, LineRedelivery, RoomAvailabilityGate, StoreJournal
 from daz.cytube.room_actions import RoomActions
 from daz.cytube.rooms import RoomManager
 from daz.errors import DazError
@@ -44,18 +45,20 @@ from daz.health.external import ExternalCheck
 from daz.health.http import HealthServer
 from daz.health.monitor import HealthMonitor
 from daz.health.process import LoopLagProbe, ProcessCheck
-from daz.health.sources import DeadLetterView, QueueView, StatusSources
 from daz.health.status import StatusBoard
-from daz.health.types import CheckResult, HealthStatus
 from daz.lifecycle import Service, serve
 from daz.metrics import DazMetrics
-from daz.plugins.host import PluginFactory, PluginHost, RestartPolicy, plugin_verdict
+from daz.plugins.commands import StatusLine
+from daz.plugins.health import PluginsCheck
+from daz.plugins.host import PluginFactory, PluginHost, RestartPolicy
+from daz.plugins.states import PluginStatuses
 from daz.resilience.gate import BreakerGate
 from daz.resilience.registry import BreakerRegistry
 from daz.retry.budget import RetryBudget
 from daz.retry.queue import RetryQueue
 from daz.retry.spool import Spool, SpoolDrainer
 from daz.sql.service import SqlService
+from daz.status_views import BotViews
 from daz.store import open_store
 from daz.store.base import RetryStore
 from daz.store.migrate import migrate
@@ -66,35 +69,6 @@ log = structlog.get_logger("daz.app")
 
 DEFAULT_STOP_GRACE_SECONDS = 10.0
 
-
-# plugin health -------------------------------------------------------------------------------
-
-class PluginsCheck:
-    """Component ``plugin:<name>``, measurement ``state``; never critical (a broken plugin is
-    reported, it does not make the bot unready)."""
-
-    name = "plugins"
-    critical = False
-
-    def __init__(self, host: PluginHost, clock: Clock) -> None:
-        self.host = host
-        self.clock = clock
-
-    async def run(self) -> list[CheckResult]:
-        now_wall = self.clock.now()
-        now = self.clock.monotonic()
-        results: list[CheckResult] = []
-        for name in self.host.order:
-            status = self.host.statuses[name]
-            verdict = HealthStatus(plugin_verdict(status, now))
-            output = "" if verdict is HealthStatus.PASS else (
-                f"{status.state.value}; restarts {status.restarts}; last error: {status.last_error}")
-            results.append(CheckResult(f"plugin:{name}", "state", verdict, status.state.value, None,
-                                       output, now_wall))
-        return results
-
-
-# the app -------------------------------------------------------------------------------------
 
 @dataclass
 class AppOptions:
@@ -111,6 +85,30 @@ class AppOptions:
     journal_hold_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class AppParts:
+    """Every part of a running bot, built once by ``DazApp`` in dependency order."""
+
+    migrated: list[int]
+    store: RetryStore
+    bus: EventBus
+    breakers: BreakerRegistry
+    gate: BreakerGate
+    spool: Spool
+    cluster: ClusterCoordinator | None
+    handoff: HandoffPuller | None
+    journal: StoreJournal
+    rooms: RoomManager
+    queue: RetryQueue
+    spool_drainer: SpoolDrainer
+    sql: SqlService
+    views: BotViews
+    monitor: HealthMonitor
+    plugins: PluginHost
+    board: StatusBoard | None
+    health_server: HealthServer | None
+
+
 class DazApp:
     """``async with DazApp(config) as app: await app.run(stopping)``."""
 
@@ -120,23 +118,9 @@ class DazApp:
         self.clock = self.options.clock
         self.rng = self.options.rng
         self.metrics = self.options.metrics if self.options.metrics is not None else DazMetrics()
-        self.instance = uuid.uuid4().hex[:8]
-        self._stack = contextlib.AsyncExitStack()
-        # Set by __aenter__.
-        self.bus: EventBus
-        self.store: RetryStore
-        self.breakers: BreakerRegistry
-        self.queue: RetryQueue
-        self.sql: SqlService
-        self.rooms: RoomManager
-        self.journal: StoreJournal
-        self.monitor: HealthMonitor
-        self.health_server: HealthServer | None = None
-        self.plugins: PluginHost
-        self.gate: BreakerGate
         self.started = asyncio.Event()
-        self.migrated: list[int] = []
-        self.board: StatusBoard | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._parts: AppParts | None = None
 
     @property
     def db_url(self) -> str:
@@ -144,7 +128,7 @@ class DazApp:
 
     async def __aenter__(self) -> DazApp:
         try:
-            await self._build()
+            self._parts = await self._build()
         except BaseException:
             await self._stack.aclose()
             raise
@@ -153,60 +137,135 @@ class DazApp:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
-    async def _build(self) -> None:
-        cfg, clock, rng, metrics = self.config, self.clock, self.rng, self.metrics
-        self.migrated = await migrate(self.db_url)
-        store = await open_store(self.db_url, clock=clock, apply_migrations=False, pool_min_size=1,
-                                 pool_max_size=max(2, cfg.retry.worker_count + 1))
-        self._stack.push_async_callback(store.close)
-        self.store = self.options.wrap_store(store) if self.options.wrap_store else store
-        self.bus = await self._stack.enter_async_context(EventBus(clock=clock, metrics=metrics))
-        self.breakers = BreakerRegistry(cfg, self.bus, metrics, clock, rng)
-        budget = RetryBudget(cfg.retry_budget, clock, metrics)
-        self.gate = BreakerGate(self.breakers, clock=clock, budget=budget, store=self.store,
-                                release_per_second=cfg.retry.breaker_release_per_second, metrics=metrics)
-        self.spool = Spool(cfg.spool.path, max_items=cfg.spool.max_items, metrics=metrics)
-        self._stack.callback(self.spool.close)
-        self.room_gate = RoomAvailabilityGate(self.gate, lambda: getattr(self, "rooms", None))
-        self.queue = RetryQueue(self.store, cfg.retry, self.bus, metrics, clock, rng, self.room_gate,
-                                on_store_unavailable=self.spool)
-        self.spool_drainer = SpoolDrainer(self.spool, self.store, clock=clock, metrics=metrics,
-                                          interval_seconds=cfg.spool.drain_interval_seconds,
-                                          on_drained=self.queue.wake)
-        self.sql = SqlService(self.db_url, self.bus, metrics, clock, self.breakers, self.queue,
-                             cfg.database, rng=rng)
-        await self.sql.start()
-        self._stack.push_async_callback(self.sql.close)
+    # the parts (valid inside ``async with``) ---------------------------------------------------
+    @property
+    def parts(self) -> AppParts:
+        if self._parts is None:
+            raise DazError("DazApp parts exist only inside `async with DazApp(...)`")
+        return self._parts
+
+    @property
+    def migrated(self) -> list[int]:
+        return self.parts.migrated
+
+    @property
+    def store(self) -> RetryStore:
+        return self.parts.store
+
+    @property
+    def bus(self) -> EventBus:
+        return self.parts.bus
+
+    @property
+    def breakers(self) -> BreakerRegistry:
+        return self.parts.breakers
+
+    @property
+    def spool(self) -> Spool:
+        return self.parts.spool
+
+    @property
+    def cluster(self) -> ClusterCoordinator | None:
+        return self.parts.cluster
+
+    @property
+    def journal(self) -> StoreJournal:
+        return self.parts.journal
+
+    @property
+    def rooms(self) -> RoomManager:
+        return self.parts.rooms
+
+    @property
+    def queue(self) -> RetryQueue:
+        return self.parts.queue
+
+    @property
+    def sql(self) -> SqlService:
+        return self.parts.sql
+
+    @property
+    def monitor(self) -> HealthMonitor:
+        return self.parts.monitor
+
+    @property
+    def plugins(self) -> PluginHost:
+        return self.parts.plugins
+
+    @property
+    def board(self) -> StatusBoard | None:
+        return self.parts.board
+
+    @property
+    def health_server(self) -> HealthServer | None:
+        return self.parts.health_server
+
+    # composition -------------------------------------------------------------------------------
+    async def _build(self) -> AppParts:
+        """Every part in dependency order: each is given its collaborators when it is made."""
+        cfg, clock, rng, metrics, stack = self.config, self.clock, self.rng, self.metrics, self._stack
+        migrated = await migrate(self.db_url)
+        opened = await open_store(self.db_url, clock=clock, apply_migrations=False, pool_min_size=1,
+                                  pool_max_size=max(2, cfg.retry.worker_count + 1))
+        stack.push_async_callback(opened.close)
+        store = self.options.wrap_store(opened) if self.options.wrap_store else opened
+        bus = await stack.enter_async_context(EventBus(clock=clock, metrics=metrics))
+        breakers = BreakerRegistry(cfg, bus, metrics, clock, rng)
+        gate = BreakerGate(breakers, clock=clock, budget=RetryBudget(cfg.retry_budget, clock, metrics),
+                           store=store, release_per_second=cfg.retry.breaker_release_per_second,
+                           metrics=metrics)
+        spool = Spool(cfg.spool.path, max_items=cfg.spool.max_items, metrics=metrics)
+        stack.callback(spool.close)
+        leases = LeaseGate() if self.cluster_mode == "on" else None
+        cluster = self._cluster(bus, leases)
         policy = cfg.retry.policy_for(CYTUBE_COMMAND)
         hold = self.options.journal_hold_seconds
-        self.journal = StoreJournal(self.store, clock, max_retries=policy.max_retries,
-                                    hold_seconds=hold if hold is not None else policy.max_delay_seconds)
-        self.queue.register(CYTUBE_COMMAND, self.journal.handle)
-        transport_factory = self.options.transport_factory or _default_transport_factory()
-        self.cluster = self._cluster()
-        self.rooms = RoomManager(cfg, self.bus, metrics, clock, rng, transport_factory, self.journal,
-                                 leases=self.leases)
-        self.journal.rooms = self.rooms
-        self.handoff: HandoffPuller | None = None
-        if self.cluster is not None:  # other instances may store lines for the rooms held here
-            self.handoff = HandoffPuller(self.journal, self.rooms)
-            self.queue.on_store_wake(self.handoff.wake)
-        self.bus.subscribe("room.line.delivered", self._on_delivered, name="app.line_delivered")
-        self.plugins = PluginHost(
-            cfg.plugins, bus=self.bus, clock=clock, metrics=metrics, rng=rng, sql=self.sql,
-            rooms=self.rooms, actions=RoomActions(self.rooms), status=self.status_line,
-            factories=self.options.plugin_factories,
+        journal = StoreJournal(store, clock, max_retries=policy.max_retries,
+                               hold_seconds=hold if hold is not None else policy.max_delay_seconds)
+        rooms = RoomManager(cfg, bus, metrics, clock, rng,
+                            self.options.transport_factory or socketio_transport_factory, journal,
+                            leases=leases)
+        # Other instances may store lines for the rooms held here; their NOTIFY wakes the puller.
+        handoff = HandoffPuller(journal, rooms) if cluster is not None else None
+        queue = RetryQueue(store, cfg.retry, bus, metrics, clock, rng, RoomAvailabilityGate(gate, rooms),
+                           on_store_unavailable=spool,
+                           store_wake_listeners=[handoff.wake] if handoff is not None else [])
+        # The one cycle left: the breaker gate (built first, the queue's attempt gate) wakes the
+        # queue when it releases items a breaker deferred.
+        gate.set_on_release(queue.wake)
+        queue.register(CYTUBE_COMMAND, LineRedelivery(journal, rooms).handle)
+        bus.subscribe("room.line.delivered", journal.on_line_delivered, name="app.line_delivered")
+        spool_drainer = SpoolDrainer(spool, store, clock=clock, metrics=metrics,
+                                     interval_seconds=cfg.spool.drain_interval_seconds, on_drained=queue.wake)
+        sql = SqlService(self.db_url, bus, metrics, clock, breakers, queue, cfg.database, rng=rng)
+        await sql.start()
+        stack.push_async_callback(sql.close)
+        plugin_statuses = PluginStatuses(clock)
+        views = BotViews(store=store, queue=queue, rooms=rooms, breakers=breakers, spool=spool,
+                         cluster=cluster, cluster_mode=self.cluster_mode, plugins=plugin_statuses,
+                         clock=clock)
+        lag_probe = LoopLagProbe(clock, cfg.health.loop_lag_interval_seconds, metrics)
+        monitor = HealthMonitor(
+            self._checks(views, store, rooms, plugin_statuses, lag_probe),
+            bus, metrics, clock, cfg.health, lag_probe=lag_probe)
+        status_line = StatusLine(health=monitor.latest, rooms=views.rooms, queue=views.queue_view,
+                                 breakers=breakers.snapshot, plugins=plugin_statuses.verdicts)
+        plugins = PluginHost(
+            cfg.plugins, bus=bus, clock=clock, metrics=metrics, rng=rng, sql=sql, rooms=rooms,
+            actions=RoomActions(rooms), status=status_line, factories=self.options.plugin_factories,
             policy=self.options.plugin_policy, stop_grace_seconds=self.options.stop_grace_seconds,
+            statuses=plugin_statuses,
         )
-        self.gate.set_on_release(self.queue.wake)
-        self.lag_probe = LoopLagProbe(clock, cfg.health.loop_lag_interval_seconds, metrics)
-        self.monitor = HealthMonitor(self._checks(), self.bus, metrics, clock, cfg.health,
-                                     lag_probe=self.lag_probe)
+        board: StatusBoard | None = None
+        health_server: HealthServer | None = None
         if cfg.health.enabled:
-            board = StatusBoard(self.monitor, self._sources(), metrics, clock, cfg.health)
-            board.timeline.attach(self.bus)
-            self.board = board
-            self.health_server = HealthServer(self.monitor, board, metrics, cfg.health)
+            board = StatusBoard(monitor, views.status_sources(), metrics, clock, cfg.health)
+            board.timeline.attach(bus)
+            health_server = HealthServer(monitor, board, metrics, cfg.health)
+        return AppParts(migrated=migrated, store=store, bus=bus, breakers=breakers, gate=gate, spool=spool,
+                        cluster=cluster, handoff=handoff, journal=journal, rooms=rooms, queue=queue,
+                        spool_drainer=spool_drainer, sql=sql, views=views, monitor=monitor, plugins=plugins,
+                        board=board, health_server=health_server)
 
     @property
     def cluster_mode(self) -> str:
@@ -217,42 +276,34 @@ class DazApp:
             return "off: cluster mode needs PostgreSQL (database.url is SQLite); running every room here"
         return "on"
 
-    def _cluster(self) -> ClusterCoordinator | None:
-        self.leases: LeaseGate | None = None
-        if self.cluster_mode != "on":
+    def _cluster(self, bus: EventBus, leases: LeaseGate | None) -> ClusterCoordinator | None:
+        if leases is None:
             if self.config.cluster.enabled:
                 log.warning("cluster.disabled", reason=self.cluster_mode)
             return None
         cfg = self.config
-        self.leases = LeaseGate()
-        self.instance = resolve_instance_id(cfg.cluster.instance_id, cfg.cluster.instance_id_file)
         return ClusterCoordinator(
-            dsn=self.db_url, instance_id=self.instance,
-            rooms=[r.channel for r in cfg.rooms if r.enabled], config=cfg.cluster, bus=self.bus,
+            dsn=self.db_url,
+            instance_id=resolve_instance_id(cfg.cluster.instance_id, cfg.cluster.instance_id_file),
+            rooms=[r.channel for r in cfg.rooms if r.enabled], config=cfg.cluster, bus=bus,
             metrics=self.metrics, clock=self.clock,
-            on_acquire=self.leases.on_acquire, on_lose=self.leases.on_lose,
+            on_acquire=leases.on_acquire, on_lose=leases.on_lose,
         )
 
-    def cluster_status(self) -> dict[str, Any]:
-        if self.cluster is None:
-            return {"mode": self.cluster_mode}
-        snap = self.cluster.snapshot
-        return {"mode": "on", "instance_id": snap.instance_id, "instances": snap.instances,
-                "leases": snap.leases, "held": sorted(self.cluster.held)}
-
-    def _checks(self) -> list[Any]:
+    def _checks(self, views: BotViews, store: RetryStore, rooms: RoomManager,
+                plugin_statuses: PluginStatuses, lag_probe: LoopLagProbe) -> list[Any]:
         th = self.config.health.thresholds
+        cluster = views.cluster
         return [
-            RoomsCheck(self._room_views, self.rooms.reconnect, self.clock,
-                       RoomLimits.from_config(self.config.cytube)),
-            DatabaseCheck(self.store.ping, self.clock, th),
-            QueueCheck(self.queue_view, self.clock, th),
-            BreakersCheck(self.breakers.snapshot, self.clock, th),
-            SpoolCheck(self.spool.count, self.clock, th, self.config.spool.max_items),
-            PluginsCheck(self.plugins, self.clock),
-            ProcessCheck(self.clock, th, self.lag_probe),
+            RoomsCheck(views.rooms, rooms.reconnect, self.clock, RoomLimits.from_config(self.config.cytube)),
+            DatabaseCheck(store.ping, self.clock, th),
+            QueueCheck(views.queue_view, self.clock, th),
+            BreakersCheck(views.breakers.snapshot, self.clock, th),
+            SpoolCheck(views.spool.count, self.clock, th, self.config.spool.max_items),
+            PluginsCheck(plugin_statuses, self.clock),
+            ProcessCheck(self.clock, th, lag_probe),
             *self._external_checks(),
-            *([ClusterCheck(self.cluster, self.clock)] if self.cluster is not None else []),
+            *([ClusterCheck(cluster, self.clock)] if cluster is not None else []),
         ]
 
     def _external_checks(self) -> list[Any]:
@@ -268,81 +319,20 @@ class DazApp:
                               interval=cfg.health.external_interval_seconds,
                               timeout=cfg.health.external_timeout_seconds)]
 
-    def _sources(self) -> StatusSources:
-        return StatusSources(
-            rooms=self._room_views, queue=self.queue_view, dead_letters=self.dead_letters,
-            breakers=self.breakers.snapshot, breaker_action=self._breaker_action, replay=self.replay,
-            spool=self.spool.count,
-            instances=self.cluster.instance_rows if self.cluster is not None else None,
-            extra={"plugins": self.plugins.status_list, "cluster": self.cluster_status},
-        )
-
-    def _room_views(self) -> list[Any]:
-        return [self.rooms.room(name) for name in self.rooms.rooms()]
-
-    async def queue_view(self) -> QueueView:
-        rows = await self.store.stats()
-        depth: dict[str, int] = {}
-        oldest: float | None = None
-        for row in rows:
-            depth[row.status] = depth.get(row.status, 0) + row.count
-            age = row.oldest_pending_age_seconds
-            if row.status == "pending" and age is not None:
-                oldest = max(oldest or 0.0, float(age))
-        dead = await self.store.dead_letters_since(self.clock.now() - timedelta(hours=1))
-        return QueueView(depth=depth, oldest_pending_age_seconds=oldest, dead_letters_last_hour=dead,
-                         reclaims=self.queue.stats.get("reclaimed", 0))
-
-    async def dead_letters(self, limit: int) -> Sequence[DeadLetterView]:
-        items = await self.store.list(status="dead_letter", limit=limit)
-        return [DeadLetterView(i.id, i.operation_type, i.correlation_id, i.attempt, i.last_error,
-                               i.updated_at.astimezone(UTC).isoformat()) for i in items]
-
-    def _breaker_action(self, name: str, action: str) -> None:
-        self.breakers.act(name, action)
-
+    # running -----------------------------------------------------------------------------------
     async def replay(self, item_id: int) -> bool:
-        moved = await self.store.requeue(ids=[item_id])
-        self.queue.wake()
-        return moved > 0
-
-    async def _on_delivered(self, event: Any) -> None:
-        # The echo confirmed the line: its journal item (if the outbox has not acked it itself)
-        # must not be run by the queue.
-        key = event.data.get("key") if isinstance(event.data, dict) else None
-        if key:
-            await self.journal.ack(str(key))
-
-    async def status_line(self) -> str:
-        """The one-line summary ``!status`` prints: the health verdict, rooms, queue, breakers."""
-        report = self.monitor.latest()
-        parts: list[str] = []
-        if report is not None:
-            parts.append(report.status.value)
-        rooms = ", ".join(f"{n} {self.rooms.room(n).state.value}" for n in self.rooms.rooms())
-        parts.append(f"rooms: {rooms or 'none'}")
-        try:
-            view = await self.queue_view()
-            parts.append(f"queue: {view.depth.get('pending', 0)} pending, "
-                         f"{view.depth.get('dead_letter', 0)} dead")
-        except DazError:
-            parts.append("queue: store unreachable")
-        open_breakers = [b.get("name") for b in self.breakers.snapshot() if b.get("state") != "closed"]
-        parts.append(f"breakers: {', '.join(map(str, open_breakers)) or 'all closed'}")
-        bad = [n for n, v in self.plugins.verdicts().items() if v != "pass"]
-        if bad:
-            parts.append(f"plugins degraded: {', '.join(bad)}")
-        return "; ".join(parts)
+        """Put dead letter ``item_id`` back in the queue (the status page's replay action)."""
+        return await self.parts.views.replay(item_id)
 
     def services(self) -> list[Service]:
-        services: list[Service] = [self.sql, self.queue, self.spool_drainer, self.gate, self.rooms,
-                                   self.monitor, self.plugins]
-        if self.cluster is not None:
-            services.append(self.cluster)
-        if self.handoff is not None:
-            services.append(self.handoff)
-        if self.health_server is not None:
-            services.append(self.health_server)
+        p = self.parts
+        services: list[Service] = [p.sql, p.queue, p.spool_drainer, p.gate, p.rooms, p.monitor, p.plugins]
+        if p.cluster is not None:
+            services.append(p.cluster)
+        if p.handoff is not None:
+            services.append(p.handoff)
+        if p.health_server is not None:
+            services.append(p.health_server)
         return services
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -352,7 +342,4 @@ class DazApp:
                     clock=self.clock)
         await self.bus.drain(timeout=2.0)
 
-
-def _default_transport_factory() -> TransportFactory:
-    return socketio_transport_factory
 

@@ -32,6 +32,11 @@ class DazError(Exception):
         return self.message
 
 
+class IllegalTransition(DazError, ValueError):
+    """A state machine was asked for a move its transition table does not allow: a bug in the
+    caller, never retried."""
+
+
 class ConfigError(DazError):
     """A configuration problem; ``problems`` holds one line per field (path: what, expected)."""
 

@@ -27,6 +27,8 @@ ROOM_STATE_CODES = {
     "stopped": 10,
 }
 
+PLUGIN_STATE_CODES = {"starting": 0, "running": 1, "backing_off": 2, "stopped": 3}
+
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _SLOW_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
 
@@ -34,7 +36,7 @@ _SLOW_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
 class DazMetrics:
     """All metrics, registered on ``registry`` (a fresh ``CollectorRegistry`` unless one is given)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:  # noqa: PLR0915 - one statement per metric
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self._channel_metrics(r)
@@ -193,6 +195,10 @@ class DazMetrics:
         )
 
         # plugins
+        self.plugin_state = Gauge(
+            "daz_plugin_state", "Plugin state (0 starting, 1 running, 2 backing off, 3 stopped)", ["plugin"],
+            registry=r,
+        )
         self.plugin_restarts = Counter(
             "daz_plugin_restarts_total", "Plugin restarts after a crash", ["plugin"], registry=r
         )

@@ -5,16 +5,18 @@ process restart (``load`` restores it) and so a line that cannot be delivered en
 queue and, in the end, the dead-letter queue with its reason. An item becomes due only after
 ``hold_seconds``: the queue does not touch lines that are on their way.
 
-``RoomAvailabilityGate`` wraps the queue's attempt gate: while a line's room is not READY here (or
-not owned by this instance in a cluster), the item is deferred WITHOUT charging an attempt, so a
-long outage never turns queued lines into dead letters. Attempts are charged only when the room is
-READY and the line still is not delivered.
+``LineRedelivery`` is the queue's ``cytube_command`` handler (it puts an overdue line back into its
+room's outbox and waits for the echo). ``RoomAvailabilityGate`` wraps the queue's attempt gate:
+while a line's room is not READY here (or not owned by this instance in a cluster), the item is
+deferred WITHOUT charging an attempt, so a long outage never turns queued lines into dead letters.
+Attempts are charged only when the room is READY and the line still is not delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+import contextlib
+from collections.abc import Collection, Iterator
 from datetime import timedelta
 from typing import Protocol
 
@@ -24,6 +26,7 @@ from daz.clock import Clock
 from daz.cytube.outbox import OutboundLine
 from daz.cytube.states import RoomState
 from daz.errors import DazError, StoreError
+from daz.events.bus import Event
 from daz.retry.policy import RetryPolicy
 from daz.retry.worker import AttemptGate
 from daz.store.base import NewItem, QueueItem, RetryStore
@@ -48,14 +51,13 @@ class LineDelivery(Protocol):
 
 
 class StoreJournal:
-    """``OutboundJournal`` on the retry store, and the queue's ``cytube_command`` handler."""
+    """``OutboundJournal`` on the retry store."""
 
     def __init__(self, store: RetryStore, clock: Clock, *, hold_seconds: float, max_retries: int) -> None:
         self.store = store
         self.clock = clock
         self.hold_seconds = hold_seconds
         self.max_retries = max_retries
-        self.rooms: LineDelivery | None = None
         self._waiters: dict[str, asyncio.Event] = {}
 
     def _item(self, line: OutboundLine) -> NewItem:
@@ -103,6 +105,13 @@ class StoreJournal:
         except StoreError as exc:
             log.warning("journal.ack_failed", key=key, error=str(exc))
 
+    async def on_line_delivered(self, event: Event) -> None:
+        """``room.line.delivered``: the echo confirmed the line, so its item (if the outbox has not
+        acked it itself) must not be run by the queue."""
+        key = event.data.get("key") if isinstance(event.data, dict) else None
+        if key:
+            await self.ack(str(key))
+
     async def load(self, room: str) -> list[OutboundLine]:
         try:
             items = await self.store.list(status="pending", operation_type=CYTUBE_COMMAND,
@@ -113,10 +122,31 @@ class StoreJournal:
         lines = [line_from(item) for item in sorted(items, key=lambda i: i.id) if item.target == room]
         return [line for line in lines if line is not None]
 
-    async def handle(self, item: QueueItem) -> None:
-        """A line still undelivered after ``hold_seconds`` (or replayed from the dead letters).
+    @contextlib.contextmanager
+    def awaiting_ack(self, key: str) -> Iterator[asyncio.Event]:
+        """While open, ``ack(key)`` sets the returned event instead of completing the item: the
+        queue attempt holding it completes the item itself."""
+        waiter = self._waiters.setdefault(key, asyncio.Event())
+        try:
+            yield waiter
+        finally:
+            self._waiters.pop(key, None)
 
-        The room is READY here (the gate deferred the item otherwise). If the line is not in the
+
+class LineRedelivery:
+    """The queue's ``cytube_command`` handler: a line still undelivered after ``hold_seconds`` (or
+    replayed from the dead letters).
+
+    Kept apart from ``StoreJournal`` because the rooms need the journal to be built, and this needs
+    the rooms: the app builds journal → rooms → redelivery, with no object patched into another.
+    """
+
+    def __init__(self, journal: StoreJournal, rooms: LineDelivery) -> None:
+        self.journal = journal
+        self.rooms = rooms
+
+    async def handle(self, item: QueueItem) -> None:
+        """The room is READY here (the gate deferred the item otherwise). If the line is not in the
         room's outbox any more (a previous process, a replay, or the room gave up on it after echo
         timeouts) it goes back in; then the attempt waits for its echo. Success completes the item;
         a timeout raises a retryable error and the policy decides.
@@ -126,33 +156,30 @@ class StoreJournal:
             raise DazError(f"queue item {item.id} is not a chat line", retryable=False,
                            correlation_id=item.correlation_id, operation_type=CYTUBE_COMMAND)
         rooms = self.rooms
-        if rooms is None or line.room not in rooms.rooms():
+        if line.room not in rooms.rooms():
             raise DazError(f"room {line.room} is not configured here", retryable=False,
                            correlation_id=item.correlation_id, operation_type=CYTUBE_COMMAND)
         if rooms.delivered(line.room, line.key):
             return  # delivered here moments ago; its ack had not reached the store yet
-        waiter = self._waiters.setdefault(line.key, asyncio.Event())
-        try:
+        with self.journal.awaiting_ack(line.key) as waiter:
             if not rooms.has_line(line.room, line.key):
                 await rooms.resend(line)
             await waiter.wait()  # bounded by the policy's timeout, applied by the worker
-        finally:
-            self._waiters.pop(line.key, None)
 
 
 class RoomAvailabilityGate:
     """Defers ``cytube_command`` items while their room is not READY here; delegates the rest."""
 
-    def __init__(self, inner: AttemptGate | None, rooms: Callable[[], LineDelivery | None]) -> None:
+    def __init__(self, inner: AttemptGate | None, rooms: LineDelivery) -> None:
         self.inner = inner
-        self._rooms = rooms
+        self.rooms = rooms
         self.deferred = 0
 
     def before_attempt(self, item: QueueItem, policy: RetryPolicy) -> float | None:
         if item.operation_type == CYTUBE_COMMAND:
-            rooms = self._rooms()
+            rooms = self.rooms
             room = item.target or ""
-            if rooms is not None and room in rooms.rooms() and (
+            if room in rooms.rooms() and (
                 not rooms.holds(room) or rooms.room_state(room) is not RoomState.READY
             ):
                 self.deferred += 1

@@ -174,11 +174,17 @@ class Session:
         self.closed_error = error
         if isinstance(error, Kicked) and self.kick_reason is None:
             self.kick_reason = error.reason
-        for fut in (self._join_done, self._login_done):
-            if not fut.done():
-                fut.set_exception(error)
-        if self._expect is not None and not self._expect[2].done():
-            self._expect[2].set_exception(error)
+        pending: list[asyncio.Future[Any]] = [self._join_done, self._login_done]
+        if self._expect is not None:
+            pending.append(self._expect[2])
+        for fut in pending:
+            if fut.done():
+                continue
+            fut.set_exception(error)
+            # Only the step being awaited (if any) re-raises this; the steps not reached yet never
+            # will, and the session's end is already reported by pump()'s return. Marking the copy
+            # seen keeps asyncio from logging it as "Future exception was never retrieved".
+            fut.exception()
 
     def _malformed(self, event: str, size: int, detail: str) -> None:
         self.metrics.protocol_malformed.labels(room=self.room).inc()

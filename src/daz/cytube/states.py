@@ -12,6 +12,7 @@ from enum import Enum
 
 from daz.backoff import delay_for
 from daz.config import BackoffConfig, ProbeConfig
+from daz.errors import IllegalTransition
 
 FATAL_KICK_REASONS = frozenset({"Duplicate login"})
 
@@ -52,10 +53,6 @@ TRANSITIONS: dict[RoomState, frozenset[RoomState]] = {
     _S.STOPPED: frozenset({_S.DISCOVERING, _S.CLOSED}),
     _S.CLOSED: frozenset(),
 }
-
-
-class IllegalTransition(ValueError):
-    pass
 
 
 def check_transition(current: RoomState, target: RoomState) -> None:

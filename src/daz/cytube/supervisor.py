@@ -55,7 +55,8 @@ from daz.errors import (
     TransportError,
 )
 from daz.events.bus import EventBus
-from daz.metrics import ROOM_STATE_CODES, DazMetrics
+from daz.events.state_change import ROOM, StateChange, StateChangeHook
+from daz.metrics import DazMetrics
 from daz.transport.base import Transport, TransportFactory
 
 log = structlog.get_logger("daz.cytube")
@@ -172,7 +173,8 @@ class RoomSupervisor:
             room=self.name, outbox=outbox, config=config, bus=bus, metrics=metrics, clock=clock,
             now_ms=self._now_ms, actions=self.actions,
         )
-        metrics.room_state.labels(room=self.name).set(ROOM_STATE_CODES[self.state.value])
+        self._announce = StateChangeHook(bus=bus, metrics=metrics)
+        self._announce.initial(ROOM, self.name, self.state.value)
 
     # public ----------------------------------------------------------------------------------
     def status(self) -> RoomStatus:
@@ -760,26 +762,8 @@ class RoomSupervisor:
         self.reason = reason
         self.state_since = self.clock.monotonic()
         self.next_delay = next_delay
-        self.metrics.room_state.labels(room=self.name).set(ROOM_STATE_CODES[target.value])
-        log.info(
-            "room.state_changed",
-            room=self.name,
-            from_state=previous.value,
-            to_state=target.value,
-            reason=reason,
-            attempt=self.attempt,
-            next_delay=next_delay,
-        )
-        self.bus.publish(
-            "room.state_changed",
-            {
-                "room": self.name,
-                "from": previous.value,
-                "to": target.value,
-                "reason": reason,
-                "attempt": self.attempt,
-                "next_delay": next_delay,
-            },
-            source="cytube",
-        )
+        self._announce(StateChange(
+            ROOM, self.name, previous.value, target.value, reason,
+            details={"attempt": self.attempt, "next_delay": next_delay},
+        ))
 

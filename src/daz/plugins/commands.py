@@ -9,11 +9,12 @@ rate limit. ``!help`` lists every plugin's commands the caller may run, not just
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
+from daz.errors import DazError
 from daz.plugins.base import PluginContext, PluginSettings, parse_settings
 from daz.plugins.command_framework import Command, CommandRouter, Invocation, RankLookup
 from daz.plugins.command_spec import split_command
@@ -52,6 +53,75 @@ def format_duration(seconds: float) -> str:
             out.append(f"{value}{unit}")
     out.append(f"{secs}s")
     return " ".join(out)
+
+
+class _Named(Protocol):
+    @property
+    def value(self) -> str: ...
+
+
+class _Report(Protocol):
+    """A health report (``daz.health.monitor.HealthReport``): only its overall status is read."""
+
+    @property
+    def status(self) -> _Named: ...
+
+
+class _Room(Protocol):
+    """A room's status (``daz.cytube.supervisor.RoomStatus``): its name and state."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> _Named: ...
+
+
+class _Queue(Protocol):
+    """Retry-queue figures (``daz.health.sources.QueueView``): item counts by status."""
+
+    @property
+    def depth(self) -> Mapping[str, int]: ...
+
+
+class StatusLine:
+    """The one-line summary ``!status`` prints: the health verdict, rooms, queue, breakers, and the
+    plugins that are not passing. The parts are read through callables, so this package imports
+    none of the packages it reports on; the app passes them in."""
+
+    def __init__(
+        self,
+        *,
+        health: Callable[[], _Report | None],
+        rooms: Callable[[], Iterable[_Room]],
+        queue: Callable[[], Awaitable[_Queue]],
+        breakers: Callable[[], Iterable[Mapping[str, Any]]],
+        plugins: Callable[[], Mapping[str, str]],
+    ) -> None:
+        self.health = health
+        self.rooms = rooms
+        self.queue = queue
+        self.breakers = breakers
+        self.plugins = plugins
+
+    async def __call__(self) -> str:
+        report = self.health()
+        parts: list[str] = []
+        if report is not None:
+            parts.append(report.status.value)
+        rooms = ", ".join(f"{room.name} {room.state.value}" for room in self.rooms())
+        parts.append(f"rooms: {rooms or 'none'}")
+        try:
+            depth = (await self.queue()).depth
+            parts.append(f"queue: {depth.get('pending', 0)} pending, {depth.get('dead_letter', 0)} dead")
+        except DazError:
+            parts.append("queue: store unreachable")
+        open_breakers = [b.get("name") for b in self.breakers() if b.get("state") != "closed"]
+        parts.append(f"breakers: {', '.join(map(str, open_breakers)) or 'all closed'}")
+        bad = [name for name, verdict in self.plugins().items() if verdict != "pass"]
+        if bad:
+            parts.append(f"plugins degraded: {', '.join(bad)}")
+        return "; ".join(parts)
 
 
 class CommandsPlugin:

@@ -4,8 +4,9 @@ A plugin crash (``setup``/``run`` raising, or one of its event handlers raising)
 rest of the bot: the host drops the plugin's subscriptions, waits a backoff delay (exponential
 with jitter, shorter base and cap than rooms use) and starts a fresh instance. The
 restart counter resets once an instance has run for ``stable_after_seconds``. Each plugin's state is
-kept in a ``PluginStatus`` for health and the status page, and every transition is published as
-``plugin.state_changed``.
+kept in a ``PluginStatus`` on the ``PluginStatuses`` board for health and the status page; every move
+is checked against the table in ``plugins/states.py`` and announced by the shared state-change hook
+(``plugin.state_changed`` on the bus, a log line, the ``daz_plugin_state`` gauge).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import importlib
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -27,9 +27,16 @@ from daz.clock import Clock
 from daz.cytube.room_actions import RoomActions
 from daz.errors import ConfigError
 from daz.events.bus import EventBus
+from daz.events.state_change import PLUGIN, StateChange, StateChangeHook
 from daz.metrics import DazMetrics
 from daz.plugins.base import ChannelApi, Plugin, PluginContext, SendApi, SqlApi, StatusSource
 from daz.plugins.command_spec import CommandRegistry
+from daz.plugins.states import (
+    PluginState,
+    PluginStatus,
+    PluginStatuses,
+    check_transition,
+)
 
 log = structlog.get_logger("daz.plugins")
 
@@ -43,38 +50,10 @@ RESTART_BASE_SECONDS = 1.0
 RESTART_CAP_SECONDS = 60.0
 STABLE_AFTER_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
-RECENT_CRASH_WINDOW_SECONDS = 300.0
 # Generic keys the host reads from every plugin section before the plugin validates the rest.
 HOST_KEYS = frozenset({"enabled"})
 
 PluginFactory = Callable[[Mapping[str, Any]], Plugin]
-
-
-class PluginState(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    BACKING_OFF = "backing_off"
-    STOPPED = "stopped"
-
-
-@dataclass
-class PluginStatus:
-    """What health and the status page read about one plugin."""
-
-    name: str
-    state: PluginState = PluginState.STARTING
-    restarts: int = 0
-    consecutive_crashes: int = 0
-    last_error: str | None = None
-    last_crash_at: float | None = None
-    running_since: float | None = None
-    next_delay: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "state": self.state.value, "restarts": self.restarts,
-            "last_error": self.last_error, "next_delay": self.next_delay,
-        }
 
 
 @dataclass(frozen=True)
@@ -88,18 +67,6 @@ def restart_delay(consecutive_crashes: int, rng: random.Random, policy: RestartP
     """Seconds to wait before restart number ``consecutive_crashes`` (1-based). Pure."""
     return proportional_backoff(max(consecutive_crashes, 1), rng,
                                 base=policy.base_seconds, cap=policy.cap_seconds)
-
-
-def plugin_verdict(status: PluginStatus, now: float, window: float = RECENT_CRASH_WINDOW_SECONDS) -> str:
-    """``pass`` / ``warn`` / ``fail`` for one plugin. Pure.
-
-    Backing off (down right now) is ``fail``; running but crashed within ``window`` is ``warn``.
-    """
-    if status.state is PluginState.BACKING_OFF:
-        return "fail"
-    if status.last_crash_at is not None and now - status.last_crash_at < window:
-        return "warn"
-    return "pass"
 
 
 def order_plugins(deps: Mapping[str, Iterable[str]]) -> list[str]:
@@ -226,6 +193,7 @@ class PluginHost:
         factories: Mapping[str, PluginFactory] | None = None,
         policy: RestartPolicy | None = None,
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
+        statuses: PluginStatuses | None = None,
     ) -> None:
         self.bus = bus
         self.clock = clock
@@ -245,7 +213,11 @@ class PluginHost:
         # Build one instance of each now so configuration errors surface before anything starts.
         self._first: dict[str, Plugin] = {n: self._build(n) for n in self.sections}
         self.order = order_plugins({n: tuple(p.depends_on) for n, p in self._first.items()})
-        self.statuses = {n: PluginStatus(n) for n in self.order}
+        # The board may be given (the app builds health and !status on it before the host).
+        self.statuses = statuses if statuses is not None else PluginStatuses(clock)
+        self._announce = StateChangeHook(bus=bus, metrics=metrics)
+        for name in self.order:
+            self._announce.initial(PLUGIN, name, self.statuses.add(name).state.value)
         self._stops = {n: asyncio.Event() for n in self.order}
         self._started = {n: asyncio.Event() for n in self.order}
         self._stopped = {n: asyncio.Event() for n in self.order}
@@ -263,11 +235,10 @@ class PluginHost:
             await self._started[name].wait()
 
     def status_list(self) -> list[dict[str, Any]]:
-        return [self.statuses[n].as_dict() for n in self.order]
+        return self.statuses.status_list()
 
     def verdicts(self) -> dict[str, str]:
-        now = self.clock.monotonic()
-        return {n: plugin_verdict(self.statuses[n], now) for n in self.order}
+        return self.statuses.verdicts()
 
     async def run(self, stopping: asyncio.Event) -> None:
         tasks: dict[str, asyncio.Task[None]] = {}
@@ -288,13 +259,13 @@ class PluginHost:
                     tasks[name].cancel()
 
     def _transition(self, status: PluginStatus, to: PluginState, reason: str) -> None:
+        check_transition(status.state, to)
         before, status.state = status.state, to
-        self.bus.publish(
-            "plugin.state_changed",
-            {"plugin": status.name, "from": before.value, "to": to.value, "reason": reason,
-             "restarts": status.restarts, "next_delay": status.next_delay},
-            source="plugins",
-        )
+        self._announce(StateChange(
+            PLUGIN, status.name, before.value, to.value, reason,
+            details={"restarts": status.restarts, "next_delay": status.next_delay},
+            warn=to is PluginState.BACKING_OFF,
+        ))
 
     async def _supervise(self, name: str) -> None:
         status = self.statuses[name]

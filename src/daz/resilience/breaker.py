@@ -28,13 +28,13 @@ from daz.clock import Clock, rfc3339
 from daz.config import BreakerConfig
 from daz.errors import CircuitOpen, DazError
 from daz.events.bus import EventBus
-from daz.metrics import BREAKER_STATE_CODES, DazMetrics
+from daz.events.state_change import BREAKER, StateChange, StateChangeHook
+from daz.metrics import DazMetrics
 from daz.resilience.machine import BreakerState, Change, Machine, Outcome, Trigger, transition
 from daz.resilience.window import WindowStats, make_window
 
 log = structlog.get_logger("daz.resilience")
 
-STATE_CHANGED = "breaker.state_changed"
 T = TypeVar("T")
 CloseCallback = Callable[["CircuitBreaker"], None]
 
@@ -128,7 +128,8 @@ class CircuitBreaker:
         self.opened_count = 0
         self.rejections = 0
         self.calls: dict[CallOutcome, int] = dict.fromkeys(CallOutcome, 0)
-        self._set_gauge()
+        self._state_changed = StateChangeHook(bus=bus, metrics=metrics)
+        self._state_changed.initial(BREAKER, name, self._machine.state.value)
 
     # reading ---------------------------------------------------------------------------------
     @property
@@ -330,34 +331,21 @@ class CircuitBreaker:
         if change.target is BreakerState.OPEN:
             self.opened_count += 1
         retry_after = max(self._machine.open_until - now, 0.0) if change.target is BreakerState.OPEN else 0.0
-        data = {
-            "name": self.name,
-            "from": change.source.value,
-            "to": change.target.value,
-            "reason": change.reason.value,
-            "failure_rate": round(stats.failure_rate, 4),
-            "slow_rate": round(stats.slow_rate, 4),
-            "retry_after": round(retry_after, 3),
-        }
-        level = log.warning if change.target in (BreakerState.OPEN, BreakerState.FORCED_OPEN) else log.info
-        level(STATE_CHANGED, breaker=self.name, from_state=change.source.value, to_state=change.target.value,
-              reason=change.reason.value, failure_rate=data["failure_rate"], slow_rate=data["slow_rate"],
-              retry_after=data["retry_after"], calls=stats.calls)
-        self._set_gauge()
+        self._state_changed(StateChange(
+            BREAKER, self.name, change.source.value, change.target.value, change.reason.value,
+            details={"failure_rate": round(stats.failure_rate, 4), "slow_rate": round(stats.slow_rate, 4),
+                     "retry_after": round(retry_after, 3)},
+            log_details={"calls": stats.calls},
+            warn=change.target in (BreakerState.OPEN, BreakerState.FORCED_OPEN),
+        ))
         if self._metrics is not None:
             self._metrics.breaker_transitions.labels(name=self.name, to=change.target.value).inc()
-        if self._bus is not None:
-            self._bus.publish(STATE_CHANGED, data, source=f"breaker:{self.name}")
         if change.target is BreakerState.CLOSED and change.source is not BreakerState.CLOSED:
             for callback in list(self._on_close):
                 try:
                     callback(self)
                 except Exception as exc:
                     log.exception("breaker.on_close_failed", breaker=self.name, error=repr(exc))
-
-    def _set_gauge(self) -> None:
-        if self._metrics is not None:
-            self._metrics.breaker_state.labels(name=self.name).set(BREAKER_STATE_CODES[self.state.value])
 
 
 def _wall_at(clock: Clock, monotonic_at: float) -> str:

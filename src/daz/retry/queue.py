@@ -53,6 +53,7 @@ class RetryQueue:
         *,
         on_store_unavailable: Fallback | None = None,
         owner_prefix: str | None = None,
+        store_wake_listeners: Iterable[Callable[[], None]] = (),
     ) -> None:
         self.store = store
         self.config = config
@@ -62,7 +63,8 @@ class RetryQueue:
         self.rng = rng if rng is not None else random.Random()
         self._fallback = on_store_unavailable
         self._policies: dict[str, RetryPolicy] = {}
-        self._wake_listeners: list[Callable[[], None]] = []
+        # Also called when another process's schedule wakes this one (see ``on_store_wake``).
+        self._wake_listeners: list[Callable[[], None]] = list(store_wake_listeners)
         self.deps = WorkerDeps(
             store=store, clock=self.clock, rng=self.rng, metrics=self.metrics, bus=bus, gate=gate,
             handlers={}, policy=self.policy, batch_size=config.batch_size,

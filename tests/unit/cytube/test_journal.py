@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from daz.cytube.actions import NewPoll, QueueMedia, action_from_record, to_record
-from daz.cytube.journal import CYTUBE_COMMAND, ROOM_DOWN_DEFER_SECONDS, RoomAvailabilityGate, StoreJournal
+from daz.cytube.journal import (
+    CYTUBE_COMMAND,
+    ROOM_DOWN_DEFER_SECONDS,
+    LineRedelivery,
+    RoomAvailabilityGate,
+    StoreJournal,
+)
 from daz.cytube.outbox import OutboundLine, Outbox
 from daz.cytube.states import RoomState
 from daz.errors import DazError
@@ -90,13 +96,13 @@ async def test_an_overdue_line_waits_for_its_echo_then_completes() -> None:
     store = InMemoryStore(clock)
     journal = StoreJournal(store, clock, hold_seconds=0, max_retries=5)
     rooms = FakeRooms()
-    journal.rooms = rooms
+    redelivery = LineRedelivery(journal, rooms)
     await journal.save(_line("a"))
     rooms.outbox["a"] = _line("a")
     await clock.advance(1)
     [item] = await store.claim_due(1, 30, "w")
     async with asyncio.TaskGroup() as tg:
-        attempt = tg.create_task(journal.handle(item))
+        attempt = tg.create_task(redelivery.handle(item))
         await asyncio.sleep(0)
         assert not attempt.done()  # still waiting for the echo
         await journal.ack("a")  # the room delivered it
@@ -109,12 +115,12 @@ async def test_a_line_missing_from_the_outbox_is_sent_again() -> None:
     store = InMemoryStore(clock)
     journal = StoreJournal(store, clock, hold_seconds=0, max_retries=5)
     rooms = FakeRooms()
-    journal.rooms = rooms
+    redelivery = LineRedelivery(journal, rooms)
     await journal.save(_line("a"))
     await clock.advance(1)
     [item] = await store.claim_due(1, 30, "w")
     async with asyncio.TaskGroup() as tg:
-        attempt = tg.create_task(journal.handle(item))
+        attempt = tg.create_task(redelivery.handle(item))
         await asyncio.sleep(0)
         assert rooms.resent == ["a"]
         await journal.ack("a")
@@ -125,12 +131,12 @@ async def test_an_item_for_an_unknown_room_is_not_retryable() -> None:
     clock = FakeClock()
     store = InMemoryStore(clock)
     journal = StoreJournal(store, clock, hold_seconds=0, max_retries=5)
-    journal.rooms = FakeRooms()
+    redelivery = LineRedelivery(journal, FakeRooms())
     await journal.save(_line("a", room="elsewhere"))
     await clock.advance(1)
     [item] = await store.claim_due(1, 30, "w")
     with pytest.raises(DazError, match="not configured") as info:
-        await journal.handle(item)
+        await redelivery.handle(item)
     assert info.value.retryable is False
 
 
@@ -148,7 +154,7 @@ async def test_room_gate_defers_lines_without_charging_while_the_room_is_not_rea
     await clock.advance(1)
     [item] = await store.claim_due(1, 30, "w")
     inner = InnerGate(None)
-    gate = RoomAvailabilityGate(inner, lambda: FakeRooms(state, held))
+    gate = RoomAvailabilityGate(inner, FakeRooms(state, held))
     answer = gate.before_attempt(item, None)
     assert (answer == ROOM_DOWN_DEFER_SECONDS) is deferred
     assert inner.asked == (0 if deferred else 1)
@@ -163,7 +169,7 @@ async def test_room_gate_passes_other_operation_types_to_the_inner_gate() -> Non
                                   retry_after=clock.now())])
     [item] = await store.claim_due(1, 30, "w")
     inner = InnerGate(7.0)
-    gate = RoomAvailabilityGate(inner, lambda: FakeRooms(RoomState.BACKING_OFF))
+    gate = RoomAvailabilityGate(inner, FakeRooms(RoomState.BACKING_OFF))
     assert gate.before_attempt(item, None) == 7.0
     gate.record(item, None, None, 0.1)
     assert inner.recorded == 1

@@ -8,7 +8,7 @@ from plugin_fakes import FakeSql, chat, running_host, wait_for
 from daz.errors import ConfigError
 from daz.events.bus import Event
 from daz.plugins.chatlog import INSERT_SQL, ChatlogPlugin, row_for
-from daz.plugins.host import PluginState
+from daz.plugins.states import PluginState
 from daz.testing import FakeClock
 
 

@@ -13,15 +13,13 @@ from daz.errors import ConfigError
 from daz.events.bus import Event
 from daz.plugins.base import PluginContext
 from daz.plugins.host import (
-    PluginState,
-    PluginStatus,
     RestartPolicy,
     enabled_sections,
     order_plugins,
-    plugin_verdict,
     resolve_factory,
     restart_delay,
 )
+from daz.plugins.states import PluginState, PluginStatus, plugin_verdict
 from daz.testing import FakeClock
 
 
