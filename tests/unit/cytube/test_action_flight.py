@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from test_action_rules import BOT, PLAYLIST, facts, user
+from tests.unit.cytube.test_action_rules import BOT, PLAYLIST, facts, user
 
 from daz.config import CytubeConfig
 from daz.cytube import channel_wire as cw
