@@ -93,5 +93,6 @@ class BotViews:
             breakers=self.breakers.snapshot, breaker_action=self.breaker_action, replay=self.replay,
             spool=self.spool.count,
             instances=self.cluster.instance_rows if self.cluster is not None else None,
+            channels=self.room_manager.channel_summary,
             extra={"plugins": self.plugins.status_list, "cluster": self.cluster_status},
         )

@@ -78,6 +78,7 @@ async def test_status_page_follows_the_room_through_a_server_outage() -> None:
             sources = StatusSources(
                 rooms=lambda: [manager.room(n) for n in manager.rooms()],
                 breakers=breakers.snapshot,
+                channels=manager.channel_summary,
             )
             board = StatusBoard(monitor, sources, metrics, clock, config.health)
             board.timeline.attach(bus)
@@ -98,6 +99,16 @@ async def test_status_page_follows_the_room_through_a_server_outage() -> None:
                             await playwright_api.expect(state).to_have_text("ready", timeout=15_000)
                             await playwright_api.expect(page.locator("#overall")).to_have_text(
                                 "pass", timeout=10_000)
+                            # The room card shows the channel replica: who is there, what plays.
+                            await server.play("lobby", media_id="bbb", title="Big Buck <Bunny>",
+                                              seconds=596)
+                            card = page.locator('[data-room="lobby"]')
+                            playing = card.locator(".now-playing")
+                            await playwright_api.expect(playing).to_contain_text("Big Buck <Bunny>",
+                                                                                 timeout=10_000)
+                            await playwright_api.expect(playing).to_contain_text("/ 9:56")
+                            await playwright_api.expect(card.locator(".users")).to_contain_text("dazbot")
+                            await playwright_api.expect(card.locator(".playlist-length")).to_be_visible()
                             await server.stop()
                             await playwright_api.expect(state).not_to_have_text("ready", timeout=15_000)
                             left_ready = page.locator('[data-room="lobby"] .timeline li',

@@ -13,7 +13,7 @@ import itertools
 import random
 import secrets
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -25,6 +25,7 @@ from daz.cytube.action_rules import check_permission
 from daz.cytube.actions import Action, to_record
 from daz.cytube.admission import Admission
 from daz.cytube.channel import ChannelState
+from daz.cytube.channel.summary import summarize
 from daz.cytube.discovery import Endpoint, HttpEndpoint
 from daz.cytube.outbox import InMemoryJournal, OutboundJournal, OutboundLine, Outbox
 from daz.cytube.protocol import split_line
@@ -146,6 +147,11 @@ class RoomManager:
         """The room's channel replica (an immutable snapshot; None until the first join completed).
         While the room is not READY it is the replica as it was when the connection was lost."""
         return self._get(room).channel.snapshot
+
+    def channel_summary(self, room: str) -> dict[str, Any] | None:
+        """The room's channel as plain data for the status page (``channel.summary``)."""
+        replica = self._get(room).channel
+        return summarize(replica.snapshot, self.clock.monotonic(), live=replica.live)
 
     def supervisor(self, name: str) -> RoomSupervisor:
         return self._get(name)

@@ -95,6 +95,8 @@ BreakersSource = Callable[[], MaybeAwaitable[Sequence[Mapping[str, Any]]]]
 PoolSource = Callable[[], MaybeAwaitable[PoolView | None]]
 SpoolSource = Callable[[], MaybeAwaitable[int]]
 InstancesSource = Callable[[], MaybeAwaitable[Sequence[Mapping[str, Any]]]]
+# A room's channel as plain data (``daz.cytube.channel.summary``), None before its first join.
+ChannelSource = Callable[[str], Mapping[str, Any] | None]
 BreakerAction = Callable[[str, str], MaybeAwaitable[None]]  # (name, "open" | "close" | "reset")
 ReplayAction = Callable[[int], MaybeAwaitable[bool]]  # False: no such dead letter
 
@@ -116,6 +118,7 @@ class StatusSources:
     breakers: BreakersSource | None = None
     spool: SpoolSource | None = None
     instances: InstancesSource | None = None
+    channels: ChannelSource | None = None
     breaker_action: BreakerAction | None = None
     replay: ReplayAction | None = None
     extra: dict[str, Any] = field(default_factory=dict)

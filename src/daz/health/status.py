@@ -222,9 +222,18 @@ class StatusBoard:
                 "media_playing": r.media_playing,
                 "last_frame_age_seconds": frame_age,
                 "outbox_depth": r.outbox_depth,
+                "channel": self._channel(r.name),
                 "timeline": self.timeline.for_room(r.name),
             })
         return out
+
+    def _channel(self, room: str) -> Any:
+        if self.sources.channels is None:
+            return None
+        try:
+            return self.sources.channels(room)
+        except Exception as exc:  # noqa: BLE001 - one room's card must not take the page down
+            return {"error": f"channel: {describe_error(exc)}"}
 
     def _checks(self) -> list[dict[str, Any]]:
         report = self.monitor.latest()

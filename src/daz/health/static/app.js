@@ -48,10 +48,40 @@ function renderRooms(rooms) {
         ${r.kicked_reason ? `<dt>kicked</dt><dd>${esc(r.kicked_reason)}</dd>` : ""}
         ${r.reason ? `<dt>why</dt><dd class="room-reason">${esc(r.reason)}</dd>` : ""}
       </dl>
+      ${renderChannel(r.channel)}
       <ul class="timeline">${(r.timeline || []).slice(-8).reverse().map((t) =>
         `<li>${timeOnly(t.time)} ${esc(t.from)} → <b>${esc(t.to)}</b>${t.reason ? ` <span class="muted">(${esc(t.reason)})</span>` : ""}</li>`
       ).join("")}</ul>
     </div>`).join("");
+}
+
+function clock(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  const s = Math.max(0, Math.floor(seconds));
+  const mm = String(Math.floor(s / 60) % 60).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${Math.floor(s / 60)}:${ss}`;
+}
+
+// The room's channel replica (daz.cytube.channel.summary): users, what plays, playlist, poll.
+function renderChannel(c) {
+  if (!c) return '<p class="muted channel">channel: not joined yet</p>';
+  if (c.error) return `<p class="error">${esc(c.error)}</p>`;
+  const np = c.now_playing;
+  const playing = !np ? '<span class="muted">nothing</span>'
+    : `${esc(np.title)} <span class="muted">(${esc(np.type)})</span> · ` +
+      (np.live ? "live" : `${clock(np.position)} / ${clock(np.seconds)}`) + (np.paused ? " · paused" : "");
+  const names = c.users.shown.map((u) => `<span class="user${u.afk ? " afk" : ""}" title="rank ${esc(u.rank)}">${esc(u.name)}</span>`);
+  const more = c.users.count > c.users.shown.length ? ` <span class="muted">+${c.users.count - c.users.shown.length}</span>` : "";
+  const poll = !c.poll ? "" : `<dt>poll</dt><dd class="poll"><b>${esc(c.poll.title)}</b><ul>${c.poll.options.map((o) =>
+    `<li>${esc(o.text)} <span class="muted">${o.count === null ? "?" : esc(o.count)}</span></li>`).join("")}</ul></dd>`;
+  return `<dl class="kv channel" data-live="${c.live}">
+      <dt>now playing</dt><dd class="now-playing">${playing}</dd>
+      <dt>playlist</dt><dd class="playlist-length">${esc(c.playlist.length)} item(s)${c.playlist.locked ? "" : " · open"}</dd>
+      <dt>users</dt><dd class="users">${esc(c.users.count)}: ${names.join(", ")}${more}</dd>
+      ${poll}
+      ${c.live ? "" : '<dt>replica</dt><dd class="muted">as before the disconnect</dd>'}
+    </dl>`;
 }
 
 function renderQueue(queue) {
