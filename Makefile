@@ -23,15 +23,19 @@ demo: install
 browser:
 	@bash scripts/ensure-chromium.sh
 
-test: install browser
-	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy
+test: lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: test
 
-lint: $(BIN)/python
+# ruff, mypy --strict, the architecture (import-linter contracts in pyproject.toml: the layering of
+# docs/architecture.md, daz.testing kept out of product code) and dead code (vulture + whitelist).
+# lint-imports reads the source tree (PYTHONPATH=src), not the installed copy.
+lint: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	PYTHONPATH=src $(BIN)/lint-imports
+	$(BIN)/vulture
 
 types: $(BIN)/python
 	$(BIN)/mypy

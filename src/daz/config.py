@@ -634,9 +634,6 @@ class DazConfig(_Model):
             seen.add(room.channel)
         return self
 
-    def breaker_config(self, name: str) -> BreakerConfig:
-        return self.breakers.get(name, self.breakers.get("default", BreakerConfig()))
-
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redaction processor."""
         values: list[str] = []

@@ -107,10 +107,6 @@ class NotConnected(TransportError):
     """An emit was attempted without a live connection."""
 
 
-class ProtocolError(DazError):
-    """A wire frame did not have the shape the protocol promises."""
-
-
 class SessionError(DazError):
     """Joining or logging in to a channel failed."""
 
@@ -140,12 +136,6 @@ class CircuitOpen(DazError):
         )
         self.name = name
         self.retry_after = retry_after
-
-
-class RetryBudgetExhausted(DazError):
-    """The process-wide retry budget has no tokens for this dependency now."""
-
-    retryable = True
 
 
 class UnknownBreaker(DazError):

@@ -41,7 +41,6 @@ class LogSources:
 
     files: list[Path] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
-    lines_scanned: int = 0
 
     def add_file(self, path: Path) -> Path:
         self.files.append(path)

@@ -59,7 +59,6 @@ WATCHDOG_PERIOD_SECONDS = 0.25
 class HeldRoom:
     fence: int
     renewed_at: float  # local monotonic time the last successful renew/acquire was sent
-    acquired_at: float
 
 
 @dataclass
@@ -206,7 +205,7 @@ class ClusterCoordinator:
                     continue
                 fence = int(row["fence"])
                 previous = row["previous_owner"]
-                self.held[room] = HeldRoom(fence=fence, renewed_at=sent_at, acquired_at=sent_at)
+                self.held[room] = HeldRoom(fence=fence, renewed_at=sent_at)
                 self.metrics.room_lease_owned.labels(room=room).set(1)
                 if previous is not None and previous != self.instance_id:
                     self.metrics.room_failovers.inc()
@@ -367,7 +366,3 @@ class ClusterCoordinator:
                 "rooms (lease age)": ", ".join(sorted(held_by.get(name, []))) or "-",
             })
         return rows
-
-    def fence_for(self, room: str) -> int | None:
-        held = self.held.get(room)
-        return held.fence if held is not None else None

@@ -85,7 +85,3 @@ WITH released AS (
 SELECT count(*) FROM released,
        (SELECT pg_notify(left('daz_cluster_' || current_schema(), 63), 'released')) AS wake
 """
-
-CHECK_FENCE: Final[LiteralString] = """
-SELECT 1 FROM daz_room_leases WHERE room = $1 AND owner = $2 AND fence = $3 AND lease_until > now()
-"""

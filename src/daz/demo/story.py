@@ -184,7 +184,6 @@ class Story:
         self.switch = switch
         self.poison = poison
         self.bot_lines: list[str] = []
-        self.user_lines = 0
         self.poison_id: int | None = None
         self.dead_lettered_seen = 0
 
@@ -201,7 +200,6 @@ class Story:
     async def chat(self, count: int, tag: str) -> None:
         for i in range(count):
             await self.server.say(ROOM, USERS[i % len(USERS)], f"{tag} message {i + 1}")
-            self.user_lines += 1
             await asyncio.sleep(0.02)
 
     def on_event(self, event: Event) -> None:
@@ -224,7 +222,6 @@ class Story:
         with contextlib.suppress(TimeoutError):  # only so !status shows a settled verdict
             await wait_until("health settles", self.healthy, timeout=5)
         await self.server.say(ROOM, "alice", "!status")
-        self.user_lines += 1
         await wait_until("the bot answers !status", lambda: any(
             r.username == BOT and r.text.startswith("status:") for r in self.server.chat_log(ROOM)))
         reply = next(r.text for r in self.server.chat_log(ROOM) if r.username == BOT)

@@ -127,8 +127,6 @@ class ChatlogPlugin:
         self.settings = parse_settings(ChatlogSettings, self.name, config or {})
         self.rng = rng if rng is not None else random.Random()
         self.buffer: list[Row] = []
-        self.written = 0
-        self.attempts_failed = 0
         self.handed_off = 0
         self.overflowed = 0
         self._full = asyncio.Event()
@@ -235,7 +233,6 @@ class ChatlogPlugin:
                 del self.buffer[: len(batch)]
                 continue
             except DazError as exc:
-                self.attempts_failed += 1
                 if exc.retryable is False:
                     self._reject(ctx, batch, exc)
                     continue
@@ -243,7 +240,6 @@ class ChatlogPlugin:
                                 error=str(exc), retryable=True)
                 return False
             del self.buffer[: len(batch)]
-            self.written += len(batch)
             for kind, count in Counter(row[2] for row in batch).items():
                 ctx.metrics.chatlog_rows.labels(kind=kind).inc(count)
         self._full.clear()

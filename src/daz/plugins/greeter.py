@@ -69,7 +69,6 @@ class GreeterPlugin:
         self.limiter = GreetLimiter(
             self.settings.per_user_seconds, self.settings.burst, self.settings.window_seconds
         )
-        self.greeted = 0
         self._me: dict[str, str] = {}
         self._ctx: PluginContext | None = None
 
@@ -101,6 +100,5 @@ class GreeterPlugin:
             return
         if not self.limiter.allow(room, user, ctx.clock.monotonic()):
             return
-        self.greeted += 1
         await ctx.rooms.send_chat(room, self.settings.message.format(user=user, room=room),
                                   correlation_id=event.correlation_id)

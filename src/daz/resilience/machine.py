@@ -39,7 +39,6 @@ class Trigger(StrEnum):
     RESET = "reset"  # operator
 
 
-RESULT_TRIGGERS = frozenset({Trigger.SUCCESS, Trigger.SLOW_SUCCESS, Trigger.FAILURE, Trigger.CANCELLED})
 OPERATOR_TRIGGERS = frozenset({Trigger.FORCE_OPEN, Trigger.FORCE_CLOSE, Trigger.DISABLE, Trigger.RESET})
 
 

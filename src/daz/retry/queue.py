@@ -102,9 +102,6 @@ class RetryQueue:
         """Claim targeted items only for these targets (rooms this instance owns); None = all."""
         self.deps.targets = tuple(targets) if targets is not None else None
 
-    def set_operation_types(self, operation_types: Iterable[str] | None) -> None:
-        self.deps.operation_types = tuple(operation_types) if operation_types is not None else None
-
     def policy(self, operation_type: str) -> RetryPolicy:
         found = self._policies.get(operation_type)
         if found is None:

@@ -52,10 +52,6 @@ _CLAIM_KEY: LiteralString = (
 )
 
 
-class Breaker(Protocol):
-    async def call(self, fn: Callable[[], Awaitable[Any]]) -> Any: ...
-
-
 class Breakers(Protocol):
     def get(self, name: str) -> Any: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -258,12 +258,6 @@ class RetryStore(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-@contextlib.asynccontextmanager
-async def no_wakeups() -> AsyncIterator[None]:
-    """For stores with no cross-process notification: workers rely on polling and local wake-ups."""
-    yield
 
 
 def validate_status(status: str | None) -> None:

@@ -45,7 +45,7 @@ async def test_renewal_age_drives_pass_warn_fail() -> None:
 async def test_rooms_held_is_reported() -> None:
     clock = FakeClock()
     coord = coordinator(clock)
-    coord.held["r1"] = HeldRoom(fence=3, renewed_at=0, acquired_at=0)
+    coord.held["r1"] = HeldRoom(fence=3, renewed_at=0)
     held = (await ClusterCheck(coord, clock).run())[1]
     assert held.observed_value == 1
     assert held.output == "1 of 2 rooms"

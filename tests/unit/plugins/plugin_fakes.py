@@ -40,7 +40,6 @@ class FakeSql:
         self.calls = 0
         self.fail_next = 0
         self.permanent = False
-        self.inserted_total = 0
         self.batch_sizes: list[int] = []
         self.queue_next = 0
         self.queued: list[list[tuple[Any, ...]]] = []
@@ -65,7 +64,6 @@ class FakeSql:
             if row[0] not in self.rows:
                 self.rows[row[0]] = tuple(row)
                 added += 1
-        self.inserted_total += len(rows)
         return added
 
 

@@ -69,12 +69,6 @@ async def h() -> AsyncIterator[Harness]:
         yield harness
 
 
-@dataclasses.dataclass
-class _Running:
-    harness: Harness
-    group: asyncio.TaskGroup
-
-
 class Running:
     """Run a RetryQueue in a TaskGroup for the duration of the block."""
 

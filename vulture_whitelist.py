@@ -1,0 +1,59 @@
+# Names vulture (`make lint`) cannot see being used, each with the reason. Not imported by anything.
+# Keep it small: delete dead code instead of listing it here. Typer commands, pydantic validators and
+# pytest fixtures need no entry (pyproject.toml [tool.vulture] recognises their decorators).
+# ruff: noqa
+_ = object()
+
+# Library hooks: python-engineio / python-socketio call these overrides (daz/transport/socketio.py,
+# pinned by tests/unit/transport/test_engineio_hooks.py).
+_._read_loop_websocket
+_._engineio_client_class
+auth  # python-socketio passes (sid, environ, auth) to the fake server's connect handler
+
+# Context-manager protocol: __exit__(self, exc_type, exc, tb) takes them whether it uses them or not.
+exc_type
+tb
+
+# Records serialised whole (dataclasses.asdict / JSON for the status page and /api/*): the reader is
+# the browser or an operator, not Python.
+_.succeeded_per_s  # health/status.py -> static/app.js throughput chart
+_.failed_per_s
+_.dead_per_s
+
+# Public API for plugins and for users of the test kit (documented in docs/plugins.md,
+# docs/channel.md, docs/fake-cytube.md, docs/testing-kit.md); daz itself does not call every method.
+_.delete  # cytube/room_actions.py RoomActions: one method per CyTube action
+_.move
+_.jump
+_.set_temp
+_.voteskip
+_.new_poll
+_.vote
+_.close_poll
+_.mute
+_.unmute
+_.set_afk
+_.assign_leader
+_.playlist_seconds  # cytube/channel/state.py ChannelState, from setPlaylistMeta
+_.refuse_connections  # testing/fake_cytube/server.py FakeCytubeServer
+_.stop_media_updates
+_.pause
+_.register_channel
+_.open_connections
+_.opened_at  # testing/faults.py ConnectionStats
+_.sigint  # testing/process.py DazProcess
+
+# Pending: in areas being built in this session; their owners wire them or delete them. Listed so the
+# lint stays green meanwhile; each was reported to the lead.
+MAX_TITLE_CHARS  # cytube/actions.py: the server's media title limit, not checked yet
+_.pulled  # cytube/handoff.py HandoffPuller counter, read by nothing
+_.tokens_taken  # cytube/scheduler.py counter, read by nothing
+_.closed_error  # cytube/session.py, set in _close, read by nothing
+_._stopping  # cytube/supervisor.py, set in run, read by nothing
+_.running_since  # plugins/host.py PluginStatus, set when a plugin runs, read by nothing
+_.next_token_in  # cytube/scheduler.py ServerCapacity (RoomManager.capacities()), no reader yet
+_.free
+_.queue_burst  # testing/fake_cytube/limits.py: documented playlist add-rate limiter, NOT enforced
+_.queue_rate_per_second
+_.mod_queue_burst
+_.mod_queue_rate_per_second
