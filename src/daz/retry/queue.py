@@ -63,7 +63,7 @@ class RetryQueue:
         self.rng = rng if rng is not None else random.Random()
         self._fallback = on_store_unavailable
         self._policies: dict[str, RetryPolicy] = {}
-        # Also called when another process's schedule wakes this one (see ``on_store_wake``).
+        # Also called when another process's schedule wakes this one (one LISTEN for all).
         self._wake_listeners: list[Callable[[], None]] = list(store_wake_listeners)
         self.deps = WorkerDeps(
             store=store, clock=self.clock, rng=self.rng, metrics=self.metrics, bus=bus, gate=gate,
@@ -88,10 +88,6 @@ class RetryQueue:
     def set_fallback(self, fallback: Fallback | None) -> None:
         """Where ``schedule`` puts items while the store is unreachable (the local spool)."""
         self._fallback = fallback
-
-    def on_store_wake(self, listener: Callable[[], None]) -> None:
-        """Also call ``listener`` when another process's schedule wakes this one (one LISTEN for all)."""
-        self._wake_listeners.append(listener)
 
     def _store_woke(self) -> None:
         self.wake()
