@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from daz.testing.fake_cytube import ChatRecord, FakeCytubeServer
+from daz.testing.leaks import unretrieved_in
 
 ROOM = "lobby"
 BOT = "DazBot"
@@ -89,13 +90,18 @@ class BotProcess:
         raise AssertionError(f"no status page line in:\n{self.stdout()}")
 
     def terminate(self, timeout: float = 20) -> int:
+        """SIGTERM, wait, and fail if the bot's log reports an asyncio exception nobody retrieved
+        (the suite's in-process guard cannot see the bot's own asyncio logger)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         finally:
             self._out.close()
             self._err.close()
+        leaked = unretrieved_in(self.stdout() + "\n" + self.stderr())
+        assert not leaked, "the bot logged exceptions nobody retrieved:\n" + "\n".join(leaked)
+        return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -57,6 +57,12 @@ class UnretrievedExceptions(logging.Handler):
         return reports
 
 
+def unretrieved_in(output: str) -> list[str]:
+    """The lines of a process's output (a ``daz`` subprocess's log) that report an exception
+    nobody retrieved: the in-process guard cannot see another process's asyncio logger."""
+    return [line for line in output.splitlines() if any(m in line for m in UNRETRIEVED_MARKERS)]
+
+
 def failure_message(reports: list[str]) -> str:
     head = f"{len(reports)} asyncio exception(s) were never retrieved during this test:"
     return "\n".join([head, *(f"- {r}" for r in reports)])

@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from daz.testing.leaks import UnretrievedExceptions
+from daz.testing.leaks import UnretrievedExceptions, unretrieved_in
 
 pytest_plugins = ["pytester"]
 
@@ -92,3 +92,15 @@ def test_the_fixture_fails_exactly_the_test_that_leaked(pytester: pytest.Pyteste
         "*asyncio exception(s) were never retrieved during this test*",
         "*RuntimeError('lost outcome')*",
     ])
+
+
+def test_a_subprocess_log_is_scanned_for_the_same_reports() -> None:
+    log = "\n".join([
+        '{"event": "room.state_changed", "level": "info"}',
+        "Future exception was never retrieved",
+        "future: <Future finished exception=Kicked('kicked: Too many connections')>",
+        '{"event": "Task exception was never retrieved", "level": "error"}',
+    ])
+    found = unretrieved_in(log)
+    assert found == [log.splitlines()[1], log.splitlines()[3]]
+    assert unretrieved_in('{"event": "app.started"}') == []
