@@ -2,7 +2,9 @@
 
 ``parse(name, data)`` never raises. A payload of the wrong shape (wrong types, missing keys, huge
 strings) becomes ``Malformed`` with the event name and the raw size; an event we do not model
-becomes ``GenericEvent``. Chat text arrives HTML-escaped (links as ``<a href>``): ``text`` is the
+becomes ``GenericEvent``. Channel-state events (playlist, polls, users' meta, options,
+permissions...) are typed by ``channel_wire`` and kept in the room's replica
+(``daz.cytube.channel``). Chat text arrives HTML-escaped (links as ``<a href>``): ``text`` is the
 decoded plain text for plugins, ``raw`` is what the server sent.
 """
 

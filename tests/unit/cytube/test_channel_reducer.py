@@ -268,3 +268,11 @@ def test_shuffle_gives_new_uids_and_keeps_the_current_media() -> None:
 def test_unregistered_permissions_fixture_matches_the_notes() -> None:
     assert "kick" not in UNREGISTERED_PERMISSIONS
     assert UNREGISTERED_PERMISSIONS["playlistlock"] == 2
+
+
+def test_evolve_refuses_a_field_that_does_not_exist() -> None:
+    from daz.cytube.channel.state import evolve
+
+    with pytest.raises(TypeError, match="usercnt"):
+        evolve(ChannelState(), usercnt=3)
+    assert evolve(ChannelState(), usercount=3).usercount == 3

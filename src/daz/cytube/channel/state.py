@@ -151,6 +151,7 @@ class ChannelState:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(ChannelState))
+_STATE_FIELD_SET = frozenset(_STATE_FIELDS)
 _new = object.__new__
 _set = object.__setattr__
 
@@ -158,6 +159,8 @@ _set = object.__setattr__
 def evolve(state: ChannelState, **changes: Any) -> ChannelState:
     """``dataclasses.replace`` for ChannelState at half the cost (it runs once or twice per frame):
     no __init__ round trip, the fields copied straight into the new frozen instance."""
+    if not changes.keys() <= _STATE_FIELD_SET:  # a misspelt field must not be a silent no-op
+        raise TypeError(f"ChannelState has no field(s) {sorted(changes.keys() - _STATE_FIELD_SET)}")
     new = _new(ChannelState)
     for name in _STATE_FIELDS:
         _set(new, name, changes[name] if name in changes else getattr(state, name))
