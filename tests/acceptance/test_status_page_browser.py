@@ -28,7 +28,7 @@ from daz.health.status import StatusBoard
 from daz.health.types import Check
 from daz.metrics import DazMetrics
 from daz.resilience.registry import BreakerRegistry
-from daz.testing.fake_cytube import FakeCytubeServer
+from daz.testing.fake_cytube import FakeCytubeServer, PlaybackTiming
 from daz.transport.socketio import socketio_transport_factory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -51,7 +51,8 @@ async def test_status_page_follows_the_room_through_a_server_outage() -> None:
 
     clock = SystemClock()
     metrics = DazMetrics()
-    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0, media_update_interval=1.0) as server:
+    playback = PlaybackTiming(tick_seconds=0.2)
+    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0, playback=playback) as server:
         config = DazConfig(
             rooms=[RoomConfig(channel="lobby", username="dazbot", server_url=server.url)],
             cytube=CytubeConfig(

@@ -36,7 +36,7 @@ from daz.config import DazConfig, validate_config
 from daz.demo.faults import POISON_OPERATION, Poison, SwitchedBackend
 from daz.events.bus import Event
 from daz.store.base import NewItem
-from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer, PlaybackTiming
 
 ROOM = "lobby"
 BOT = "DazBot"
@@ -364,7 +364,8 @@ async def _run(console: Console, stopping: asyncio.Event, root: Path, *, keep_ru
                time_limit: float) -> bool:
     display = Display(console)
     poison = Poison()
-    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0, media_update_interval=1.0,
+    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0,
+                                playback=PlaybackTiming(tick_seconds=0.2),
                                 limits=CytubeLimits(guest_login_window_seconds=1.0)) as server:
         cfg = demo_config(root, server.url)
         db = root / "demo.db"

@@ -99,10 +99,16 @@ async def test_guest_window_counts_from_the_last_successful_guest_login_per_ip()
 @pytest.mark.parametrize(
     ("name", "error"),
     [
-        ("bad name!", "Invalid username.  Usernames must be 1-20 characters long and consist only of "
-                      "characters a-z, A-Z, 0-9, -, or _."),
-        ("x" * 21, "Invalid username.  Usernames must be 1-20 characters long and consist only of "
-                   "characters a-z, A-Z, 0-9, -, or _."),
+        (
+            "bad name!",
+            "Invalid username.  Usernames must be 1-20 characters long and consist only of "
+            "characters a-z, A-Z, 0-9, -, or _.",
+        ),
+        (
+            "x" * 21,
+            "Invalid username.  Usernames must be 1-20 characters long and consist only of "
+            "characters a-z, A-Z, 0-9, -, or _.",
+        ),
         ("Admin", "That username is reserved."),
         ("Owner", "That username is reserved."),
         ("Registered1", "That username is registered."),
@@ -111,8 +117,10 @@ async def test_guest_window_counts_from_the_last_successful_guest_login_per_ip()
 )
 async def test_guest_name_rules_with_exact_messages(name: str, error: str) -> None:
     async with FakeCytubeServer(accounts={"registered1": "pw"}) as server:
-        async with CytubeTestClient(server.url, ip="10.0.0.1") as alice, \
-                CytubeTestClient(server.url, ip="10.0.0.2") as bob:
+        async with (
+            CytubeTestClient(server.url, ip="10.0.0.1") as alice,
+            CytubeTestClient(server.url, ip="10.0.0.2") as bob,
+        ):
             await alice.join("lobby")
             assert (await alice.login("alice"))["success"] is True
             await bob.join("lobby")
@@ -127,7 +135,8 @@ async def test_registered_login_refusals_and_the_duplicate_login_kick() -> None:
             await old.join("lobby")
             assert await old.login("nobody", "pw") == {"success": False, "error": "User does not exist"}
             assert await old.login("dazbot", "wrong") == {
-                "success": False, "error": "Invalid username/password combination",
+                "success": False,
+                "error": "Invalid username/password combination",
             }
             assert await old.login("dazbot", "right") == {"success": True, "name": "DazBot"}
             await new.join("lobby")
@@ -137,7 +146,8 @@ async def test_registered_login_refusals_and_the_duplicate_login_kick() -> None:
             assert new.connected
         assert server.duplicate_login_kicks == 1
         assert [r.error for r in server.login_refusals] == [
-            "User does not exist", "Invalid username/password combination",
+            "User does not exist",
+            "Invalid username/password combination",
         ]
 
 
@@ -152,8 +162,10 @@ async def test_invalid_channel_name_gets_error_then_kick() -> None:
 
 async def test_bans_kick_present_users_and_refuse_them_on_join() -> None:
     async with FakeCytubeServer(registered_channels=["lobby"]) as server:
-        async with CytubeTestClient(server.url, ip="10.0.0.1") as eve, \
-                CytubeTestClient(server.url, ip="10.0.0.2") as mallory:
+        async with (
+            CytubeTestClient(server.url, ip="10.0.0.1") as eve,
+            CytubeTestClient(server.url, ip="10.0.0.2") as mallory,
+        ):
             await eve.join("lobby")
             await eve.login("eve")
             await mallory.join("lobby")

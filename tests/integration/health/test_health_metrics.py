@@ -15,7 +15,7 @@ from daz.app import AppOptions, DazApp
 from daz.config import validate_config
 from daz.errors import DazError
 from daz.store.base import NewItem, QueueItem
-from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer, PlaybackTiming
 
 Scrape = dict[str, float]
 
@@ -53,7 +53,8 @@ async def until(cond: Callable[[], bool | Awaitable[bool]], timeout: float = 20.
 
 
 async def test_every_named_metric_moves_during_a_scripted_scenario(tmp_path: Path) -> None:
-    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0, media_update_interval=1.0,
+    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0,
+                                playback=PlaybackTiming(tick_seconds=0.2),
                                 limits=CytubeLimits(guest_login_window_seconds=0.5)) as server:
         config = validate_config({
             "rooms": [{"channel": "lobby", "username": "dazbot"}],

@@ -19,12 +19,30 @@ black-holes traffic both ways while keeping sockets open (no PINGs, no frames).
 
 Run it by hand: ``python -m daz.testing.fake_cytube --port 8099``.
 
-Modules: ``server`` (sockets, sessions, login), ``limits`` (CyTube's numbers), ``names`` (name rules and
-texts), ``records`` (ground-truth records), ``relay`` (the TCP relay behind the fault controls).
+Modules: ``server`` (lifecycle, controls, ground truth), ``sessions`` (socket handlers: connect, join,
+login, chat), ``channel`` (members, ranks, join sequence), ``playlist`` (playlist and playback clock),
+``polls``, ``moderation`` (commands, bans, mutes, options, permissions), ``permissions`` (defaults),
+``media`` (queue resolution), ``typecheck``, ``limits`` (CyTube's numbers), ``names`` (name rules and
+texts), ``records`` and ``state`` (ground truth), ``relay`` (the TCP relay behind the fault controls),
+``client`` (a raw socket client for tests).
 """
 
 from daz.testing.fake_cytube.limits import CytubeLimits
+from daz.testing.fake_cytube.playlist import PlaybackTiming
 from daz.testing.fake_cytube.records import ActionRecord, ChatRecord, KickRecord, LoginRefusal
 from daz.testing.fake_cytube.server import FakeCytubeServer
+from daz.testing.fake_cytube.state import ChannelSnapshot, ItemState, PollSnapshot, UserState
 
-__all__ = ["ActionRecord", "ChatRecord", "CytubeLimits", "FakeCytubeServer", "KickRecord", "LoginRefusal"]
+__all__ = [
+    "ActionRecord",
+    "ChannelSnapshot",
+    "ChatRecord",
+    "CytubeLimits",
+    "FakeCytubeServer",
+    "ItemState",
+    "KickRecord",
+    "LoginRefusal",
+    "PlaybackTiming",
+    "PollSnapshot",
+    "UserState",
+]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 
 from daz.testing.fake_cytube.limits import CytubeLimits
+from daz.testing.fake_cytube.playlist import PlaybackTiming
 from daz.testing.fake_cytube.server import FakeCytubeServer
 
 
@@ -27,7 +28,7 @@ async def _serve(args: argparse.Namespace) -> None:
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         limits=limits,
-        media_update_interval=args.media_interval,
+        playback=PlaybackTiming(tick_seconds=args.media_interval / 5),
         registered_channels=args.registered,
     )
     async with server:
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connection-refill", type=float, default=10.0, help="seconds per bucket token")
     parser.add_argument("--max-sockets", type=int, default=10, help="concurrent sockets per IP")
     parser.add_argument("--no-limits", action="store_true", help="switch every CyTube limit off")
-    parser.add_argument("--media-interval", type=float, default=5.0)
+    parser.add_argument("--media-interval", type=float, default=5.0, help="seconds between mediaUpdate")
     parser.add_argument("--registered", action="append", default=[], help="a registered channel (repeat)")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):

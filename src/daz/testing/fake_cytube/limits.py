@@ -38,6 +38,8 @@ class CytubeLimits:
     queue_rate_per_second: float = 1.0
     mod_queue_burst: int = 10
     mod_queue_rate_per_second: float = 2.0
+    # `usercount` is sent at most once per interval, leading and trailing (channel.js in 3.86)
+    usercount_interval_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -153,3 +155,16 @@ class ConnectionGate:
             return None
         lim = self.limits
         return FloodLimiter(lim.chat_burst, lim.chat_rate_per_second, lim.chat_quiet_reset_seconds)
+
+    def queue_limiter(self, rank: float) -> FloodLimiter | None:
+        """The add-rate limiter for a user of ``rank`` (moderators, rank >= 2, get more)."""
+        if not self.limits.enabled:
+            return None
+        lim = self.limits
+        burst, rate = (
+            (lim.mod_queue_burst, lim.mod_queue_rate_per_second)
+            if rank >= 2
+            else (lim.queue_burst, lim.queue_rate_per_second)
+        )
+        # CyTube's rate limiter forgets a burst after burst/rate seconds of quiet
+        return FloodLimiter(burst, rate, burst / rate)

@@ -31,3 +31,16 @@ def valid_channel_name(name: object) -> bool:
 
 def valid_user_name(name: str) -> bool:
     return name.isascii() and USER_NAME.match(name) is not None
+
+
+def sanitize_text(text: str) -> str:
+    """CyTube's XSS.sanitizeText (chat, poll texts, queueFail messages): & < > " ' ( ) as entities."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#39;")
+        .replace("(", "&#40;")
+        .replace(")", "&#41;")
+    )

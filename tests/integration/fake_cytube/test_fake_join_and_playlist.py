@@ -1,0 +1,268 @@
+"""The fake server's join sequence, permissions and playlist over real sockets, pinned to the real
+server's rules (../shared/cytube-protocol-actions.md §1, §3, §6). Timings shrunk via PlaybackTiming."""
+
+from __future__ import annotations
+
+import asyncio
+
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer, PlaybackTiming
+from daz.testing.fake_cytube.client import CytubeTestClient
+from daz.testing.fake_cytube.permissions import REGISTERED_PERMISSIONS, UNREGISTERED_PERMISSIONS
+
+FAST = PlaybackTiming(tick_seconds=0.05, lead_in_seconds=0.15, end_grace_seconds=0.1)  # updates every 0.25 s
+LIMITS = CytubeLimits(guest_login_window_seconds=0.05, usercount_interval_seconds=0.2)
+TIMED = {"id": "rtmp://example.com/live/a", "type": "rt", "pos": "end", "temp": True, "duration": 0.5}
+
+
+def timed(n: int, *, temp: bool = True, duration: float = 0.5, pos: str = "end") -> dict[str, object]:
+    return {**TIMED, "id": f"rtmp://example.com/live/{n}", "temp": temp, "duration": duration, "pos": pos}
+
+
+async def joined(server: FakeCytubeServer, name: str, ip: str, room: str = "lobby") -> CytubeTestClient:
+    client = CytubeTestClient(server.url, ip=ip)
+    await client.connect()
+    await client.join(room)
+    await client.wait_for("usercount")
+    reply = await client.login(name)
+    assert reply["success"] is True, reply
+    await client.wait_for("setUserRank", lambda d: d["name"] == name)
+    return client
+
+
+async def test_unregistered_join_sequence_in_the_real_order() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
+        await server.say("lobby", "alice", "old line")
+        async with CytubeTestClient(server.url) as client:
+            await client.join("lobby")
+            await client.wait_for("channelNotRegistered")
+            assert client.names() == [
+                "rank",
+                "setPermissions",
+                "setPlaylistLocked",
+                "emoteList",
+                "chatMsg",
+                "drinkCount",
+                "channelCSSJS",
+                "setMotd",
+                "channelOpts",
+                "setPlaylistMeta",
+                "playlist",
+                "userlist",
+                "usercount",
+                "channelNotRegistered",
+            ]
+            assert client.received("setPermissions") == [dict(UNREGISTERED_PERMISSIONS)]
+            assert "kick" not in client.received("setPermissions")[0]  # absent: nobody may kick
+            assert client.received("setPlaylistLocked") == [False]  # unregistered channels start open
+            assert client.received("userlist") == [[]]  # anonymous: not in the list
+
+
+async def test_registered_join_then_login_sequence() -> None:
+    async with FakeCytubeServer(
+        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"user1": "pw"}
+    ) as server:
+        async with CytubeTestClient(server.url) as client:
+            await client.join("lobby")
+            await client.wait_for("usercount")
+            mark = len(client.events)
+            assert await client.login("user1", "pw") == {"success": True, "name": "user1"}
+            await client.wait_for("setUserRank")
+            assert client.names()[mark:] == [
+                "rank",
+                "login",
+                "addUser",
+                "rank",
+                "setPlaylistMeta",
+                "playlist",
+                "setUserRank",
+            ]
+            assert client.received("setPermissions") == [dict(REGISTERED_PERMISSIONS)]
+            assert client.received("setPlaylistLocked") == [True]
+            assert "channelNotRegistered" not in client.names()
+            assert client.received("setUserRank")[-1] == {"name": "user1", "rank": 1}
+
+
+async def test_late_joiner_sees_current_item_and_poll_in_the_join_burst() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
+        alice = await joined(server, "alice", "10.0.0.1")
+        await alice.emit("queue", timed(1, duration=30))
+        await alice.wait_for("changeMedia")
+        await alice.emit("newPoll", {"title": "Lunch?", "opts": ["a", "b"], "obscured": False})
+        await alice.wait_for("newPoll")
+        async with CytubeTestClient(server.url, ip="10.0.0.2") as late:
+            await late.join("lobby")
+            await late.wait_for("channelNotRegistered")
+            names = late.names()
+            start = names.index("playlist")
+            assert names[start : start + 6] == [
+                "playlist",
+                "setCurrent",
+                "setCurrent",
+                "changeMedia",
+                "newPoll",
+                "userlist",
+            ]
+            assert "mediaUpdate" not in names  # changeMedia carries the live position on join
+        await alice.close()
+
+
+async def test_queue_plays_with_lead_in_updates_and_the_last_temp_item_ends_in_silence() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
+        bot = await joined(server, "bot", "10.0.0.1")
+        mark = len(bot.events)
+        await bot.emit("queue", timed(1, duration=0.5))
+        queued = await bot.wait_for("queue")
+        assert queued["after"] == "prepend"
+        assert queued["item"]["uid"] == 0
+        assert queued["item"]["temp"] is True
+        assert queued["item"]["media"] == {
+            "id": "rtmp://example.com/live/1",
+            "title": "Livestream",
+            "seconds": 0.5,
+            "duration": "00:00",
+            "type": "rt",
+            "meta": {},
+        }
+        change = await bot.wait_for("changeMedia")
+        assert change["currentTime"] == -0.15
+        assert change["paused"] is True
+        first_update = await bot.wait_for("mediaUpdate")
+        assert first_update == {"currentTime": 0, "paused": False}  # the lead-in is over
+        await bot.wait_for("delete", timeout=3)
+        meta = await bot.wait_for("setPlaylistMeta", lambda d: d["count"] == 0, after=mark + 3)
+        assert meta == {"count": 0, "rawTime": 0, "time": "00:00"}
+        await bot.quiet(0.3)
+        after_start = bot.names()[mark:]
+        assert after_start.count("changeMedia") == 1  # the end of the playlist sends no changeMedia
+        tail = after_start[after_start.index("delete") :]
+        assert tail == ["delete", "setPlaylistMeta"]  # and nothing else: no setCurrent, no mediaUpdate
+        assert server.channel_state("lobby").current_uid is None
+        await bot.close()
+
+
+async def test_mediaupdate_cadence_and_a_single_non_temp_item_loops() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
+        bot = await joined(server, "bot", "10.0.0.1")
+        await bot.emit("queue", timed(1, temp=False, duration=0.6))
+        await bot.wait_for("changeMedia")
+        await asyncio.sleep(2.0)
+        changes = bot.received("changeMedia")
+        assert len(changes) >= 2  # it starts again at the lead-in each time
+        assert all(c["currentTime"] == -0.15 for c in changes)
+        updates = [u for u in bot.received("mediaUpdate") if u["currentTime"] > 0]
+        assert updates  # every 5 ticks while it plays
+        assert bot.received("delete") == []
+        assert [i.uid for i in server.channel_state("lobby").items] == [0]
+        await bot.close()
+
+
+async def test_queue_failures_with_the_real_messages() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
+        bot = await joined(server, "bot", "10.0.0.1")
+        await bot.emit("queue", {"id": "x", "type": "zz", "pos": "end"})
+        assert (await bot.wait_for("queueFail"))["msg"] == "Unknown media type &#39;zz&#39;"
+        await asyncio.sleep(3.1)  # the add-rate limiter forgets after burst/rate seconds
+        await bot.emit("queue", timed(1, duration=30))
+        await bot.wait_for("queue")
+        await bot.emit("queue", timed(1, duration=30))
+        dup = await bot.wait_for("queueFail", lambda d: d["id"] == "rtmp://example.com/live/1")
+        assert dup["msg"] == "This item is already on the playlist"
+        await bot.emit("queue", {"id": "dQw4w9WgXcQ", "type": "yt", "pos": "end"})
+        fail = await bot.wait_for("queueFail", lambda d: d["id"] == "dQw4w9WgXcQ")
+        assert fail["msg"].startswith("The YouTube API now requires an API key.")
+        await bot.emit("queue", timed(2, duration=30))
+        fail = await bot.wait_for("queueFail", lambda d: d["id"] == "rtmp://example.com/live/2")
+        assert fail["msg"] == "You are adding videos too quickly"  # the 4th add within the burst
+        await bot.emit("queue", {**timed(3), "pos": "middle"})
+        await bot.emit("moveMedia", {"from": "0", "after": "prepend"})
+        error = await bot.wait_for("errorMsg")
+        assert error["msg"] == (
+            "Unexpected error for message moveMedia: Expected key from to be of type number, "
+            "instead got string"
+        )
+        assert not [d for d in bot.received("queueFail") if d["id"] == "rtmp://example.com/live/3"]
+        await bot.close()
+
+
+async def test_catalog_media_and_playlist_edits() -> None:
+    media = {("yt", f"v{i}"): (f"Video {i}", 100 + i) for i in range(4)}
+    limits = CytubeLimits(guest_login_window_seconds=0.05, queue_burst=10)
+    async with FakeCytubeServer(limits=limits, playback=FAST, media=media) as server:
+        bot = await joined(server, "bot", "10.0.0.1")
+        for i in range(3):
+            await bot.emit("queue", {"id": f"v{i}", "type": "yt", "pos": "end"})
+            await bot.wait_for("queue", lambda d, i=i: d["item"]["uid"] == i)
+        await bot.emit("queue", {"id": "v3", "type": "yt", "pos": "next"})
+        nxt = await bot.wait_for("queue", lambda d: d["item"]["uid"] == 3)
+        assert nxt["after"] == 0  # next = after the current item
+        assert nxt["item"]["media"]["duration"] == "01:43"
+        await bot.emit("moveMedia", {"from": 2, "after": "prepend"})
+        assert await bot.wait_for("moveVideo") == {"from": 2, "after": "prepend"}
+        await bot.emit("setTemp", {"uid": 1, "temp": True})
+        assert await bot.wait_for("setTemp") == {"uid": 1, "temp": True}
+        await bot.emit("jumpTo", 1)
+        assert await bot.wait_for("setCurrent", lambda d: d == 1) == 1
+        await bot.emit("playNext")  # 1 is temp: it is deleted, the next one starts
+        assert await bot.wait_for("delete") == {"uid": 1}
+        state = server.channel_state("lobby")
+        assert [i.uid for i in state.items] == [2, 0, 3]
+        assert state.current_uid == 2  # 1 was last: the playlist wraps to the first item
+        await bot.emit("delete", 3)
+        await bot.wait_for("delete", lambda d: d == {"uid": 3})
+        mark = len(bot.events)
+        await bot.emit("clearPlaylist")
+        assert await bot.wait_for("playlist", after=mark) == []
+        meta = await bot.wait_for("setPlaylistMeta", lambda d: d["count"] == 0, after=mark)
+        assert meta == {"count": 0, "rawTime": 0, "time": "00:00"}
+        assert server.channel_state("lobby").items == ()
+        await bot.emit("queue", {"id": "v0", "type": "yt", "pos": "end"})
+        again = await bot.wait_for(
+            "queue", lambda d: d["item"]["media"]["id"] == "v0" and d["item"]["uid"] > 3
+        )
+        assert again["item"]["uid"] == 4  # uids never reset
+        await bot.close()
+
+
+async def test_unpermitted_actions_are_dropped_silently() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST, registered_channels=["lobby"]) as server:
+        guest = await joined(server, "guest", "10.0.0.1")
+        for event, data in [
+            ("queue", timed(1)),
+            ("delete", 0),
+            ("clearPlaylist", None),
+            ("playNext", None),
+            ("closePoll", None),
+            ("togglePlaylistLock", None),
+        ]:
+            await guest.emit(event, data)
+        assert await guest.quiet(0.4) == []
+        assert len(server.actions("lobby", "queue")) == 1  # received, and answered with nothing
+        assert server.channel_state("lobby").items == ()
+        await guest.close()
+
+
+async def test_playlist_survives_a_restart_only_in_a_registered_channel() -> None:
+    media = {("yt", "a"): ("A", 100), ("yt", "b"): ("B", 100)}
+    async with FakeCytubeServer(
+        limits=LIMITS, playback=FAST, media=media, registered_channels=["reg"], accounts={"boss": "pw"}
+    ) as server:
+        await server.set_rank("reg", "boss", 3)  # stored: applied at the account's login
+        for room in ("reg", "open"):
+            client = CytubeTestClient(server.url, ip="10.0.0.1")
+            await client.connect()
+            await client.join(room)
+            await client.wait_for("usercount")
+            await asyncio.sleep(0.06)
+            login = await client.login("boss", "pw") if room == "reg" else await client.login("guest1")
+            assert login["success"] is True
+            await client.emit("queue", {"id": "a", "type": "yt", "pos": "end", "temp": False})
+            await client.emit("queue", {"id": "b", "type": "yt", "pos": "end", "temp": False})
+            await client.wait_for("queue", lambda d: d["item"]["media"]["id"] == "b")
+            await client.close()
+        before = server.channel_state("reg")
+        await server.restart()
+        after = server.channel_state("reg")
+        assert [(i.id, i.temp) for i in after.items] == [(i.id, i.temp) for i in before.items]
+        assert [i.uid for i in after.items] == [0, 1]  # renumbered from the fresh counter
+        assert after.current is not None
+        assert server.channel_state("open").items == ()
