@@ -100,6 +100,10 @@ def _after(uids: tuple[int, ...], after: int | str | None) -> int | None:
 
 
 def _playlist(state: ChannelState, e: cw.PlaylistReplaced, at: float) -> ChannelState:
+    if e.items == state.items:
+        # The server re-sends the same playlist right after our login (once it knows our channel
+        # rank): nothing changed, so no new state and no channel.playlist.changed.
+        return state
     return _with_items(state, e.items)
 
 
