@@ -28,6 +28,7 @@ class ServerGate:
         self._clock = clock
         self._metrics = metrics
         self._pulse = asyncio.Event()
+        self._back = asyncio.Event()
         self._tokens: set[str] = set()
 
     # queries ---------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ class ServerGate:
             self.ledger.withdraw_token(room)
             if room in self._tokens:  # granted, then called off before it was used
                 self._tokens.discard(room)
-                self.ledger.bucket.give_back(self._clock.monotonic())
+                self.ledger.returned(self._clock.monotonic())
 
     def rate_limited(self) -> None:
         self.ledger.rate_limited(self._clock.monotonic())
@@ -118,7 +119,25 @@ class ServerGate:
         self.ledger.server_down()
 
     def connected(self) -> None:
-        self.ledger.connected()
+        if self.ledger.connected(self._clock.monotonic()):
+            self._announce_back()
+        self._dispatch()
+
+    def reachable(self) -> None:
+        """A room's probe reached the server: if it was down, every room may try now."""
+        if self.ledger.down_seen:
+            self._announce_back()
+
+    def _announce_back(self) -> None:
+        back, self._back = self._back, asyncio.Event()
+        back.set()  # rooms backing off after the outage need not wait out their backoff
+
+    async def server_back(self) -> None:
+        """Returns when a connection to this server succeeds after it was unreachable."""
+        await self._back.wait()
+
+    def attempt_failed(self) -> None:
+        self.ledger.attempt_failed()
 
     # internals -------------------------------------------------------------------------------
     def _dispatch(self) -> None:

@@ -138,6 +138,7 @@ class ServerLedger:
     guest_turn: str | None = None
     last_guest_login: float | None = None
     tokens_taken: int = 0
+    in_flight: int = 0  # tokens handed out whose connection attempt has not finished
     down_seen: bool = False
 
     @classmethod
@@ -210,29 +211,50 @@ class ServerLedger:
             del self.token_waiters[room]
             self.bucket.take(now)
             self.tokens_taken += 1
+            self.in_flight += 1
             granted.append(room)
         return granted
 
     def rate_limited(self, now: float) -> None:
         self.bucket.drain(now)
 
-    def unreached(self, now: float) -> None:
-        """An attempt never reached the server's Socket.IO layer: it cost the server no token."""
+    def returned(self, now: float) -> None:
+        """A token handed out but never used for a connection attempt."""
+        self.in_flight = max(0, self.in_flight - 1)
         self.tokens_taken -= 1
         self.bucket.give_back(now)
+
+    def unreached(self, now: float) -> None:
+        """An attempt never reached the server's Socket.IO layer: it cost the server no token, and
+        the server process may be restarting."""
+        self.returned(now)
         self.down_seen = True
+
+    def attempt_failed(self) -> None:
+        """An attempt ended otherwise (refused, timed out, called off): the token counts as spent."""
+        self.in_flight = max(0, self.in_flight - 1)
 
     def server_down(self) -> None:
         """The server did not answer at all (discovery or probe failed): it may come back as a new
         process."""
         self.down_seen = True
 
-    def connected(self) -> None:
-        """A connection was accepted. After the server was unreachable, it may be a new process whose
-        guest-login window starts empty (buckets are kept: being wrong there costs refusals)."""
+    def connected(self, now: float) -> bool:
+        """A connection was accepted. After the server was unreachable (refused connections or
+        failed probes) this is taken as a new server process: CyTube forgets its buckets and guest
+        windows on restart, so ours start fresh too, minus the attempts already on their way.
+        Returns whether the server came back (so rooms still backing off may try now)."""
+        came_back = self.down_seen
         if self.down_seen:
             self.down_seen = False
             self.last_guest_login = None
+            self.bucket.tokens = float(max(0, self.bucket.size - self.in_flight))
+            self.bucket.updated_at = now
+            self.bucket.hold_until = -math.inf
+            if self.bucket.tokens < 1:
+                self.bucket._hold_if_empty(now)
+        self.in_flight = max(0, self.in_flight - 1)
+        return came_back
 
     # guest logins ----------------------------------------------------------------------------
     def guest_ready_at(self) -> float:

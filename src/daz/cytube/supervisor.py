@@ -401,6 +401,8 @@ class RoomSupervisor:
         }
         if use_probe and delay > 0:
             contenders["probe"] = self._probe_until_reachable
+            if self._gate is not None:
+                contenders["server_back"] = self._gate.server_back  # another room got in
         winner, _ = await race(contenders, label=f"room.{self.name}.backoff")
         if winner != "timer":
             log.info("room.backoff_cut_short", room=self.name, by=winner)
@@ -412,6 +414,8 @@ class RoomSupervisor:
             await self.clock.sleep(probe_delay(number, self.probe_rng, self.config.probe))
             number += 1
             if await self.endpoint.probe():
+                if self._gate is not None:
+                    self._gate.reachable()
                 return
             if self._gate is not None:
                 self._gate.server_down()
@@ -487,6 +491,7 @@ class RoomSupervisor:
             )
         except RateLimited as exc:
             await transport.close()
+            gate.attempt_failed()
             gate.rate_limited()  # the server's bucket is empty: ours is too, from now
             self.refusals += 1
             self.metrics.room_refusals.labels(room=self.name, outcome="rate_limited").inc()
@@ -497,9 +502,11 @@ class RoomSupervisor:
             return _Failure("connect_failed", exc.reason or "")
         except TransportError as exc:
             await transport.close()
+            gate.attempt_failed()
             return _Failure("connect_failed", exc.reason or "")
         if winner != "connect":
             await transport.close()
+            gate.attempt_failed()
             return self._interrupted(winner)
         gate.connected()
         self._transport = transport

@@ -172,3 +172,30 @@ async def test_a_release_wakes_the_best_parked_room() -> None:
         await parked_c
     assert gate.capacity().parked == ()
     assert gate.capacity().in_use == 1
+
+
+def test_a_server_that_was_unreachable_comes_back_with_fresh_buckets_and_windows() -> None:
+    ledger = ServerLedger.new("s:1", ServerLimitsConfig(token_margin_seconds=0), 0.0)
+    ledger.last_guest_login = 0.0
+    for i in range(5):
+        ledger.want_token(f"r{i}", priority(True, i))
+    assert len(ledger.grant_tokens(0.0)) == 5
+    for _ in range(5):
+        ledger.attempt_failed()  # the server went away under them
+    ledger.want_token("r0", priority(True, 0))
+    assert ledger.grant_tokens(10.0) == ["r0"]
+    ledger.unreached(10.0)  # connection refused: no token spent, the server is down
+    ledger.want_token("r0", priority(True, 0))
+    assert ledger.grant_tokens(10.0) == ["r0"]
+    ledger.connected(10.0)  # it is back: a new process, buckets and windows fresh
+    assert ledger.bucket.available(10.0) == 4.0  # 5 minus the attempt that just got in
+    assert ledger.guest_ready_at() == float("-inf")
+
+
+def test_without_evidence_of_a_restart_the_bucket_is_kept() -> None:
+    ledger = ServerLedger.new("s:1", ServerLimitsConfig(token_margin_seconds=0), 0.0)
+    for i in range(5):
+        ledger.want_token(f"r{i}", priority(True, i))
+    ledger.grant_tokens(0.0)
+    ledger.connected(1.0)
+    assert ledger.bucket.available(1.0) == pytest.approx(0.1)

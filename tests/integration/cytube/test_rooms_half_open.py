@@ -1,0 +1,97 @@
+"""A black-holed connection (no FIN, no RST) through TcpProxy, CyTube's 25 s / 120 s scaled down 50 times:
+READY again within pingInterval + grace + a join, registered and guest, no line lost or doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from tests.integration.cytube.conftest import Live, fast_cytube, live
+
+from daz.config import RoomConfig
+from daz.cytube.states import RoomState
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
+from daz.testing.faults import TcpProxy
+
+SCALE = 50
+PING_INTERVAL, PING_TIMEOUT, GRACE = 25 / SCALE, 120 / SCALE, 10 / SCALE
+JOIN_ALLOWANCE = 1.0  # a connect + join + login on a loaded machine
+GUEST_WINDOW = 60 / SCALE
+
+
+@contextlib.asynccontextmanager
+async def black_hole_rig(room: RoomConfig | None, **cytube: object) -> AsyncIterator[tuple[Live, TcpProxy]]:
+    limits = CytubeLimits(guest_login_window_seconds=GUEST_WINDOW)
+    async with FakeCytubeServer(limits=limits, accounts={"dazbot": "pw"}, ping_interval=PING_INTERVAL,
+                                ping_timeout=PING_TIMEOUT) as server, \
+            TcpProxy("127.0.0.1", server.port) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        config = (room or RoomConfig(channel="lobby")).model_copy(update={"server_url": url})
+        async with live(server, rooms=[config],
+                        cytube=fast_cytube(half_open_grace_seconds=GRACE, **cytube)) as h:
+            yield h, proxy
+
+
+async def black_hole_then_recover(h: Live, proxy: TcpProxy) -> tuple[float, list[str]]:
+    """Chat through a black hole; returns (seconds until READY again, the lines sent)."""
+    await h.state(RoomState.READY)
+    await asyncio.sleep(GUEST_WINDOW + 0.2)  # a fresh guest name needs the guest window behind us
+    loop = asyncio.get_running_loop()
+    sent: list[str] = []
+    readies = len(h.named("room.ready"))
+    for i in range(5):
+        sent.extend([f"before {i}"])
+        await h.manager.send_chat("lobby", f"before {i}")
+        await asyncio.sleep(0.05)
+    proxy.blackhole()  # the open connection goes silent both ways...
+    proxy.pass_through()  # ...new connections work
+    started = loop.time()
+    i = 0
+    while len(h.named("room.ready")) == readies and loop.time() - started < 10:
+        await h.manager.send_chat("lobby", f"during {i}")
+        sent.append(f"during {i}")
+        i += 1
+        await asyncio.sleep(0.1)
+    took = loop.time() - started
+    for j in range(5):
+        await h.manager.send_chat("lobby", f"after {j}")
+        sent.append(f"after {j}")
+    await h.until(lambda: h.status().outbox_depth == 0, timeout=10)
+    return took, sent
+
+
+async def test_a_registered_room_replaces_a_black_holed_link_in_seconds() -> None:
+    room = RoomConfig(channel="lobby", username="dazbot", password="pw")  # type: ignore[arg-type]
+    async with black_hole_rig(room) as (h, proxy):
+        took, sent = await black_hole_then_recover(h, proxy)
+        assert h.named("room.half_open")
+        assert h.named("room.kicked") == []  # the Duplicate login on the old socket is our own doing
+        assert h.status().state is RoomState.READY
+        server = h.server
+        assert server.duplicate_login_kicks == 1  # the server did kick the dead socket
+    assert took <= PING_INTERVAL + GRACE + JOIN_ALLOWANCE
+    said = [r.text for r in server.chat_log("lobby") if r.username == "dazbot"]
+    assert said == sent  # nothing lost, nothing doubled, in order
+
+
+async def test_a_guest_comes_back_under_a_fresh_name_in_seconds() -> None:
+    async with black_hole_rig(None) as (h, proxy):
+        took, sent = await black_hole_then_recover(h, proxy)
+        users = {e["user"] for e in h.named("room.ready")}
+        server = h.server
+        assert len(users) == 2  # the old name stays taken until the server drops the dead socket
+        assert server.login_refusals == []
+    assert took <= PING_INTERVAL + GRACE + JOIN_ALLOWANCE
+    said = [r.text for r in server.chat_log("lobby") if r.username in users]
+    assert said == sent
+
+
+async def test_without_detection_the_black_hole_lasts_until_the_ping_timeout() -> None:
+    room = RoomConfig(channel="lobby", username="dazbot", password="pw")  # type: ignore[arg-type]
+    async with black_hole_rig(room, half_open_detection=False) as (h, proxy):
+        took, _ = await black_hole_then_recover(h, proxy)
+    # the plain rule counts pingInterval + pingTimeout from the last frame, up to one interval before
+    # the black hole began
+    assert took >= PING_TIMEOUT
+    assert took > PING_INTERVAL + GRACE + JOIN_ALLOWANCE
