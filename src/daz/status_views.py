@@ -75,6 +75,13 @@ class BotViews:
     def breaker_action(self, name: str, action: str) -> None:
         self.breakers.act(name, action)
 
+    def room_action(self, room: str, action: str) -> None:
+        """``daz rooms restart|stop NAME`` (admin API); an unknown room raises ``KeyError``."""
+        if action == "stop":
+            self.room_manager.stop(room, "admin API")
+        else:
+            self.room_manager.restart(room, "admin API")
+
     async def replay(self, item_id: int) -> bool:
         moved = await self.store.requeue(ids=[item_id])
         self.queue.wake()
@@ -91,6 +98,7 @@ class BotViews:
         return StatusSources(
             rooms=self.rooms, queue=self.queue_view, dead_letters=self.dead_letters,
             breakers=self.breakers.snapshot, breaker_action=self.breaker_action, replay=self.replay,
+            room_action=self.room_action,
             spool=self.spool.count,
             instances=self.cluster.instance_rows if self.cluster is not None else None,
             channels=self.room_manager.channel_summary,

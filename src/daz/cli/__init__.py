@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from daz import __version__
-from daz.cli import breakers, config_cmd, db, debug, demo, health, retry, run
+from daz.cli import breakers, config_cmd, db, debug, demo, health, retry, rooms, run
 
 app = typer.Typer(
     name="daz",
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config", help="Check and show the configuration.")
 app.add_typer(retry.app, name="retry", help="Inspect and operate the persistent retry queue.")
 app.add_typer(breakers.app, name="breakers", help="Show and operate circuit breakers.")
+app.add_typer(rooms.app, name="rooms", help="List rooms (state and reason); stop or restart one.")
 app.add_typer(health.app, name="health", help="Query a running daz instance's health.")
 app.add_typer(db.app, name="db", help="Database schema and maintenance.")
 app.add_typer(debug.app, name="debug", hidden=True, help="Tools for testing daz itself.")

@@ -6,15 +6,19 @@ Exit codes: 0 done; 1 the instance answered with an unexpected error; 3 the inst
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import typer
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-TOKEN_ENV = "DAZ_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a token
-REQUEST_TIMEOUT_SECONDS = 10.0
-EXIT_ERROR, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_NOT_FOUND = 1, 3, 4, 5
+from daz.cli.admin_client import (  # noqa: F401 - the exit codes are part of this command's API
+    DEFAULT_URL,
+    EXIT_AUTH,
+    EXIT_ERROR,
+    EXIT_NOT_FOUND,
+    EXIT_UNREACHABLE,
+    TOKEN_ENV,
+    run_admin,
+)
 
 app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
 
@@ -25,47 +29,8 @@ _TOKEN = typer.Option(None, "--token", envvar=TOKEN_ENV, help="Admin token (or s
                       show_default=False)
 
 
-class _Failure(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-async def _request(method: str, url: str, token: str | None) -> Any:
-    import aiohttp
-
-    headers = {"X-Daz-Admin-Token": token} if token else {}
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, \
-                session.request(method, url, headers=headers) as resp:
-            try:
-                body: Any = await resp.json(content_type=None)
-            except ValueError:
-                body = {}
-            status = resp.status
-    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-        raise _Failure(f"cannot reach daz at {url}: {type(exc).__name__}; is it running "
-                       "with the health server on?", EXIT_UNREACHABLE) from exc
-    except aiohttp.ClientError as exc:
-        raise _Failure(f"request to {url} failed: {type(exc).__name__}", EXIT_ERROR) from exc
-    error = body.get("error") if isinstance(body, dict) else None
-    if status in (401, 403):
-        hint = "" if token else f" (pass --token or set {TOKEN_ENV})"
-        raise _Failure(f"refused ({status}): {error or 'admin token missing or wrong'}{hint}", EXIT_AUTH)
-    if status == 404:
-        raise _Failure(f"not found: {error or url}", EXIT_NOT_FOUND)
-    if status >= 400 or not isinstance(body, dict | list):
-        raise _Failure(f"unexpected answer {status} from {url}: {error or 'no JSON body'}", EXIT_ERROR)
-    return body
-
-
 def _run(method: str, url: str, token: str | None) -> Any:
-    try:
-        return asyncio.run(_request(method, url, token))
-    except _Failure as failure:
-        typer.echo(f"daz breakers: {failure}", err=True)
-        raise typer.Exit(failure.code) from None
+    return run_admin("breakers", method, url, token)
 
 
 _COLUMNS = (

@@ -23,7 +23,7 @@ from daz.config import HealthConfig
 from daz.health.checks import describe_error
 from daz.health.monitor import HealthMonitor
 from daz.health.report import HEALTH_JSON, health_json
-from daz.health.sources import resolve, state_name
+from daz.health.sources import ROOM_ACTIONS, resolve, room_row, state_name
 from daz.health.status import StatusBoard
 from daz.health.types import HealthStatus
 from daz.metrics import DazMetrics
@@ -59,6 +59,8 @@ def build_app(monitor: HealthMonitor, board: StatusBoard, metrics: DazMetrics, c
         app.router.add_get("/api/breakers", routes.breakers)
         app.router.add_post("/api/breakers/{name}/{action}", routes.breaker_action)
         app.router.add_post("/api/retry/{id}/replay", routes.replay)
+        app.router.add_get("/api/rooms", routes.rooms)
+        app.router.add_post("/api/rooms/{name}/{action}", routes.room_action)
     return app
 
 
@@ -142,6 +144,32 @@ class _Routes:
             return _json({"error": describe_error(exc)}, status=500)
         log.warning("health.admin_breaker", breaker=name, action=action, remote=request.remote)
         return _json({"breaker": name, "action": action, "ok": True})
+
+    async def rooms(self, request: web.Request) -> web.Response:
+        """Every room: state, reason, attempt, server (``daz rooms``)."""
+        if not self._authorised(request):
+            return _json({"error": f"missing or wrong {ADMIN_HEADER} header"}, status=401)
+        source = self.board.sources.rooms
+        if source is None:
+            raise web.HTTPNotFound
+        return _json([room_row(r) for r in source()])
+
+    async def room_action(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return _json({"error": f"missing or wrong {ADMIN_HEADER} header"}, status=401)
+        name, action = request.match_info["name"], request.match_info["action"]
+        act = self.board.sources.room_action
+        if act is None or action not in ROOM_ACTIONS:
+            return _json({"error": f"unknown action {action!r}; expected one of {', '.join(ROOM_ACTIONS)}"},
+                         status=404)
+        try:
+            await resolve(act(name, action))
+        except KeyError:
+            return _json({"error": f"no room named {name!r} is configured"}, status=404)
+        except Exception as exc:  # noqa: BLE001 - reported to the operator who asked
+            return _json({"error": describe_error(exc)}, status=500)
+        log.warning("health.admin_room", room=name, action=action, remote=request.remote)
+        return _json({"room": name, "action": action, "ok": True})
 
     async def replay(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

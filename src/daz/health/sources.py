@@ -55,6 +55,20 @@ def state_name(state: Any) -> str:
     return str(value).lower()
 
 
+def room_row(room: RoomView) -> dict[str, Any]:
+    """One room as plain data for ``GET /api/rooms`` (``daz rooms``)."""
+    return {
+        "name": room.name,
+        "state": state_name(room.state),
+        "reason": getattr(room, "reason", "") or "",
+        "attempt": room.attempt,
+        "server": getattr(room, "server", None),
+        "reconnects": room.reconnects,
+        "refusals": getattr(room, "refusals", 0),
+        "next_delay": getattr(room, "next_delay", None),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class PoolView:
     """Connection-pool figures (``daz.db.pool``)."""
@@ -99,6 +113,8 @@ InstancesSource = Callable[[], MaybeAwaitable[Sequence[Mapping[str, Any]]]]
 ChannelSource = Callable[[str], Mapping[str, Any] | None]
 BreakerAction = Callable[[str, str], MaybeAwaitable[None]]  # (name, "open" | "close" | "reset")
 ReplayAction = Callable[[int], MaybeAwaitable[bool]]  # False: no such dead letter
+RoomAction = Callable[[str, str], MaybeAwaitable[None]]  # (room, "restart" | "stop"); KeyError: no room
+ROOM_ACTIONS = ("restart", "stop")
 
 
 async def resolve(value: MaybeAwaitable[T]) -> T:
@@ -121,4 +137,5 @@ class StatusSources:
     channels: ChannelSource | None = None
     breaker_action: BreakerAction | None = None
     replay: ReplayAction | None = None
+    room_action: RoomAction | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -38,7 +38,7 @@ def assert_on_schedule(offsets: list[float]) -> None:
         # together but each still takes a handshake and a join, which on a loaded machine is a few
         # hundred ms, so the burst gets 10 % of two refills.
         allowed = 0.1 * max(best, 2 * REFILL)
-        assert best - 0.05 <= got <= best + allowed, (k, got, best, offsets)
+        assert abs(got - best) <= allowed, (k, got, best, offsets)
 
 
 def parked(h: Live) -> list[str]:
