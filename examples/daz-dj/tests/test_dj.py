@@ -67,6 +67,11 @@ async def test_the_dj_keeps_the_playlist_topped_up_across_a_server_restart(tmp_p
                 "rooms": [{"channel": "lobby", "username": "DJ"}],
                 "cytube": {
                     "base_url": server.url,
+                    # daz is told this (fake) server's numbers, as an operator configures theirs
+                    "servers": {
+                        "default": {"connection_refill_seconds": 0.2, "guest_login_window_seconds": 0.3,
+                                    "token_margin_seconds": 0.01}
+                    },
                     "backoff": {"base_seconds": 0.2, "max_seconds": 1.0},
                     "probe": {"enabled": False},
                 },

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.cytube.conftest import mirrored_limits
 
 from daz.app import AppOptions, DazApp
 from daz.config import validate_config
@@ -88,7 +89,7 @@ async def bot(tmp_path: Path, server: FakeCytubeServer, *, account: tuple[str, s
         "cytube": {"base_url": server.url, "join_timeout_seconds": 3, "login_timeout_seconds": 3,
                    "connect_timeout_seconds": 3, "liveness_margin_seconds": 0.2,
                    "backoff": {"base_seconds": 0.2, "max_seconds": 1.0}, "probe": {"enabled": False},
-                   **cytube},
+                   "servers": {"default": mirrored_limits(server).model_dump()}, **cytube},
         "database": {"url": f"sqlite:///{tmp_path / 'bot.db'}"},
         "spool": {"path": str(tmp_path / "spool.sqlite")},
         "health": {"enabled": False},
