@@ -54,7 +54,7 @@ def result_line(**fields: Any) -> str:
 async def fresh_store(args: argparse.Namespace) -> tuple[RetryStore, str]:
     if args.backend == "postgres":
         store = await open_store(args.dsn, pool_min_size=args.workers + 2, pool_max_size=args.workers + 4)
-        pool = store._pool  # type: ignore[attr-defined]  # bench-only: reset the table between runs
+        pool = store._db  # type: ignore[attr-defined]  # bench-only: reset the table between runs
         await pool.execute("TRUNCATE daz_retry_queue RESTART IDENTITY")
         await pool.execute("CHECKPOINT")  # same start state for every run, as the peers do
         return store, args.dsn

@@ -31,6 +31,7 @@ from daz.cytube.handoff import HandoffPuller
 from daz.cytube.journal import CYTUBE_COMMAND, LineRedelivery, RoomAvailabilityGate, StoreJournal
 from daz.cytube.room_actions import RoomActions
 from daz.cytube.rooms import RoomManager
+from daz.db.postgres import PgDatabase
 from daz.errors import DazError
 from daz.events.bus import EventBus
 from daz.health.checks import (
@@ -45,6 +46,7 @@ from daz.health.external import ExternalCheck
 from daz.health.http import HealthServer
 from daz.health.monitor import HealthMonitor
 from daz.health.process import LoopLagProbe, ProcessCheck
+from daz.health.sources import PoolView
 from daz.health.status import StatusBoard
 from daz.lifecycle import Service, serve
 from daz.metrics import DazMetrics
@@ -90,6 +92,7 @@ class AppParts:
     """Every part of a running bot, built once by ``DazApp`` in dependency order."""
 
     migrated: list[int]
+    database: PgDatabase | None  # PostgreSQL only: the one pool, shared by the store and the SQL service
     store: RetryStore
     bus: EventBus
     breakers: BreakerRegistry
@@ -143,6 +146,11 @@ class DazApp:
         if self._parts is None:
             raise DazError("DazApp parts exist only inside `async with DazApp(...)`")
         return self._parts
+
+    @property
+    def database(self) -> PgDatabase | None:
+        """The one PostgreSQL pool of this process (None on SQLite)."""
+        return self.parts.database
 
     @property
     def migrated(self) -> list[int]:
@@ -205,8 +213,8 @@ class DazApp:
         """Every part in dependency order: each is given its collaborators when it is made."""
         cfg, clock, rng, metrics, stack = self.config, self.clock, self.rng, self.metrics, self._stack
         migrated = await migrate(self.db_url)
-        opened = await open_store(self.db_url, clock=clock, apply_migrations=False, pool_min_size=1,
-                                  pool_max_size=max(2, cfg.retry.worker_count + 1))
+        database = await self._database()
+        opened = await open_store(self.db_url, clock=clock, apply_migrations=False, database=database)
         stack.push_async_callback(opened.close)
         store = self.options.wrap_store(opened) if self.options.wrap_store else opened
         bus = await stack.enter_async_context(EventBus(clock=clock, metrics=metrics))
@@ -215,7 +223,7 @@ class DazApp:
                            store=store, release_per_second=cfg.retry.breaker_release_per_second,
                            metrics=metrics)
         spool = Spool(cfg.spool.path, max_items=cfg.spool.max_items, metrics=metrics)
-        stack.callback(spool.close)
+        stack.push_async_callback(spool.close)
         leases = LeaseGate() if self.cluster_mode == "on" else None
         cluster = self._cluster(bus, leases)
         policy = cfg.retry.policy_for(CYTUBE_COMMAND)
@@ -237,7 +245,8 @@ class DazApp:
         bus.subscribe("room.line.delivered", journal.on_line_delivered, name="app.line_delivered")
         spool_drainer = SpoolDrainer(spool, store, clock=clock, metrics=metrics,
                                      interval_seconds=cfg.spool.drain_interval_seconds, on_drained=queue.wake)
-        sql = SqlService(self.db_url, bus, metrics, clock, breakers, queue, cfg.database, rng=rng)
+        sql = SqlService(self.db_url, bus, metrics, clock, breakers, queue, cfg.database, rng=rng,
+                         database=database)
         await sql.start()
         stack.push_async_callback(sql.close)
         plugin_statuses = PluginStatuses(clock)
@@ -246,7 +255,7 @@ class DazApp:
                          clock=clock)
         lag_probe = LoopLagProbe(clock, cfg.health.loop_lag_interval_seconds, metrics)
         monitor = HealthMonitor(
-            self._checks(views, store, rooms, plugin_statuses, lag_probe),
+            self._checks(views, store, rooms, plugin_statuses, lag_probe, database=database),
             bus, metrics, clock, cfg.health, lag_probe=lag_probe)
         status_line = StatusLine(health=monitor.latest, rooms=views.rooms, queue=views.queue_view,
                                  breakers=breakers.snapshot, plugins=plugin_statuses.verdicts)
@@ -262,10 +271,26 @@ class DazApp:
             board = StatusBoard(monitor, views.status_sources(), metrics, clock, cfg.health)
             board.timeline.attach(bus)
             health_server = HealthServer(monitor, board, metrics, cfg.health)
-        return AppParts(migrated=migrated, store=store, bus=bus, breakers=breakers, gate=gate, spool=spool,
+        return AppParts(migrated=migrated, database=database, store=store, bus=bus, breakers=breakers,
+                        gate=gate, spool=spool,
                         cluster=cluster, handoff=handoff, journal=journal, rooms=rooms, queue=queue,
                         spool_drainer=spool_drainer, sql=sql, views=views, monitor=monitor, plugins=plugins,
                         board=board, health_server=health_server)
+
+    async def _database(self) -> PgDatabase | None:
+        """The PostgreSQL pool the retry store and the SQL service share (None on SQLite), sized by
+        ``database.pool``; closed last, after everything that uses it."""
+        cfg = self.config.database
+        if cfg.backend != "postgres":
+            return None
+        if cfg.pool.max_size < self.config.retry.worker_count + 1:
+            log.warning("db.pool.undersized", max_size=cfg.pool.max_size,
+                        worker_count=self.config.retry.worker_count,
+                        fix="set database.pool.max_size to at least retry.worker_count + 1")
+        database = PgDatabase(self.db_url, cfg, metrics=self.metrics, clock=self.clock, rng=self.rng)
+        self._stack.push_async_callback(database.close)
+        await database.start(require=cfg.require_database)
+        return database
 
     @property
     def cluster_mode(self) -> str:
@@ -291,12 +316,15 @@ class DazApp:
         )
 
     def _checks(self, views: BotViews, store: RetryStore, rooms: RoomManager,
-                plugin_statuses: PluginStatuses, lag_probe: LoopLagProbe) -> list[Any]:
+                plugin_statuses: PluginStatuses, lag_probe: LoopLagProbe, *,
+                database: PgDatabase | None) -> list[Any]:
         th = self.config.health.thresholds
         cluster = views.cluster
         return [
             RoomsCheck(views.rooms, rooms.reconnect, self.clock, RoomLimits.from_config(self.config.cytube)),
-            DatabaseCheck(store.ping, self.clock, th),
+            DatabaseCheck(store.ping, self.clock, th,
+                          pool=(lambda: pool_view(database)) if database is not None else None,
+                          pool_health_threshold=self.config.database.pool.health_score_threshold),
             QueueCheck(views.queue_view, self.clock, th),
             BreakersCheck(views.breakers.snapshot, self.clock, th),
             SpoolCheck(views.spool.count, self.clock, th, self.config.spool.max_items),
@@ -327,6 +355,8 @@ class DazApp:
     def services(self) -> list[Service]:
         p = self.parts
         services: list[Service] = [p.sql, p.queue, p.spool_drainer, p.gate, p.rooms, p.monitor, p.plugins]
+        if p.database is not None:
+            services.append(p.database.pool)  # keepalive, eviction and sizing of the shared pool
         if p.cluster is not None:
             services.append(p.cluster)
         if p.handoff is not None:
@@ -343,3 +373,9 @@ class DazApp:
         await self.bus.drain(timeout=2.0)
 
 
+def pool_view(database: PgDatabase) -> PoolView:
+    """The shared pool's figures for the database check's saturation and connection health."""
+    snap = database.pool.snapshot()
+    return PoolView(size=snap["size"], in_use=snap["in_use"], waiting=snap["waiting"],
+                    max_size=snap["max_size"], health_score_min=snap["health_score_min"],
+                    health_score_avg=snap["health_score_avg"])

@@ -264,12 +264,14 @@ class RoomConfig(_Model):
 
 
 class PoolConfig(_Model):
-    """PostgreSQL connection pool managed by daz (docs/sql.md)."""
+    """The PostgreSQL connection pool: one per process, shared by the retry store and the SQL service
+    (docs/sql.md)."""
 
     min_size: Annotated[int, Field(ge=0)] = 2
     """Connections opened at start (warm-up) and kept at least."""
     max_size: Annotated[int, Field(ge=1)] = 10
-    """Most connections the pool grows to under load."""
+    """Most connections the pool grows to under load; the retry workers and the SQL service share
+    them, so keep it above retry.worker_count."""
     acquire_timeout_seconds: PositiveSeconds = 5.0
     """How long a caller waits for a free connection before a retryable SqlError."""
     max_lifetime_seconds: PositiveSeconds = 1800.0
@@ -302,7 +304,7 @@ class DatabaseConfig(_Model):
     require_database: bool = False
     """Fail start-up when the database is unreachable; otherwise start degraded and keep trying."""
     statement_timeout_seconds: PositiveSeconds = 30.0
-    """PostgreSQL statement_timeout for the SQL service's connections (57014, retryable)."""
+    """PostgreSQL statement_timeout for the pool's connections (store and SQL service; 57014, retryable)."""
     connect_timeout_seconds: PositiveSeconds = 5.0
     """Timeout for opening one PostgreSQL connection."""
     sqlite_busy_timeout_seconds: NonNegativeSeconds = 5.0

@@ -27,7 +27,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 MASK = "**********"
 LogFormat = Literal["auto", "console", "json"]
-LIBRARY_LOGGERS = ("socketio", "engineio", "aiohttp", "asyncpg", "aiosqlite", "asyncio")
+LIBRARY_LOGGERS = ("socketio", "engineio", "aiohttp", "asyncpg", "asyncio")
 MIN_SECRET_LENGTH = 1
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(

@@ -175,7 +175,7 @@ async def main(args: argparse.Namespace) -> None:
             stopping.set()
         await plugin.close()
         await store.close()
-        spool.close()
+        await spool.close()
     say("done " + json.dumps(result, default=str))
 
 

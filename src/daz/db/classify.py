@@ -77,7 +77,7 @@ def _category(klass: str) -> str:
 
 
 def classify(exc: BaseException) -> Classification:
-    """Classify a driver exception (asyncpg, sqlite3/aiosqlite, OS-level) or a ``DazError``."""
+    """Classify a driver exception (asyncpg, sqlite3, OS-level) or a ``DazError``."""
     if isinstance(exc, DazError):
         return Classification(exc.retryable, getattr(exc, "sqlstate", None), "daz")
     if isinstance(exc, asyncpg.PostgresError):

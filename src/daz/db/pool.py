@@ -167,7 +167,7 @@ class PooledConnection:
 class PoolManager:
     """Checkout/release of validated, scored connections; a ``Service`` for keepalive and resizing."""
 
-    name = "sql.pool"
+    name = "db.pool"
 
     def __init__(
         self,
@@ -272,7 +272,7 @@ class PoolManager:
             self._idle.remove(conn)
         if reason != "shutdown":
             self.metrics.pool_evictions.labels(reason=reason).inc()
-            log.info("sql.pool.evicted", conn_id=conn_id, reason=reason)
+            log.info("db.pool.evicted", conn_id=conn_id, reason=reason)
         self._update_gauges()
         self._wake_one(None)  # capacity freed: a waiter may open a fresh connection
         with contextlib.suppress(Exception):
@@ -285,7 +285,7 @@ class PoolManager:
         try:
             async with asyncio.TaskGroup() as tg:
                 for i in range(self.config.min_size):
-                    tg.create_task(self._warm(), name=f"sql.pool.warm.{i}")
+                    tg.create_task(self._warm(), name=f"db.pool.warm.{i}")
         except* Exception as group:  # noqa: BLE001 - any warm-up failure means "unreachable now"
             first = group.exceptions[0]
             if require:
@@ -293,7 +293,7 @@ class PoolManager:
                     f"database unreachable at start-up ({type(first).__name__}); "
                     "database.require_database is set", retryable=True,
                 ) from first
-            log.warning("sql.pool.degraded_start", error=type(first).__name__, size=len(self._all),
+            log.warning("db.pool.degraded_start", error=type(first).__name__, size=len(self._all),
                         min_size=self.config.min_size)
 
     async def _warm(self) -> None:
@@ -460,7 +460,7 @@ class PoolManager:
             try:
                 fresh = await self._open()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                log.warning("sql.pool.open_failed", error=type(exc).__name__, size=len(self._all))
+                log.warning("db.pool.open_failed", error=type(exc).__name__, size=len(self._all))
                 break
             self._return_idle(fresh)
         for conn_id, reason in decided.evict:
@@ -480,7 +480,7 @@ class PoolManager:
         decided = plan(obs, self.config)
         self._reset_window()
         if decided.open or decided.evict:
-            log.debug("sql.pool.plan", size=obs.size, target=decided.target_size,
+            log.debug("db.pool.plan", size=obs.size, target=decided.target_size,
                       open=decided.open, evict=len(decided.evict))
         await self.apply(decided)
         return decided
@@ -498,7 +498,8 @@ class PoolManager:
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_exception(SqlError("the connection pool is closed", retryable=False))
-        for conn in list(self._idle):
-            await self._discard(conn, "shutdown")
+        # In parallel: each close is bounded by PING_TIMEOUT_SECONDS, so a black-holed server costs
+        # the shutdown that once, not once per connection.
+        await asyncio.gather(*(self._discard(conn, "shutdown") for conn in list(self._idle)))
         for conn in list(self._all.values()):
             conn.retire = True

@@ -15,23 +15,25 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, LiteralString
+from typing import Any, LiteralString, TypeVar
 
 import structlog
 
 from daz.aio import sleep_or_stop
 from daz.clock import Clock
+from daz.db.errors import translate
+from daz.db.sqlite import SqliteDatabase
 from daz.errors import SpoolFull, StoreError, StoreUnavailable
 from daz.metrics import DazMetrics
 from daz.store.base import NewItem, RetryStore
 
 log = structlog.get_logger("daz.retry.spool")
+T = TypeVar("T")
 
 DRAIN_BATCH = 100
 KEY_PREFIX = "spool:"
@@ -60,24 +62,19 @@ def decode_item(text: str) -> NewItem:
 
 
 class Spool:
-    """A bounded, fsync'd FIFO of ``NewItem``s in one SQLite file."""
+    """A bounded, fsync'd FIFO of ``NewItem``s in one SQLite file (``daz.db.sqlite.SqliteDatabase``:
+    one connection on its own thread, ``synchronous=FULL``)."""
 
     def __init__(self, path: Path, *, max_items: int, metrics: DazMetrics | None = None) -> None:
         self.path = path
         self.max_items = max_items
         self.metrics = metrics
-        self._lock = threading.Lock()  # one sqlite3 connection, used from worker threads in turn
-        self._conn: sqlite3.Connection | None = None
+        self._db = SqliteDatabase(path, synchronous="FULL", setup=_create, thread_name="daz-spool",
+                                  create_parent=True)
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(_SCHEMA)
-            self._conn = conn
-        return self._conn
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        with translate(f"spool {self.path}"):
+            return await self._db.run(fn, *args)
 
     def _set_gauge(self, count: int) -> None:
         if self.metrics is not None:
@@ -92,64 +89,67 @@ class Spool:
         keyed = [i if i.idempotency_key else replace(i, idempotency_key=f"{KEY_PREFIX}{uuid.uuid4().hex}")
                  for i in items]
         rows = [(encode_item(i),) for i in keyed]
-        await asyncio.to_thread(self._put, rows)
-
-    def _put(self, rows: list[tuple[str]]) -> None:
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                count = int(db.execute(_COUNT).fetchone()[0])
-                full = count + len(rows) > self.max_items
-                if not full:
-                    db.executemany(_INSERT, rows)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("ROLLBACK" if full else "COMMIT")
-            if full:
-                if self.metrics is not None:
-                    self.metrics.spool_full.inc()
-                raise SpoolFull(
-                    f"spool {self.path} is full ({count} of spool.max_items={self.max_items}); "
-                    f"{len(rows)} item(s) refused", retryable=True,
-                )
-            self._set_gauge(count + len(rows))
+        count, stored = await self._run(_put, rows, self.max_items)
+        if not stored:
+            if self.metrics is not None:
+                self.metrics.spool_full.inc()
+            raise SpoolFull(
+                f"spool {self.path} is full ({count} of spool.max_items={self.max_items}); "
+                f"{len(rows)} item(s) refused", retryable=True,
+            )
+        self._set_gauge(count + len(rows))
         log.warning("spool.items_spooled", count=len(rows), depth=count + len(rows))
 
     # draining --------------------------------------------------------------------------------
     async def peek(self, limit: int = DRAIN_BATCH) -> list[tuple[int, NewItem]]:
-        rows = await asyncio.to_thread(self._peek, limit)
+        rows = await self._run(_peek, limit)
         return [(seq, decode_item(text)) for seq, text in rows]
-
-    def _peek(self, limit: int) -> list[tuple[int, str]]:
-        with self._lock:
-            return [(int(s), str(t)) for s, t in self._db().execute(_PEEK, (limit,)).fetchall()]
 
     async def remove_through(self, seq: int) -> None:
         """Delete every item up to and including ``seq`` (they are in the store now)."""
-        await asyncio.to_thread(self._remove_through, seq)
-
-    def _remove_through(self, seq: int) -> None:
-        with self._lock:
-            db = self._db()
-            db.execute(_DELETE_UPTO, (seq,))
-            self._set_gauge(int(db.execute(_COUNT).fetchone()[0]))
+        self._set_gauge(await self._run(_remove_through, seq))
 
     async def count(self) -> int:
-        return await asyncio.to_thread(self._count)
-
-    def _count(self) -> int:
-        with self._lock:
-            count = int(self._db().execute(_COUNT).fetchone()[0])
+        count = await self._run(_count)
         self._set_gauge(count)
         return count
 
-    def close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
+    async def close(self) -> None:
+        await self._db.close()
+
+
+# On the spool's database thread ------------------------------------------------------------------
+
+def _create(conn: sqlite3.Connection) -> None:
+    conn.execute(_SCHEMA)
+
+
+def _put(conn: sqlite3.Connection, rows: list[tuple[str]], max_items: int) -> tuple[int, bool]:
+    """(items before, stored): all rows in one transaction, or none when they do not fit."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        count = int(conn.execute(_COUNT).fetchone()[0])
+        fits = count + len(rows) <= max_items
+        if fits:
+            conn.executemany(_INSERT, rows)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT" if fits else "ROLLBACK")
+    return count, fits
+
+
+def _peek(conn: sqlite3.Connection, limit: int) -> list[tuple[int, str]]:
+    return [(int(s), str(t)) for s, t in conn.execute(_PEEK, (limit,)).fetchall()]
+
+
+def _remove_through(conn: sqlite3.Connection, seq: int) -> int:
+    conn.execute(_DELETE_UPTO, (seq,))
+    return int(conn.execute(_COUNT).fetchone()[0])
+
+
+def _count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute(_COUNT).fetchone()[0])
 
 
 class SpoolDrainer:

@@ -1,4 +1,4 @@
-"""The two drivers behind one small interface: asyncpg (through the pool manager) and aiosqlite.
+"""The SQL service's sessions over the two connectors in ``daz.db``: PostgreSQL (the shared pool) and SQLite.
 
 A ``Session`` is one connection held for one operation or one transaction. Statements always use
 ``$n`` placeholders; the SQLite session rewrites them (``statements.bind_qmark``). Rows come back as
@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, LiteralString, Protocol
 
-import aiosqlite
-import asyncpg
 import structlog
 
 from daz.clock import Clock
 from daz.config import DatabaseConfig
-from daz.db.pool import PooledConnection, PoolManager
+from daz.db.pool import PooledConnection
+from daz.db.postgres import PgDatabase
+from daz.db.sqlite import SqliteDatabase
 from daz.errors import SqlError
 from daz.metrics import DazMetrics
 from daz.sql.statements import bind_qmark
@@ -77,30 +77,28 @@ class PgSession:
 
 
 class PostgresBackend:
+    """Sessions on the process's ``PgDatabase`` pool (shared with the retry store when ``app.py`` passes
+    one in; ``owns_db`` when the plugin opened it alone, and then starts, maintains and closes it)."""
+
     kind = "postgres"
 
-    def __init__(self, dsn: str, config: DatabaseConfig, *, metrics: DazMetrics, clock: Clock,
-                 rng: random.Random | None = None) -> None:
-        self._dsn = dsn
-        self._config = config
-        settings = {"statement_timeout": str(int(config.statement_timeout_seconds * 1000))}
-
-        async def connect() -> asyncpg.Connection:
-            return await asyncpg.connect(dsn, timeout=config.connect_timeout_seconds,
-                                         server_settings=settings)
-
-        self.pool = PoolManager(connect, config.pool, metrics=metrics, clock=clock, rng=rng)
+    def __init__(self, db: PgDatabase, *, owns_db: bool) -> None:
+        self.db = db
+        self.pool = db.pool
+        self.owns_db = owns_db
 
     async def start(self, *, require: bool) -> None:
-        await self.pool.start(require=require)
+        if self.owns_db:
+            await self.db.start(require=require)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
-        async with self.pool.acquire() as conn:
+        async with self.db.acquire() as conn:
             yield PgSession(conn)
 
     async def close(self) -> None:
-        await self.pool.close()
+        if self.owns_db:
+            await self.db.close()
 
 
 # SQLite ------------------------------------------------------------------------------------------
@@ -110,27 +108,41 @@ _COMMIT: LiteralString = "COMMIT"
 _ROLLBACK: LiteralString = "ROLLBACK"
 
 
+def _fetch(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Row]:
+    cursor = conn.execute(sql, args)
+    names = [d[0] for d in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _execute(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
+    return max(0, conn.execute(sql, args).rowcount)
+
+
+def _executemany(conn: sqlite3.Connection, sql: str, rows: list[Sequence[Any]]) -> None:
+    conn.executemany(sql, rows)
+
+
 class SqliteSession:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self.conn = conn
+    """Statements on the backend's ``SqliteDatabase``, one thread hop each (a plugin's transaction
+    spans awaits between its statements)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
         self._in_tx = False
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
         text, args = bind_qmark(sql, params)
-        async with self.conn.execute(text, args) as cursor:
-            names = [d[0] for d in cursor.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        return await self.db.run(_fetch, text, args)
 
     async def execute(self, sql: str, params: Sequence[Any]) -> int:
         text, args = bind_qmark(sql, params)
-        async with self.conn.execute(text, args) as cursor:
-            return max(0, cursor.rowcount)
+        return await self.db.run(_execute, text, args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         bound = [bind_qmark(sql, r) for r in rows]
         if not bound:
             return 0
-        await self.conn.executemany(bound[0][0], [args for _, args in bound])
+        await self.db.run(_executemany, bound[0][0], [args for _, args in bound])
         return len(rows)
 
     @contextlib.asynccontextmanager
@@ -139,66 +151,57 @@ class SqliteSession:
         if self._in_tx:  # nested use joins the outer transaction
             yield
             return
-        await self.conn.execute(_BEGIN)
+        await self.db.run(_execute, _BEGIN, ())
         self._in_tx = True
         try:
             yield
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.conn.execute(_ROLLBACK))
+                await asyncio.shield(self.db.run(_execute, _ROLLBACK, ()))
             raise
         else:
-            await self.conn.execute(_COMMIT)
+            await self.db.run(_execute, _COMMIT, ())
         finally:
             self._in_tx = False
 
 
 class SqliteBackend:
-    """One aiosqlite connection (SQLite has one writer anyway), one operation at a time."""
+    """One connection on its own thread (``daz.db.sqlite.SqliteDatabase``; SQLite has one writer
+    anyway), one session at a time."""
 
     kind = "sqlite"
 
     def __init__(self, path: Path, config: DatabaseConfig) -> None:
         self._path = path
-        self._config = config
-        self._conn: aiosqlite.Connection | None = None
+        # synchronous=FULL: an exec that returned survives power loss, as with SQLite's default.
+        self._db = SqliteDatabase(path, busy_timeout_seconds=config.sqlite_busy_timeout_seconds,
+                                  synchronous="FULL", thread_name="daz-sql-sqlite")
         self._lock = asyncio.Lock()
 
     async def start(self, *, require: bool) -> None:
         try:
-            await self._open()
+            await self._db.open()
         except (sqlite3.Error, OSError) as exc:
             if require:
                 raise SqlError(f"cannot open SQLite database {self._path} ({type(exc).__name__}: {exc}); "
                                "database.require_database is set", retryable=False) from exc
             log.warning("sql.sqlite.degraded_start", path=str(self._path), error=type(exc).__name__)
 
-    async def _open(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            conn = await aiosqlite.connect(str(self._path), isolation_level=None,
-                                           timeout=self._config.sqlite_busy_timeout_seconds)
-            busy_ms = int(self._config.sqlite_busy_timeout_seconds * 1000)
-            await conn.execute(f"PRAGMA busy_timeout={busy_ms}")
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA foreign_keys=ON")
-            self._conn = conn
-        return self._conn
-
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
         async with self._lock:
-            conn = await self._open()
-            yield SqliteSession(conn)
+            yield SqliteSession(self._db)
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
+        await self._db.close()
 
 
 def open_backend(url: str, config: DatabaseConfig, *, metrics: DazMetrics, clock: Clock,
-                 rng: random.Random | None = None) -> Backend:
+                 rng: random.Random | None = None, database: PgDatabase | None = None) -> Backend:
+    """The backend for ``url``; on PostgreSQL over ``database`` (shared) or a pool of its own."""
+    if database is not None:
+        return PostgresBackend(database, owns_db=False)
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresBackend(url, config, metrics=metrics, clock=clock, rng=rng)
+        return PostgresBackend(PgDatabase(url, config, metrics=metrics, clock=clock, rng=rng), owns_db=True)
     raw = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url.removeprefix("sqlite://")
     return SqliteBackend(Path(raw or "daz.db"), config)

@@ -28,6 +28,7 @@ from daz.clock import Clock
 from daz.config import DatabaseConfig
 from daz.db.classify import DRIVER_ERRORS, Classification
 from daz.db.errors import translated
+from daz.db.postgres import PgDatabase
 from daz.errors import CircuitOpen, DazError, SqlError, SqlRetryScheduled
 from daz.events.bus import EventBus, Subscription
 from daz.metrics import DazMetrics
@@ -107,6 +108,7 @@ class SqlService:
         *,
         rng: random.Random | None = None,
         target: str = DATABASE_BREAKER,
+        database: PgDatabase | None = None,
     ) -> None:
         self.bus = bus
         self.metrics = metrics
@@ -116,7 +118,9 @@ class SqlService:
         self._breakers = breakers
         self._queue = retry_queue
         self._subscriptions: list[Subscription] = []
-        self.backend: Backend = open_backend(db_url, config, metrics=metrics, clock=clock, rng=rng)
+        # ``database``: the process's shared PostgreSQL pool (app.py); without it the plugin opens its own.
+        self.backend: Backend = open_backend(db_url, config, metrics=metrics, clock=clock, rng=rng,
+                                             database=database)
         if retry_queue is not None:
             retry_queue.register(RETRY_OPERATION, self.handle_retry)
 
@@ -130,8 +134,8 @@ class SqlService:
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._prune_keys_periodically(stopping), name="sql.prune_keys")
-            if isinstance(self.backend, PostgresBackend):
-                await self.backend.pool.run(stopping)
+            if isinstance(self.backend, PostgresBackend) and self.backend.owns_db:
+                await self.backend.pool.run(stopping)  # a shared pool is maintained by its owner
             else:
                 await stopping.wait()
 

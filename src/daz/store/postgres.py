@@ -2,30 +2,28 @@
 
 Why asyncpg rather than psycopg 3: measured on the claim/complete path (docs/retry-queue.md) it
 spends less Python time per row decoded, and the SQL service and peers use it too.
-Wake-ups: ``schedule``/``requeue``/``release_deferred`` send a NOTIFY on a channel named after the
-current schema (so parallel test schemas never cross); ``wakeups()`` LISTENs on a dedicated
-connection and reconnects with backoff if it drops.
+Connections come from the process's ``daz.db.postgres.PgDatabase`` (the pool it shares with the SQL
+service); a store opened alone (CLI, benchmarks, tests) opens its own. Wake-ups: ``schedule``/
+``requeue``/``release_deferred`` send a NOTIFY on a channel named after the current schema (so
+parallel test schemas never cross); ``wakeups()`` LISTENs on the database's dedicated LISTEN
+connection, which reconnects with backoff if it drops.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import json
-import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
 import structlog
 
-from daz.backoff import full_jitter
 from daz.clock import Clock, SystemClock
-from daz.db.classify import DRIVER_ERRORS
 from daz.db.errors import translate
-from daz.db.postgres import connect
+from daz.db.postgres import PgDatabase
 from daz.errors import ItemNotFound, StaleFence
 from daz.store import queries
 from daz.store.base import (
@@ -42,25 +40,12 @@ from daz.store.base import (
 )
 
 log = structlog.get_logger("daz.store")
-POOL_CLOSE_TIMEOUT_SECONDS = 2.0
-
-CONNECT_TIMEOUT_SECONDS: Final = 10.0
-LISTEN_RETRY_BASE_SECONDS: Final = 0.5
-LISTEN_RETRY_CAP_SECONDS: Final = 30.0
 
 _SQL: Final = queries.load("postgres", (
     "schedule", "schedule_claimed", "ids_by_key", "claim", "heartbeat", "complete_many", "reschedule",
     "dead_letter", "requeue", "release_deferred", "ack_pending", "purge", "stats", "dead_letters_since",
     "get", "list", "next_due", "current_schema", "ping",
 ))
-
-
-async def _no_session_reset(_: asyncpg.Connection) -> None:
-    """asyncpg's default reset runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
-    on every release, awaited inside ``pool.fetch``: a second round-trip per store call (half the
-    idle-pickup claim). This store leaves no session state behind (no SET, LISTEN, cursors or
-    advisory locks on pooled connections; LISTEN has its own connection), and asyncpg still rolls
-    back an open transaction before calling this."""
 
 
 def _item(r: asyncpg.Record, reclaimed: bool = False) -> QueueItem:
@@ -76,15 +61,26 @@ def _translated(operation: str) -> contextlib.AbstractContextManager[None]:
 
 
 class PostgresStore:
-    """``RetryStore`` on PostgreSQL. Create with ``await PostgresStore.connect(dsn)``."""
+    """``RetryStore`` on PostgreSQL. ``await PostgresStore.connect(dsn)`` opens its own pool;
+    ``await PostgresStore.open(database)`` uses the process's shared one (``PgDatabase``)."""
 
     backend = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, channel: str, clock: Clock) -> None:
-        self._pool = pool
-        self._dsn = dsn
+    def __init__(self, db: PgDatabase, channel: str, clock: Clock, *, owns_db: bool) -> None:
+        self._db = db
+        self._owns_db = owns_db
         self.channel = channel
         self.clock = clock
+
+    @classmethod
+    async def open(
+        cls, db: PgDatabase, *, clock: Clock | None = None, owns_db: bool = False
+    ) -> PostgresStore:
+        """The store over ``db`` (already started); ``owns_db``: ``close()`` closes the pool too."""
+        with _translated("connect"):
+            schema = await db.fetchval(_SQL["current_schema"])
+        channel = f"daz_retry_{schema}"[:63]
+        return cls(db, channel, clock if clock is not None else SystemClock(), owns_db=owns_db)
 
     @classmethod
     async def connect(
@@ -95,26 +91,22 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 10,
     ) -> PostgresStore:
-        with _translated("connect"):
-            pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS,
-                command_timeout=60, reset=_no_session_reset,
-            )
+        """A store with a pool of its own (``min_size``..``max_size``), for a process without an app."""
+        db = PgDatabase.standalone(dsn, min_size=min_size, max_size=max_size)
         try:
             with _translated("connect"):
-                schema = await pool.fetchval(_SQL["current_schema"])
+                await db.start(require=True)
+            return await cls.open(db, clock=clock, owns_db=True)
         except BaseException:
-            await pool.close()
+            await db.close()
             raise
-        channel = f"daz_retry_{schema}"[:63]
-        return cls(pool, dsn, channel, clock if clock is not None else SystemClock())
 
     async def schedule(self, items: Sequence[NewItem]) -> list[int]:
         if not items:
             return []
         now = self.clock.now()
         with _translated("schedule"):
-            rows = await self._pool.fetch(_SQL["schedule"], *_columns(items, now), now, self.channel)
+            rows = await self._db.fetch(_SQL["schedule"], *_columns(items, now), now, self.channel)
             inserted = sorted((r[0], r[1]) for r in rows)
             return await self._ids(items, inserted)
 
@@ -125,7 +117,7 @@ class PostgresStore:
             return ClaimedSchedule([], [])
         now = self.clock.now()
         with _translated("schedule"):
-            rows = await self._pool.fetch(
+            rows = await self._db.fetch(
                 _SQL["schedule_claimed"], *_columns(items, now), now,
                 now + timedelta(seconds=lease_seconds), owner,
             )
@@ -142,7 +134,7 @@ class PostgresStore:
                    if it.idempotency_key is not None and it.idempotency_key not in by_key]
         existing: dict[str, int] = {}
         if missing:
-            existing = {r[0]: r[1] for r in await self._pool.fetch(_SQL["ids_by_key"], missing)}
+            existing = {r[0]: r[1] for r in await self._db.fetch(_SQL["ids_by_key"], missing)}
         return _assign_ids(items, [id for id, _ in inserted], by_key, existing)
 
     async def claim_due(
@@ -156,7 +148,7 @@ class PostgresStore:
     ) -> list[QueueItem]:
         now = self.clock.now()
         with _translated("claim"):
-            rows = await self._pool.fetch(
+            rows = await self._db.fetch(
                 _SQL["claim"], now, batch, now + timedelta(seconds=lease_seconds), owner,
                 builtins.list(operation_types) if operation_types is not None else None,
                 builtins.list(targets) if targets is not None else None,
@@ -167,7 +159,7 @@ class PostgresStore:
         now = self.clock.now()
         with _translated("heartbeat"):
             until = now + timedelta(seconds=lease_seconds)
-            status = await self._pool.execute(_SQL["heartbeat"], id, fence, until, now)
+            status = await self._db.execute(_SQL["heartbeat"], id, fence, until, now)
         return status.endswith(" 1")
 
     async def complete(self, id: int, fence: int) -> None:
@@ -179,7 +171,7 @@ class PostgresStore:
             return []
         ids = [c[0] for c in claims]
         with _translated("complete"):
-            rows = await self._pool.fetch(
+            rows = await self._db.fetch(
                 _SQL["complete_many"], ids, [c[1] for c in claims], self.clock.now()
             )
         done = {r[0] for r in rows}
@@ -196,7 +188,7 @@ class PostgresStore:
         deferred_by: str | None = None,
     ) -> None:
         with _translated("reschedule"):
-            status = await self._pool.execute(
+            status = await self._db.execute(
                 _SQL["reschedule"], id, fence, at, error, 1 if count_attempt else 0, deferred_by,
                 self.clock.now(),
             )
@@ -205,7 +197,7 @@ class PostgresStore:
 
     async def dead_letter(self, id: int, fence: int, reason: str) -> None:
         with _translated("dead_letter"):
-            status = await self._pool.execute(_SQL["dead_letter"], id, fence, reason, self.clock.now())
+            status = await self._db.execute(_SQL["dead_letter"], id, fence, reason, self.clock.now())
         if not status.endswith(" 1"):
             raise StaleFence(id, fence)
 
@@ -217,7 +209,7 @@ class PostgresStore:
         all_dead: bool = False,
     ) -> int:
         with _translated("requeue"):
-            count = await self._pool.fetchval(
+            count = await self._db.fetchval(
                 _SQL["requeue"], builtins.list(ids or []), operation_type, all_dead, self.clock.now(),
                 self.channel,
             )
@@ -225,21 +217,21 @@ class PostgresStore:
 
     async def release_deferred(self, breaker_name: str, limit: int) -> int:
         with _translated("release_deferred"):
-            count = await self._pool.fetchval(
+            count = await self._db.fetchval(
                 _SQL["release_deferred"], breaker_name, max(limit, 0), self.clock.now(), self.channel
             )
         return int(count or 0)
 
     async def ack_pending(self, idempotency_key: str) -> bool:
         with _translated("ack_pending"):
-            status = await self._pool.execute(_SQL["ack_pending"], idempotency_key, self.clock.now())
+            status = await self._db.execute(_SQL["ack_pending"], idempotency_key, self.clock.now())
         return status.endswith(" 1")
 
     async def purge(self, older_than: timedelta, status: str | None = None) -> int:
         validate_status(status)
         statuses = [status] if status is not None else builtins.list(TERMINAL_STATUSES)
         with _translated("purge"):
-            result = await self._pool.execute(_SQL["purge"], statuses, self.clock.now() - older_than)
+            result = await self._db.execute(_SQL["purge"], statuses, self.clock.now() - older_than)
         return int(result.rsplit(" ", 1)[-1])
 
     async def cleanup(self, retention: timedelta) -> int:
@@ -248,7 +240,7 @@ class PostgresStore:
     async def stats(self) -> list[StatsRow]:
         now = self.clock.now()
         with _translated("stats"):
-            rows = await self._pool.fetch(_SQL["stats"])
+            rows = await self._db.fetch(_SQL["stats"])
         return [
             StatsRow(
                 r[0], r[1], int(r[2]), float(r[3]), int(r[4]),
@@ -259,12 +251,12 @@ class PostgresStore:
 
     async def dead_letters_since(self, since: datetime) -> int:
         with _translated("dead_letters_since"):
-            count = await self._pool.fetchval(_SQL["dead_letters_since"], since)
+            count = await self._db.fetchval(_SQL["dead_letters_since"], since)
         return int(count or 0)
 
     async def get(self, id: int) -> QueueItem:
         with _translated("get"):
-            row = await self._pool.fetchrow(_SQL["get"], id)
+            row = await self._db.fetchrow(_SQL["get"], id)
         if row is None:
             raise ItemNotFound(f"no queue item with id {id}")
         return _item(row)
@@ -278,71 +270,24 @@ class PostgresStore:
     ) -> builtins.list[QueueItem]:
         validate_status(status)
         with _translated("list"):
-            rows = await self._pool.fetch(_SQL["list"], status, operation_type, limit)
+            rows = await self._db.fetch(_SQL["list"], status, operation_type, limit)
         return [_item(r) for r in rows]
 
     async def next_due_at(self) -> datetime | None:
         with _translated("next_due_at"):
-            value: datetime | None = await self._pool.fetchval(_SQL["next_due"])
+            value: datetime | None = await self._db.fetchval(_SQL["next_due"])
         return value
 
-    @contextlib.asynccontextmanager
-    async def wakeups(self, on_wake: WakeCallback) -> AsyncIterator[None]:
-        async with asyncio.TaskGroup() as group:
-            task = group.create_task(self._listen(on_wake), name="store.postgres.listen")
-            try:
-                yield
-            finally:
-                task.cancel()
-
-    async def _listen(self, on_wake: WakeCallback) -> None:
-        rng = random.Random()
-        failures = 0
-        while True:
-            lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-            def on_notify(*_: object) -> None:
-                on_wake()
-
-            def on_lost(*_: object, fut: asyncio.Future[None] = lost) -> None:
-                if not fut.done():
-                    fut.set_result(None)
-
-            try:
-                conn = await connect(self._dsn, timeout=CONNECT_TIMEOUT_SECONDS)
-            except DRIVER_ERRORS as exc:
-                failures += 1
-                delay = full_jitter(failures, rng, base=LISTEN_RETRY_BASE_SECONDS, multiplier=2.0,
-                                    cap=LISTEN_RETRY_CAP_SECONDS)
-                log.warning("store.listen_failed", error=type(exc).__name__, retry_in=round(delay, 2))
-                await asyncio.sleep(delay)
-                continue
-            try:
-                conn.add_termination_listener(on_lost)
-                await conn.add_listener(self.channel, on_notify)
-                failures = 0
-                on_wake()  # anything scheduled while we were not listening is now claimable
-                await lost
-                log.warning("store.listen_lost", channel=self.channel)
-            except DRIVER_ERRORS as exc:
-                log.warning("store.listen_lost", channel=self.channel, error=type(exc).__name__)
-            finally:
-                if not conn.is_closed():
-                    with contextlib.suppress(*DRIVER_ERRORS):
-                        await conn.close(timeout=2)
+    def wakeups(self, on_wake: WakeCallback) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._db.listen(self.channel, on_wake)
 
     async def ping(self) -> None:
         with _translated("ping"):
-            await self._pool.fetchval(_SQL["ping"])
+            await self._db.fetchval(_SQL["ping"])
 
     async def close(self) -> None:
-        # A connection stuck on a dead or black-holed socket would make a graceful close wait
-        # forever; shutdown must finish within its grace period, so fall back to terminate.
-        try:
-            await asyncio.wait_for(self._pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
-        except TimeoutError:
-            log.warning("store.close_timeout", timeout=POOL_CLOSE_TIMEOUT_SECONDS)
-            self._pool.terminate()
+        if self._owns_db:
+            await self._db.close()
 
 
 def _columns(items: Sequence[NewItem], now: datetime) -> list[list[Any]]:

@@ -1,29 +1,26 @@
 """SQLite retry store: the embedded default (WAL, one file, safe across processes).
 
-Every operation is one synchronous function run on a dedicated single thread that owns the
-connection, so a whole claim transaction costs one thread hop. (aiosqlite hops once per statement;
-the issue suggested it, but a claim is three statements and the hops dominated the drain rate.)
+Every operation is one synchronous function run on the thread that owns the file's connection
+(``daz.db.sqlite.SqliteDatabase``, the one way daz reaches SQLite), so a whole claim transaction
+costs one thread hop (a per-statement driver hops three times, and the hops dominated the drain rate).
 Writers serialize on ``BEGIN IMMEDIATE``; other processes wait up to the busy timeout.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
-import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from daz.clock import Clock, SystemClock
 from daz.db.errors import translate
-from daz.db.sqlite import connect as sqlite_connect
-from daz.errors import ItemNotFound, StaleFence, StoreError, StoreUnavailable
+from daz.db.sqlite import SqliteDatabase
+from daz.errors import ItemNotFound, StaleFence
 from daz.store import queries
 from daz.store.base import (
     DEFAULT_LIST_LIMIT,
@@ -89,6 +86,67 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+# On the database's thread: each function is one whole call (one thread hop) -------------------
+
+def _schedule(conn: sqlite3.Connection, items: Sequence[NewItem], now: datetime) -> list[int]:
+    ids: list[int] = []
+    with _immediate(conn):
+        for it in items:
+            cur = conn.execute(_SQL["schedule"], _row(it, now))
+            if cur.rowcount == 1 and cur.lastrowid is not None:
+                ids.append(cur.lastrowid)
+            else:
+                ids.append(conn.execute(_SQL["id_by_key"], (it.idempotency_key,)).fetchone()[0])
+    return ids
+
+
+def _schedule_claimed(
+    conn: sqlite3.Connection, items: Sequence[NewItem], now: datetime, lease_until: float, owner: str
+) -> tuple[list[int], list[Any]]:
+    ids: list[int] = []
+    rows: list[Any] = []
+    with _immediate(conn):
+        for it in items:
+            row = conn.execute(_SQL["schedule_claimed"], (*_row(it, now), lease_until, owner)).fetchone()
+            if row is not None:
+                rows.append(row)
+                ids.append(row[0])
+            else:
+                ids.append(conn.execute(_SQL["id_by_key"], (it.idempotency_key,)).fetchone()[0])
+    return ids, rows
+
+
+def _claim(  # noqa: PLR0917 - the database thread passes the arguments positionally
+    conn: sqlite3.Connection, batch: int, now: float, lease_until: float, owner: str,
+    filters: tuple[Any, ...],
+) -> list[tuple[Any, bool]]:
+    with _immediate(conn):
+        expired = conn.execute(
+            _SQL["claim_expired"], (lease_until, owner, now, now, *filters, batch)
+        ).fetchall()
+        due: list[Any] = []
+        if len(expired) < batch:
+            due = conn.execute(
+                _SQL["claim_due"], (lease_until, owner, now, now, *filters, batch - len(expired))
+            ).fetchall()
+    return [(r, True) for r in expired] + [(r, False) for r in due]
+
+
+def _write(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
+    return conn.execute(sql, params).rowcount
+
+
+def _complete_many(conn: sqlite3.Connection, claims: Sequence[tuple[int, int]], now: float) -> list[int]:
+    pairs = json.dumps([list(c) for c in claims])
+    rows = conn.execute(_SQL["complete_many"], (now, pairs)).fetchall()
+    done = {r[0] for r in rows}
+    return [c[0] for c in claims if c[0] not in done]
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
 class SqliteStore:
     """``RetryStore`` on one SQLite file. Create with ``await SqliteStore.open(path)``."""
 
@@ -97,34 +155,26 @@ class SqliteStore:
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path = path
         self.clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="daz-sqlite")
-        self._conn: sqlite3.Connection | None = None
+        self._db = SqliteDatabase(path, thread_name="daz-sqlite")
         self._listeners: list[WakeCallback] = []
 
     @classmethod
     async def open(cls, path: Path | str, *, clock: Clock | None = None) -> SqliteStore:
         store = cls(Path(path), clock if clock is not None else SystemClock())
-        await store._run(store._connect)
+        try:
+            with translate(f"SQLite {store.path} open"):
+                await store._db.open()
+        except BaseException:
+            await store._db.close()
+            raise
         return store
 
-    def _connect(self) -> None:
-        self._conn = sqlite_connect(self.path)
-
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            # One translation for every backend: a busy or unreachable file is StoreUnavailable, a
-            # bad statement (SQLITE_ERROR) a non-retryable StoreError, never an outage.
-            with translate(f"SQLite {self.path}"):
-                return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
-        except RuntimeError as exc:  # the executor was shut down by close()
-            raise StoreUnavailable(f"SQLite store {self.path} is closed") from exc
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StoreUnavailable(f"SQLite store {self.path} is not open")
-        return self._conn
+        """``fn(connection, *args)`` on the database's thread: one hop for a whole transaction."""
+        # One translation for every backend: a busy or unreachable file is StoreUnavailable, a bad
+        # statement (SQLITE_ERROR) a non-retryable StoreError, never an outage.
+        with translate(f"SQLite {self.path}"):
+            return await self._db.run(fn, *args)
 
     def _notify(self) -> None:
         for listener in builtins.list(self._listeners):
@@ -134,21 +184,10 @@ class SqliteStore:
     async def schedule(self, items: Sequence[NewItem]) -> list[int]:
         if not items:
             return []
-        ids = await self._run(self._schedule, items, self.clock.now())
+        ids = await self._run(_schedule, items, self.clock.now())
         self._notify()
         return ids
 
-    def _schedule(self, items: Sequence[NewItem], now: datetime) -> list[int]:
-        conn = self.conn
-        ids: list[int] = []
-        with _immediate(conn):
-            for it in items:
-                cur = conn.execute(_SQL["schedule"], _row(it, now))
-                if cur.rowcount == 1 and cur.lastrowid is not None:
-                    ids.append(cur.lastrowid)
-                else:
-                    ids.append(conn.execute(_SQL["id_by_key"], (it.idempotency_key,)).fetchone()[0])
-        return ids
 
     async def schedule_claimed(
         self, items: Sequence[NewItem], owner: str, lease_seconds: float
@@ -157,25 +196,10 @@ class SqliteStore:
             return ClaimedSchedule([], [])
         now = self.clock.now()
         ids, rows = await self._run(
-            self._schedule_claimed, items, now, _ts(now + timedelta(seconds=lease_seconds)), owner
+            _schedule_claimed, items, now, _ts(now + timedelta(seconds=lease_seconds)), owner
         )
         return ClaimedSchedule(ids, [_item(r) for r in rows])
 
-    def _schedule_claimed(
-        self, items: Sequence[NewItem], now: datetime, lease_until: float, owner: str
-    ) -> tuple[list[int], list[Any]]:
-        conn = self.conn
-        ids: list[int] = []
-        rows: list[Any] = []
-        with _immediate(conn):
-            for it in items:
-                row = conn.execute(_SQL["schedule_claimed"], (*_row(it, now), lease_until, owner)).fetchone()
-                if row is not None:
-                    rows.append(row)
-                    ids.append(row[0])
-                else:
-                    ids.append(conn.execute(_SQL["id_by_key"], (it.idempotency_key,)).fetchone()[0])
-        return ids, rows
 
     # claims and outcomes -----------------------------------------------------------------------
     async def claim_due(
@@ -189,35 +213,19 @@ class SqliteStore:
     ) -> list[QueueItem]:
         now = self.clock.now()
         rows = await self._run(
-            self._claim, batch, _ts(now), _ts(now + timedelta(seconds=lease_seconds)), owner,
+            _claim, batch, _ts(now), _ts(now + timedelta(seconds=lease_seconds)), owner,
             _filters(operation_types, targets),
         )
         return [_item(r, reclaimed) for r, reclaimed in rows]
 
-    def _claim(
-        self, batch: int, now: float, lease_until: float, owner: str, filters: tuple[Any, ...]
-    ) -> list[tuple[Any, bool]]:
-        conn = self.conn
-        with _immediate(conn):
-            expired = conn.execute(
-                _SQL["claim_expired"], (lease_until, owner, now, now, *filters, batch)
-            ).fetchall()
-            due: list[Any] = []
-            if len(expired) < batch:
-                due = conn.execute(
-                    _SQL["claim_due"], (lease_until, owner, now, now, *filters, batch - len(expired))
-                ).fetchall()
-        return [(r, True) for r in expired] + [(r, False) for r in due]
 
     async def heartbeat(self, id: int, fence: int, lease_seconds: float) -> bool:
         now = self.clock.now()
         count = await self._run(
-            self._write, _SQL["heartbeat"], (_ts(now + timedelta(seconds=lease_seconds)), _ts(now), id, fence)
+            _write, _SQL["heartbeat"], (_ts(now + timedelta(seconds=lease_seconds)), _ts(now), id, fence)
         )
         return count == 1
 
-    def _write(self, sql: str, params: Sequence[Any]) -> int:
-        return self.conn.execute(sql, params).rowcount
 
     async def complete(self, id: int, fence: int) -> None:
         if await self.complete_many([(id, fence)]):
@@ -226,13 +234,8 @@ class SqliteStore:
     async def complete_many(self, claims: Sequence[tuple[int, int]]) -> list[int]:
         if not claims:
             return []
-        return await self._run(self._complete_many, claims, _ts(self.clock.now()))
+        return await self._run(_complete_many, claims, _ts(self.clock.now()))
 
-    def _complete_many(self, claims: Sequence[tuple[int, int]], now: float) -> list[int]:
-        pairs = json.dumps([list(c) for c in claims])
-        rows = self.conn.execute(_SQL["complete_many"], (now, pairs)).fetchall()
-        done = {r[0] for r in rows}
-        return [c[0] for c in claims if c[0] not in done]
 
     async def reschedule(
         self,
@@ -245,12 +248,12 @@ class SqliteStore:
         deferred_by: str | None = None,
     ) -> None:
         params = (_ts(at), error, 1 if count_attempt else 0, deferred_by, _ts(self.clock.now()), id, fence)
-        if await self._run(self._write, _SQL["reschedule"], params) != 1:
+        if await self._run(_write, _SQL["reschedule"], params) != 1:
             raise StaleFence(id, fence)
 
     async def dead_letter(self, id: int, fence: int, reason: str) -> None:
         params = (reason, _ts(self.clock.now()), id, fence)
-        if await self._run(self._write, _SQL["dead_letter"], params) != 1:
+        if await self._run(_write, _SQL["dead_letter"], params) != 1:
             raise StaleFence(id, fence)
 
     # operator actions ----------------------------------------------------------------------------
@@ -263,7 +266,7 @@ class SqliteStore:
     ) -> int:
         now = _ts(self.clock.now())
         params = (now, now, all_dead, json.dumps(builtins.list(ids or [])), operation_type)
-        moved = await self._run(self._write, _SQL["requeue"], params)
+        moved = await self._run(_write, _SQL["requeue"], params)
         if moved:
             self._notify()
         return moved
@@ -271,32 +274,30 @@ class SqliteStore:
     async def release_deferred(self, breaker_name: str, limit: int) -> int:
         now = _ts(self.clock.now())
         params = (now, now, breaker_name, max(limit, 0))
-        moved = await self._run(self._write, _SQL["release_deferred"], params)
+        moved = await self._run(_write, _SQL["release_deferred"], params)
         if moved:
             self._notify()
         return moved
 
     async def ack_pending(self, idempotency_key: str) -> bool:
         params = (_ts(self.clock.now()), idempotency_key)
-        return await self._run(self._write, _SQL["ack_pending"], params) == 1
+        return await self._run(_write, _SQL["ack_pending"], params) == 1
 
     async def purge(self, older_than: timedelta, status: str | None = None) -> int:
         validate_status(status)
         statuses = [status] if status is not None else builtins.list(TERMINAL_STATUSES)
         return await self._run(
-            self._write, _SQL["purge"], (json.dumps(statuses), _ts(self.clock.now() - older_than))
+            _write, _SQL["purge"], (json.dumps(statuses), _ts(self.clock.now() - older_than))
         )
 
     async def cleanup(self, retention: timedelta) -> int:
         return await self.purge(retention, ItemStatus.COMPLETED)
 
     # reads --------------------------------------------------------------------------------------
-    def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        return self.conn.execute(sql, params).fetchall()
 
     async def stats(self) -> list[StatsRow]:
         now = _ts(self.clock.now())
-        rows = await self._run(self._fetch, _SQL["stats"], ())
+        rows = await self._run(_fetch, _SQL["stats"], ())
         return [
             StatsRow(r[0], r[1], int(r[2]), float(r[3]), int(r[4]),
                      now - r[5] if r[1] == ItemStatus.PENDING else None)
@@ -304,11 +305,11 @@ class SqliteStore:
         ]
 
     async def dead_letters_since(self, since: datetime) -> int:
-        rows = await self._run(self._fetch, _SQL["dead_letters_since"], (_ts(since),))
+        rows = await self._run(_fetch, _SQL["dead_letters_since"], (_ts(since),))
         return int(rows[0][0])
 
     async def get(self, id: int) -> QueueItem:
-        rows = await self._run(self._fetch, _SQL["get"], (id,))
+        rows = await self._run(_fetch, _SQL["get"], (id,))
         if not rows:
             raise ItemNotFound(f"no queue item with id {id}")
         return _item(rows[0])
@@ -322,12 +323,12 @@ class SqliteStore:
     ) -> builtins.list[QueueItem]:
         validate_status(status)
         rows = await self._run(
-            self._fetch, _SQL["list"], (status, status, operation_type, operation_type, limit)
+            _fetch, _SQL["list"], (status, status, operation_type, operation_type, limit)
         )
         return [_item(r) for r in rows]
 
     async def next_due_at(self) -> datetime | None:
-        rows = await self._run(self._fetch, _SQL["next_due"], ())
+        rows = await self._run(_fetch, _SQL["next_due"], ())
         return _dt(rows[0][0])
 
     @contextlib.asynccontextmanager
@@ -340,15 +341,7 @@ class SqliteStore:
             self._listeners.remove(on_wake)
 
     async def ping(self) -> None:
-        await self._run(self._fetch, _SQL["ping"], ())
+        await self._run(_fetch, _SQL["ping"], ())
 
     async def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(StoreError):
-                await self._run(self._close)
-        self._executor.shutdown(wait=True)
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await self._db.close()

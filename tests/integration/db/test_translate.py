@@ -16,6 +16,7 @@ from daz.db.errors import translate
 from daz.db.sqlite import connect
 from daz.errors import SqlError, StaleFence, StoreError, StoreUnavailable
 from daz.store import open_store
+from daz.store import sqlite as sqlite_store
 from daz.store.sqlite import SqliteStore
 
 
@@ -24,7 +25,7 @@ async def test_sqlite_syntax_error_through_the_store_is_a_programming_error(tmp_
     assert isinstance(store, SqliteStore)
     try:
         with pytest.raises(StoreError) as caught:
-            await store._run(store._fetch, "SELEC id FROM daz_retry_queue", ())
+            await store._run(sqlite_store._fetch, "SELEC id FROM daz_retry_queue", ())
         assert not isinstance(caught.value, StoreUnavailable), "a bad statement is not an outage"
         assert caught.value.retryable is False
         assert isinstance(caught.value.__cause__, sqlite3.OperationalError)

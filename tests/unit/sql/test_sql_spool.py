@@ -32,7 +32,7 @@ async def test_put_is_durable_and_settings_are_wal_full(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite"
     spool = Spool(path, max_items=10, metrics=DazMetrics())
     await spool.put([_item(1, "k1"), _item(2)])
-    spool.close()
+    await spool.close()
     # a fresh reader (another process after a crash) sees both, in order, each with a key
     reopened = Spool(path, max_items=10)
     items = [i for _, i in await reopened.peek()]
@@ -45,8 +45,8 @@ async def test_put_is_durable_and_settings_are_wal_full(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
-    assert reopened._db().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    reopened.close()
+    assert await reopened._db.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
+    await reopened.close()
 
 
 async def test_full_spool_refuses_all_of_a_batch_and_counts_it(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ async def test_full_spool_refuses_all_of_a_batch_and_counts_it(tmp_path: Path) -
     assert await spool.count() == 2  # all-or-nothing
     assert metrics.registry.get_sample_value("daz_spool_full_total") == 1
     assert metrics.registry.get_sample_value("daz_spool_items") == 2
-    spool.close()
+    await spool.close()
 
 
 async def test_drainer_moves_items_in_order_once_the_store_answers(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ async def test_drainer_moves_items_in_order_once_the_store_answers(tmp_path: Pat
     assert sorted((r.id, r.payload["n"]) for r in rows) == [(i, i) for i in range(1, 6)]
     assert metrics.registry.get_sample_value("daz_spool_drained_total") == 5
     assert woken == [1]
-    spool.close()
+    await spool.close()
 
 
 async def test_a_batch_repeated_after_a_crash_is_deduplicated(tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ async def test_a_batch_repeated_after_a_crash_is_deduplicated(tmp_path: Path) ->
     await store.schedule([i for _, i in await spool.peek()])
     await SpoolDrainer(spool, store, clock=FakeClock(), interval_seconds=1).drain_once()
     assert len(await store.list(limit=10)) == 2
-    spool.close()
+    await spool.close()
 
 
 async def test_drainer_service_drains_at_start_and_retries_while_unavailable(tmp_path: Path) -> None:
@@ -119,4 +119,4 @@ async def test_drainer_service_drains_at_start_and_retries_while_unavailable(tmp
         stopping.set()
     assert await spool.count() == 0
     assert len(await store.list(limit=10)) == 1
-    spool.close()
+    await spool.close()

@@ -34,4 +34,4 @@ async def test_settled_only_when_spool_and_queue_are_empty(tmp_path: Path) -> No
         await spool([_item()])
         assert not await queue_settled(store, spool)  # something still spooled
     finally:
-        spool.close()
+        await spool.close()
