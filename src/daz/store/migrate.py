@@ -7,7 +7,6 @@ do not race; SQLite ones under ``BEGIN IMMEDIATE`` (the database's single writer
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,8 +19,7 @@ import structlog
 
 from daz.db.errors import translate
 from daz.db.postgres import connect
-from daz.db.sqlite import DEFAULT_BUSY_TIMEOUT_SECONDS
-from daz.db.sqlite import connect as sqlite_connect
+from daz.db.sqlite import DEFAULT_BUSY_TIMEOUT_SECONDS, SqliteDatabase
 from daz.errors import StoreError
 
 log = structlog.get_logger("daz.store")
@@ -92,7 +90,7 @@ async def migrate(url: str) -> list[int]:
     backend, target = parse_url(url)
     if backend == "postgres":
         return await _migrate_pg(target)
-    return await asyncio.to_thread(migrate_sqlite_sync, Path(target))
+    return await _migrate_sqlite(Path(target))
 
 
 async def status(url: str) -> list[MigrationState]:
@@ -101,7 +99,7 @@ async def status(url: str) -> list[MigrationState]:
     if backend == "postgres":
         applied = await _applied_pg(target)
     else:
-        applied = await asyncio.to_thread(_applied_sqlite, Path(target))
+        applied = await _applied_sqlite(Path(target))
     return [MigrationState(m.version, m.name, applied.get(m.version)) for m in available(backend)]
 
 
@@ -171,14 +169,13 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-def migrate_sqlite_sync(path: Path) -> list[int]:
-    with translate(f"SQLite {path} open (migrations)"):
-        conn = sqlite_connect(path, busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_SECONDS)
+async def _migrate_sqlite(path: Path) -> list[int]:
+    db = SqliteDatabase(path, busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_SECONDS, thread_name="daz-migrate")
     try:
         with translate(f"SQLite {path} migration"):
-            applied_now = _apply_sqlite(conn)
+            applied_now = await db.run(_apply_sqlite)
     finally:
-        conn.close()
+        await db.close()
     if applied_now:
         log.info("store.migrated", backend="sqlite", path=str(path), versions=applied_now)
     return applied_now
@@ -208,18 +205,21 @@ def _apply_sqlite(conn: sqlite3.Connection) -> list[int]:
     return applied_now
 
 
-def _applied_sqlite(path: Path) -> dict[int, datetime | str | None]:
-    if not path.exists():
+async def _applied_sqlite(path: Path) -> dict[int, datetime | str | None]:
+    if not path.exists():  # noqa: ASYNC240 - one stat, before anything is opened
         return {}
-    with translate(f"SQLite {path} open (migration status)"):
-        conn = sqlite_connect(path, busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_SECONDS)
+    db = SqliteDatabase(path, busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_SECONDS, thread_name="daz-migrate")
     try:
         with translate(f"SQLite {path} migration status"):
-            row = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daz_schema_version'"
-            ).fetchone()
-            if row is None:
-                return {}
-            return dict(conn.execute("SELECT version, applied_at FROM daz_schema_version"))
+            return await db.run(_read_applied_sqlite)
     finally:
-        conn.close()
+        await db.close()
+
+
+def _read_applied_sqlite(conn: sqlite3.Connection) -> dict[int, datetime | str | None]:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daz_schema_version'"
+    ).fetchone()
+    if row is None:
+        return {}
+    return dict(conn.execute("SELECT version, applied_at FROM daz_schema_version"))
