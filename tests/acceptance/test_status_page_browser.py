@@ -52,9 +52,13 @@ async def test_status_page_follows_the_room_through_a_server_outage() -> None:
     clock = SystemClock()
     metrics = DazMetrics()
     playback = PlaybackTiming(tick_seconds=0.2)
-    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0, playback=playback) as server:
+    # A registered account: a guest would wait out CyTube's 60 s guest-login window after the
+    # outage (state WAITING, a warning), and this test is about the page showing the failure.
+    async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0, playback=playback,
+                                accounts={"dazbot": "pw"}) as server:
         config = DazConfig(
-            rooms=[RoomConfig(channel="lobby", username="dazbot", server_url=server.url)],
+            rooms=[RoomConfig(channel="lobby", username="dazbot", password="pw",  # type: ignore[arg-type]
+                              server_url=server.url)],
             cytube=CytubeConfig(
                 base_url=server.url, liveness_margin_seconds=0.2, connect_timeout_seconds=2,
                 join_timeout_seconds=2, login_timeout_seconds=2, probe=ProbeConfig(enabled=False),
