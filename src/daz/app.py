@@ -238,9 +238,8 @@ class DazApp:
         queue = RetryQueue(store, cfg.retry, bus, metrics, clock, rng, RoomAvailabilityGate(gate, rooms),
                            on_store_unavailable=spool,
                            store_wake_listeners=[handoff.wake] if handoff is not None else [])
-        # The one cycle left: the breaker gate (built first, the queue's attempt gate) wakes the
-        # queue when it releases items a breaker deferred.
-        gate.set_on_release(queue.wake)
+        # Items a closed breaker releases (the gate's run loop) wake the queue through the store's
+        # wake-ups, as any schedule does, so the gate needs no handle on the queue it gates.
         queue.register(CYTUBE_COMMAND, LineRedelivery(journal, rooms).handle)
         bus.subscribe("room.line.delivered", journal.on_line_delivered, name="app.line_delivered")
         spool_drainer = SpoolDrainer(spool, store, clock=clock, metrics=metrics,

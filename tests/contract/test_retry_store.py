@@ -357,3 +357,19 @@ async def test_schedule_claimed_dedupes_idempotency_keys_without_claiming(store:
     assert (await store.get(result.ids[0])).lease_owner == "w1"
     assert len(await store.list()) == 2
     assert await store.schedule_claimed([], "w1", LEASE) == type(again)([], [])
+
+
+async def test_wakeups_fire_when_deferred_items_are_released(store: RetryStore, clock: FakeClock) -> None:
+    # The app relies on this: the retry queue hears of items a closed breaker released through the
+    # store's wake-ups (as for a schedule), so the breaker gate is not wired to the queue itself.
+    await store.schedule([NewItem("sql_operation")])
+    [c] = await store.claim_due(1, LEASE, "w")
+    await store.reschedule(c.id, c.fence, clock.now() + timedelta(hours=1), None, count_attempt=False,
+                           deferred_by="database")
+    woke = asyncio.Event()
+    async with store.wakeups(woke.set):
+        await asyncio.sleep(0.2 if store.backend == "postgres" else 0)  # LISTEN is established
+        woke.clear()
+        assert await store.release_deferred("other", 10) == 0
+        assert await store.release_deferred("database", 10) == 1
+        await asyncio.wait_for(woke.wait(), 5)

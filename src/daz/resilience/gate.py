@@ -114,10 +114,6 @@ class BreakerGate:
             self._hook(breaker)
         registry.on_create(self._hook)
 
-    def set_on_release(self, callback: Callable[[], None] | None) -> None:
-        """Called after each released batch (wire the retry queue's ``wake``)."""
-        self._on_release = callback
-
     # AttemptGate -----------------------------------------------------------------------------
     def before_attempt(self, item: ItemLike, policy: PolicyLike) -> float | None:
         """None to go ahead, or seconds to defer the item without charging an attempt."""
