@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Any
 
 import pytest
 from channel_payloads import change_media, item, join_sequence, user
+from immutables import Map
 
 from daz.cytube import protocol
 from daz.cytube.channel import ChannelState, User
@@ -72,7 +72,7 @@ def test_rank_before_login_does_not_count() -> None:
     for name, data in [("rank", 1), ("setPermissions", {}), ("userlist", [user("bot")]),
                        ("login", {"success": True, "name": "bot"})]:
         progress = step(progress, protocol.parse(name, data))
-    state = ChannelState(users=MappingProxyType({"bot": User("bot", 1)}), self_name="bot")
+    state = ChannelState(users=Map({"bot": User("bot", 1)}), self_name="bot")
     assert not complete(progress, state)
     assert complete(step(progress, protocol.parse("rank", 2)), state)
 
