@@ -26,6 +26,7 @@ from daz.testing.fake_cytube.permissions import (
 from daz.testing.fake_cytube.playlist import Playlist
 from daz.testing.fake_cytube.playlist_actions import PlaylistActions
 from daz.testing.fake_cytube.polls import Polls
+from daz.testing.fake_cytube.voteskip import Voteskip
 
 if TYPE_CHECKING:
     from daz.testing.fake_cytube.server import FakeCytubeServer
@@ -48,6 +49,7 @@ class FakeChannel:
         self.playlist: Playlist = Playlist(self)
         self.playlist_actions = PlaylistActions(self, self.playlist)
         self.polls: Polls = Polls(self)
+        self.voteskip = Voteskip(self)
         self.moderation: Moderation = Moderation(self)
         self._usercount_sent_at = 0.0
         self._usercount_trailing: asyncio.TimerHandle | None = None
@@ -96,6 +98,7 @@ class FakeChannel:
             "setMotd": mod.on_set_motd,
             "setChannelRank": mod.on_set_channel_rank,
             "requestBanlist": mod.on_request_banlist,
+            "voteskip": self.voteskip.on_voteskip,
             "unban": mod.on_unban,
         }
         handler = handlers.get(event)
@@ -234,6 +237,7 @@ class FakeChannel:
             await self.broadcast("userLeave", {"name": member.name})
         await self.playlist.user_left(member)
         await self.polls.user_left(member)
+        await self.voteskip.unvote(member)
         await self.send_usercount()
 
     def stored_rank(self, member: Member) -> float:

@@ -216,6 +216,7 @@ class Moderation:
         member.afk = afk
         if afk:
             await self.channel.send(member, "clearVoteskipVote")
+            await self.channel.voteskip.unvote(member)
         await self.send_user_meta(member)
         await self.channel.broadcast("setAFK", {"name": member.name, "afk": afk})
 

@@ -112,6 +112,7 @@ class Playlist:
             await self.channel.send(member, "setCurrent", self.current.uid)
             await self.channel.send(member, "changeMedia", self.full_update())
             return
+        self.channel.voteskip.reset()
         await self.channel.broadcast("setCurrent", self.current.uid)
         await self.channel.broadcast("changeMedia", self.full_update())
         await self.channel.broadcast("drinkCount", 0)

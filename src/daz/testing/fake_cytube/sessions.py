@@ -53,6 +53,7 @@ CHANNEL_EVENTS = (
     "setChannelRank",
     "requestBanlist",
     "unban",
+    "voteskip",
 )
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
