@@ -122,12 +122,13 @@ async def test_five_items_and_a_poll_land_exactly_once_across_a_server_kill(tmp_
     async with server, bot(tmp_path, server, account=("DazBot", "pw") if persistent else None) as b:
         actions = b.probe.actions
         tickets: dict[str, ActionTicket] = {}
+        # The server holds each request 0.4 s before handling it, so the kill below lands while the
+        # third item is in flight (sent, not answered), whatever the machine's speed.
+        server.delay_replies(0.4)
         for media_id in ITEMS:
             tickets[media_id] = await actions.queue(ROOM, "rt", media_id, duration=60)
         poll = await actions.new_poll(ROOM, "Which next?", ["a", "b"])
-        # Kill the server right after it received the third item, before the bot saw a reply: the
-        # server holds each request 0.4 s, and the kill comes inside that window.
-        server.delay_replies(0.4)
+        # Kill the server right after it received the third item, before the bot saw a reply.
         await b.until(lambda: len(server.actions(ROOM, "queue")) >= 3, timeout=10)
         if persistent:
             # ...and let this one be APPLIED first, with its confirmation lost on the way: the bot
