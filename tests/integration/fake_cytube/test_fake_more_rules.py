@@ -1,0 +1,132 @@
+"""More of the real server's rules, over real sockets: shuffle, requestPlaylist, smute, /clear, the
+ban list, a leader leaving, hidden poll counts for moderators (../shared/cytube-protocol-actions.md)."""
+
+from __future__ import annotations
+
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer, PlaybackTiming
+from daz.testing.fake_cytube.client import CytubeTestClient
+
+FAST = PlaybackTiming(tick_seconds=0.05, lead_in_seconds=0.15, end_grace_seconds=0.1)
+LIMITS = CytubeLimits(guest_login_window_seconds=0.05, usercount_interval_seconds=0.2, queue_burst=10)
+MEDIA = {("yt", f"v{i}"): (f"Video {i}", 60) for i in range(3)}
+
+
+async def joined(
+    server: FakeCytubeServer, name: str, ip: str, password: str | None = None
+) -> CytubeTestClient:
+    client = CytubeTestClient(server.url, ip=ip)
+    await client.connect()
+    await client.join("lobby")
+    await client.wait_for("usercount")
+    reply = await client.login(name, password)
+    assert reply["success"] is True, reply
+    await client.wait_for("setUserRank", lambda d: d["name"].lower() == name.lower())
+    return client
+
+
+async def test_shuffle_gives_new_uids_with_the_current_item_first() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST, media=MEDIA) as server:
+        bot = await joined(server, "bot", "10.0.0.1")
+        for i in range(3):
+            await bot.emit("queue", {"id": f"v{i}", "type": "yt", "pos": "end"})
+        await bot.wait_for("queue", lambda d: d["item"]["uid"] == 2)
+        await bot.emit("jumpTo", 1)
+        await bot.wait_for("setCurrent", lambda d: d == 1)
+        mark = len(bot.events)
+        await bot.emit("shufflePlaylist")
+        shuffled = await bot.wait_for("playlist", after=mark)
+        assert sorted(i["uid"] for i in shuffled) == [3, 4, 5]
+        assert shuffled[0]["media"]["id"] == "v1"
+        assert await bot.wait_for("setCurrent", after=mark) == shuffled[0]["uid"]
+        await bot.close()
+
+
+async def test_request_playlist_is_limited_to_once_a_minute() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
+        bot = await joined(server, "bot", "10.0.0.1")
+        mark = len(bot.events)
+        await bot.emit("requestPlaylist")
+        await bot.wait_for("playlist", after=mark)
+        await bot.emit("requestPlaylist")
+        error = await bot.wait_for("errorMsg")
+        assert error == {
+            "msg": "Get Playlist URLs is limited to 1 usage every 60 seconds.  Please try again later.",
+            "code": "REQ_PLAYLIST_LIMIT_REACHED",
+        }
+        await bot.close()
+
+
+async def test_smute_echoes_only_to_the_sender_and_moderators_and_clear_reaches_all() -> None:
+    async with FakeCytubeServer(
+        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"mod": "pw"}
+    ) as server:
+        await server.set_rank("lobby", "mod", 2)
+        mod = await joined(server, "mod", "10.0.0.1", "pw")
+        other = await joined(server, "other", "10.0.0.2")
+        troll = await joined(server, "troll", "10.0.0.3")
+        await mod.emit("chatMsg", {"msg": "/smute troll", "meta": {}})
+        assert (await mod.wait_for("setUserMeta"))["meta"]["smuted"] is True
+        await troll.emit("chatMsg", {"msg": "spam", "meta": {}})
+        assert (await troll.wait_for("chatMsg", lambda d: d["msg"] == "spam"))["meta"] == {}
+        shadow = await mod.wait_for("chatMsg", lambda d: d["msg"] == "spam")
+        assert shadow["meta"]["shadow"] is True
+        await other.quiet(0.2)
+        assert "spam" not in [d["msg"] for d in other.received("chatMsg")]
+        assert "setUserMeta" not in other.names()  # a shadow mute is invisible below the mute rank
+        await mod.emit("chatMsg", {"msg": "/clear", "meta": {}})
+        assert await other.wait_for("clearchat") == {"clearedBy": "mod"}
+        for client in (mod, other, troll):
+            await client.close()
+
+
+async def test_ban_list_and_unban() -> None:
+    async with FakeCytubeServer(
+        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"mod": "pw"}
+    ) as server:
+        await server.set_rank("lobby", "mod", 2)
+        mod = await joined(server, "mod", "10.0.0.1", "pw")
+        await mod.emit("chatMsg", {"msg": "/ban gone for spam", "meta": {}})
+        await mod.emit("requestBanlist")
+        banlist = await mod.wait_for("banlist")
+        assert banlist == [{"id": 1, "ip": "*", "name": "gone", "reason": "for spam", "bannedby": "mod"}]
+        await mod.emit("unban", {"id": 1, "name": "gone"})
+        assert await mod.wait_for("banlistRemove") == {"id": 1, "name": "gone"}
+        async with CytubeTestClient(server.url, ip="10.0.0.5") as back:
+            await back.join("lobby")
+            assert (await back.login("gone"))["success"] is True
+            assert "kick" not in [n for n, _ in await back.quiet(0.2)]
+        await mod.close()
+
+
+async def test_a_leaving_leader_hands_the_clock_back_to_the_server() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST, media=MEDIA) as server:
+        boss = await joined(server, "boss", "10.0.0.1")
+        watcher = await joined(server, "watcher", "10.0.0.2")
+        await boss.emit("queue", {"id": "v0", "type": "yt", "pos": "end"})
+        await boss.emit("assignLeader", {"name": "watcher"})
+        assert await watcher.wait_for("rank", lambda r: r == 1.5) == 1.5
+        await watcher.emit("mediaUpdate", {"id": "v0", "currentTime": 20.0, "paused": True})
+        await boss.wait_for("mediaUpdate", lambda d: d == {"currentTime": 20.0, "paused": True})
+        mark = len(boss.events)
+        await watcher.close()
+        assert await boss.wait_for("setLeader", after=mark) == ""
+        resumed = await boss.wait_for("mediaUpdate", lambda d: not d["paused"], after=mark)
+        assert resumed["currentTime"] >= 20.0
+        assert server.channel_state("lobby").leader is None
+        await boss.close()
+
+
+async def test_moderators_see_hidden_counts_with_a_question_mark() -> None:
+    async with FakeCytubeServer(
+        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"mod": "pw"}
+    ) as server:
+        await server.set_rank("lobby", "mod", 2)
+        mod = await joined(server, "mod", "10.0.0.1", "pw")
+        guest = await joined(server, "guest", "10.0.0.2")
+        await mod.emit("newPoll", {"title": "t", "opts": ["a", "b"], "obscured": True})
+        await guest.wait_for("newPoll")
+        await guest.emit("vote", {"option": 0})
+        assert (await mod.wait_for("updatePoll"))["counts"] == ["1?", "0?"]
+        assert (await guest.wait_for("updatePoll"))["counts"] == ["?", "?"]
+        for client in (mod, guest):
+            await client.close()
