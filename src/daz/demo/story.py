@@ -31,7 +31,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from daz.aio import sleep_or_stop
 from daz.app import AppOptions, DazApp
+from daz.clock import SystemClock
 from daz.config import DazConfig, validate_config
 from daz.demo.faults import POISON_OPERATION, Poison, SwitchedBackend
 from daz.events.bus import Event
@@ -47,6 +49,7 @@ DATABASE_DOWN_SECONDS = 5.0
 STEP_TIMEOUT_SECONDS = 25.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 4.0
+REFRESH_SECONDS = 0.25  # the live display is redrawn four times a second
 
 
 def demo_config(workdir: Path, server_url: str) -> DazConfig:
@@ -124,9 +127,7 @@ class Display:
             await self.sample(app, db)
             if self._live is not None:
                 self._live.update(self.render())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.25):
-                    await stop.wait()
+            await sleep_or_stop(SystemClock(), REFRESH_SECONDS, stop, label="demo.refresh")
 
     async def sample(self, app: DazApp, db: Path) -> None:
         room = app.rooms.room(ROOM)
