@@ -63,6 +63,7 @@ from daz.sql.service import SqlService
 from daz.status_views import BotViews
 from daz.store import open_store
 from daz.store.base import RetryStore
+from daz.store.dbclock import DatabaseClock, DatabaseClockSync
 from daz.store.migrate import migrate
 from daz.transport.base import TransportFactory
 from daz.transport.socketio import socketio_transport_factory
@@ -110,6 +111,7 @@ class AppParts:
     plugins: PluginHost
     board: StatusBoard | None
     health_server: HealthServer | None
+    clock_sync: DatabaseClockSync | None = None  # PostgreSQL: keeps the queue on the database clock
 
 
 class DazApp:
@@ -214,8 +216,18 @@ class DazApp:
         cfg, clock, rng, metrics, stack = self.config, self.clock, self.rng, self.metrics, self._stack
         migrated = await migrate(self.db_url)
         database = await self._database()
-        opened = await open_store(self.db_url, clock=clock, apply_migrations=False, database=database)
+        # PostgreSQL: instances on several machines share the queue, so its times (retry_after,
+        # lease_until, reclaim) follow the database's clock; SQLite is one machine's process clock.
+        queue_clock: Clock = DatabaseClock(clock) if cfg.database.backend == "postgres" else clock
+        opened = await open_store(self.db_url, clock=queue_clock, apply_migrations=False, database=database)
         stack.push_async_callback(opened.close)
+        clock_sync: DatabaseClockSync | None = None
+        if isinstance(queue_clock, DatabaseClock):
+            from daz.store.postgres import PostgresStore  # noqa: PLC0415 - asyncpg only when configured
+
+            assert isinstance(opened, PostgresStore)  # noqa: S101 - the backend chose the store
+            await queue_clock.sync(opened.database_now)
+            clock_sync = DatabaseClockSync(queue_clock, opened.database_now)
         store = self.options.wrap_store(opened) if self.options.wrap_store else opened
         bus = await stack.enter_async_context(EventBus(clock=clock, metrics=metrics))
         breakers = BreakerRegistry(cfg, bus, metrics, clock, rng)
@@ -228,21 +240,21 @@ class DazApp:
         cluster = self._cluster(bus, leases)
         policy = cfg.retry.policy_for(CYTUBE_COMMAND)
         hold = self.options.journal_hold_seconds
-        journal = StoreJournal(store, clock, max_retries=policy.max_retries,
+        journal = StoreJournal(store, queue_clock, max_retries=policy.max_retries,
                                hold_seconds=hold if hold is not None else policy.max_delay_seconds)
         rooms = RoomManager(cfg, bus, metrics, clock, rng,
                             self.options.transport_factory or socketio_transport_factory, journal,
                             leases=leases)
         # Other instances may store lines for the rooms held here; their NOTIFY wakes the puller.
         handoff = HandoffPuller(journal, rooms) if cluster is not None else None
-        queue = RetryQueue(store, cfg.retry, bus, metrics, clock, rng, RoomAvailabilityGate(gate, rooms),
-                           on_store_unavailable=spool,
+        queue = RetryQueue(store, cfg.retry, bus, metrics, queue_clock, rng,
+                           RoomAvailabilityGate(gate, rooms), on_store_unavailable=spool,
                            store_wake_listeners=[handoff.wake] if handoff is not None else [])
         # Items a closed breaker releases (the gate's run loop) wake the queue through the store's
         # wake-ups, as any schedule does, so the gate needs no handle on the queue it gates.
         queue.register(CYTUBE_COMMAND, LineRedelivery(journal, rooms).handle)
         bus.subscribe("room.line.delivered", journal.on_line_delivered, name="app.line_delivered")
-        spool_drainer = SpoolDrainer(spool, store, clock=clock, metrics=metrics,
+        spool_drainer = SpoolDrainer(spool, store, clock=queue_clock, metrics=metrics,
                                      interval_seconds=cfg.spool.drain_interval_seconds, on_drained=queue.wake)
         sql = SqlService(self.db_url, bus, metrics, clock, breakers, queue, cfg.database, rng=rng,
                          database=database)
@@ -251,7 +263,7 @@ class DazApp:
         plugin_statuses = PluginStatuses(clock)
         views = BotViews(store=store, queue=queue, rooms=rooms, breakers=breakers, spool=spool,
                          cluster=cluster, cluster_mode=self.cluster_mode, plugins=plugin_statuses,
-                         clock=clock)
+                         clock=queue_clock)
         lag_probe = LoopLagProbe(clock, cfg.health.loop_lag_interval_seconds, metrics)
         monitor = HealthMonitor(
             self._checks(views, store, rooms, plugin_statuses, lag_probe, database=database),
@@ -274,7 +286,7 @@ class DazApp:
                         gate=gate, spool=spool,
                         cluster=cluster, handoff=handoff, journal=journal, rooms=rooms, queue=queue,
                         spool_drainer=spool_drainer, sql=sql, views=views, monitor=monitor, plugins=plugins,
-                        board=board, health_server=health_server)
+                        board=board, health_server=health_server, clock_sync=clock_sync)
 
     async def _database(self) -> PgDatabase | None:
         """The PostgreSQL pool the retry store and the SQL service share (None on SQLite), sized by
@@ -360,6 +372,8 @@ class DazApp:
             services.append(p.cluster)
         if p.handoff is not None:
             services.append(p.handoff)
+        if p.clock_sync is not None:
+            services.append(p.clock_sync)
         if p.health_server is not None:
             services.append(p.health_server)
         return services

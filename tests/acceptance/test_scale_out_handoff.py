@@ -114,7 +114,7 @@ async def test_lines_from_non_owners_are_delivered_once_fast_and_survive_a_holde
         for name, jobs in plan_streams(owners, 300, "k").items():
             order(tmp_path, name, 2, jobs)
         await asyncio.sleep(4)
-        victim_rooms = sorted(r for r, o in owners.items() if o == "b")
+        victim_rooms = sorted(r for r, o in (await leases(pg_dsn)).items() if o == "b")
         await procs["b"].kill()
         killed_at = time.monotonic()
         back = await failover_seconds(server, victim_rooms, killed_at, 20)

@@ -53,6 +53,7 @@ OnAcquire = Callable[[str, int], Awaitable[None]]
 OnLose = Callable[[str, str], Awaitable[None]]
 
 WATCHDOG_PERIOD_SECONDS = 0.25
+PRESENCE_RETRY_SECONDS = 0.25  # a tick that could not acquire for want of a fresh proof retries soon
 
 
 @dataclass
@@ -104,6 +105,7 @@ class ClusterCoordinator:
         self.tracker = PresenceTracker(takeover_grace(config.presence_timeout_seconds,
                                                       WATCHDOG_PERIOD_SECONDS))
         self._kick = asyncio.Event()
+        self._retry_soon = False
         self._announced: set[str] = set()  # owners already reported gone (the kick fires once each)
         self._last_rebalance = float("-inf")
         self._lock = asyncio.Lock()
@@ -121,8 +123,10 @@ class ClusterCoordinator:
                 while not stopping.is_set():
                     self._kick.clear()
                     await self._tick_safely()
+                    wait = (PRESENCE_RETRY_SECONDS if self._retry_soon
+                            else self.config.renew_interval_seconds)
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.config.renew_interval_seconds):
+                        async with asyncio.timeout(wait):
                             await wait_any(stopping, self._kick, label="cluster.renew_wait")
             finally:
                 await asyncio.shield(self._leave_all("shutdown"))
@@ -194,14 +198,16 @@ class ClusterCoordinator:
                 await conn.execute(sql.RELEASE, list(plan.release), self.instance_id)
             # Take rooms only while this instance's own presence is freshly proven: the others judge
             # it by its lock, so a room taken without one could be taken from it again at once.
-            fresh = not presence_stale(self.proof_sent_at, now, self.config.presence_timeout_seconds / 2)
+            fresh = not presence_stale(self.proof_sent_at, now, self.config.presence_timeout_seconds)
+            self._retry_soon = bool(plan.acquire) and not fresh  # try again after the next proof
             for room in plan.acquire if fresh else ():
                 sent_at = self.clock.monotonic()
                 row = await conn.fetchrow(
                     sql.ACQUIRE, room, self.instance_id, self.config.lease_seconds,
                     self.config.instance_timeout_seconds, list(gone), list(gone.values()),
                 )
-                if row is None:
+                if row is None:  # a peer took it first (both woken by one NOTIFY): replan soon,
+                    self._retry_soon = True  # another free room may be ours instead
                     continue
                 fence = int(row["fence"])
                 previous = row["previous_owner"]

@@ -120,6 +120,10 @@ class Outbox:
         await self.journal.save(line)
         if not self.accepting:  # the lease went while the line was being saved: it is the owner's now
             return
+        if line.key in self._delivered:
+            # The save's NOTIFY woke the hand-off puller, which pulled the line and had it delivered
+            # before this call resumed: appending it now would send it a second time.
+            return
         self._lines[line.key] = line
         self._inherited.discard(line.key)  # a hand-off pull may have seen it first; it is ours, not in doubt
         self._changed.set()

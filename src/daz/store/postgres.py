@@ -44,7 +44,7 @@ log = structlog.get_logger("daz.store")
 _SQL: Final = queries.load("postgres", (
     "schedule", "schedule_claimed", "ids_by_key", "claim", "heartbeat", "complete_many", "reschedule",
     "dead_letter", "requeue", "release_deferred", "ack_pending", "purge", "stats", "dead_letters_since",
-    "get", "list", "next_due", "current_schema", "ping",
+    "get", "list", "next_due", "current_schema", "ping", "database_now",
 ))
 
 
@@ -280,6 +280,12 @@ class PostgresStore:
 
     def wakeups(self, on_wake: WakeCallback) -> contextlib.AbstractAsyncContextManager[None]:
         return self._db.listen(self.channel, on_wake)
+
+    async def database_now(self) -> datetime:
+        """The database server's clock (``clock_timestamp()``), for ``daz.store.dbclock``."""
+        with _translated("database_now"):
+            value: datetime = await self._db.fetchval(_SQL["database_now"])
+        return value
 
     async def ping(self) -> None:
         with _translated("ping"):

@@ -201,3 +201,22 @@ async def test_lines_accepted_under_an_earlier_lease_are_reconciled_before_a_lat
         await settle()
         stopping.set()
     assert [line.text for line in network.chat_log] == ["first", "second"]
+
+
+async def test_a_line_pulled_and_delivered_while_its_own_save_returns_is_not_appended_again() -> None:
+    """put() saves, the save's NOTIFY wakes the puller, the puller's line is sent and echoed, and only
+    then does put() resume: it must not queue the line a second time."""
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    journal = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    box = Outbox("lobby", journal, capacity=5)
+
+    class RacingJournal(_NoAck):
+        async def save(self, line: OutboundLine) -> None:
+            await journal.save(line)
+            assert await box.readmit(line, handoff=True)  # the puller got there first...
+            await box.ack_head(echo_ms=5)  # ...and the room delivered it
+
+    box.journal = RacingJournal(journal)  # type: ignore[assignment]
+    await box.put(_line("a"))
+    assert box.depth == 0

@@ -157,3 +157,8 @@ SELECT current_schema()
 
 -- name: ping
 SELECT 1
+
+-- name: database_now
+-- The server's clock for daz.store.dbclock (clock_timestamp: the moment of the call, not of the
+-- transaction's start).
+SELECT clock_timestamp()
