@@ -28,6 +28,7 @@ from daz.errors import (
     ServerUnreachable,
     TransportError,
 )
+from daz.testing.fake_cytube.permissions import UNREGISTERED_PERMISSIONS
 from daz.transport.base import Closed, Inbound, WireEvent, WireMalformed
 
 
@@ -194,6 +195,9 @@ class FakeTransport:
     def _answer(self, event: str, data: Any) -> None:
         net = self.network
         if event == "joinChannel" and net.answer_join:
+            # The real server opens the join burst with the channel's permissions; the replica counts
+            # a join as complete only once it has seen them (daz.cytube.channel.sync).
+            self.push("setPermissions", dict(UNREGISTERED_PERMISSIONS))
             for line in net.backlog[-15:]:
                 self.push(
                     "chatMsg", {"username": line.username, "msg": line.text, "meta": {}, "time": line.time_ms}
@@ -205,7 +209,14 @@ class FakeTransport:
                 self.push("login", {"success": False, "error": net.login_error})
                 return
             self.username = str(data.get("name"))
-            self.push("login", {"success": True, "name": self.username, "guest": "pw" not in data})
+            guest = "pw" not in data
+            self.push("login", {"success": True, "name": self.username, "guest": guest})
+            # As on the real server: the channel rank follows the login, then our own addUser, which
+            # completes the replica's join (ctx.channel works on this fake too).
+            rank = 0 if guest else 1
+            self.push("rank", rank)
+            self.push("addUser", {"name": self.username, "rank": rank, "profile": {"image": "", "text": ""},
+                                  "meta": {"afk": False, "muted": False, "smuted": False}})
         elif event in ("chatMsg", "pm") and self.username is not None:
             if net.cooldowns:
                 self.push("cooldown", net.cooldowns.popleft())

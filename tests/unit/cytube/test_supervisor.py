@@ -350,3 +350,15 @@ async def test_without_probe_recovery_waits_for_the_backoff(network: FakeNetwork
         await h.clock.advance(remaining - 1)
         assert h.status.state is RoomState.BACKING_OFF
         await h.until(RoomState.READY, step=0.5)
+
+
+async def test_the_in_memory_fake_completes_a_join_so_plugins_see_a_channel(network: FakeNetwork) -> None:
+    # FakeNetwork is what plugin authors use without sockets: its join must be complete for the
+    # replica (permissions, a rank after the login, our own user), or ctx.channel(room) stays None.
+    async with harness(make_config(), network) as h:
+        await h.until(RoomState.READY)
+        await h.settle()
+        state = h.manager.channel("lobby")
+        assert state is not None
+        assert state.self_rank == 0
+        assert state.user("dazbot") is not None
