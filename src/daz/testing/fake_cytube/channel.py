@@ -123,7 +123,7 @@ class FakeChannel:
         if member.sid is None:
             member.inbox.append((event, None if data is NO_PAYLOAD else data))
             return
-        if member.sid not in self.server.socket_ids():
+        if not self.server.connected(member.sid):
             return  # gone (kicked meanwhile)
         if data is NO_PAYLOAD:
             await self.server.sio.emit(event, to=member.sid)

@@ -211,8 +211,9 @@ class FakeCytubeServer(SimulationControls):
             channel.playlist.load(saved["playlist"])
         return channel
 
-    def socket_ids(self) -> set[str]:
-        return set(self.wire.socks)
+    def connected(self, sid: str) -> bool:
+        """Is ``sid`` a socket the server still holds (not kicked or gone)?"""
+        return sid in self.wire.socks
 
     # fault controls ---------------------------------------------------------------------------
     def kill_connections(self) -> int:
