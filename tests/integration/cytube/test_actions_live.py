@@ -259,3 +259,21 @@ async def test_an_action_queued_while_offline_survives_a_bot_restart_and_lands_o
     assert playlist == ["rtmp://x/kept"]
     assert confirmed[0]["key"] == ticket.key
     assert confirmed[0]["kind"] == "queue"
+
+
+async def test_actions_go_out_in_order_with_the_rooms_chat_lines(tmp_path: Path) -> None:
+    server = FakeCytubeServer(ping_interval=1, ping_timeout=2, limits=FAST)
+    async with server, bot(tmp_path, server) as b:
+        assert b.probe.ctx is not None
+        assert b.probe.ctx.rooms is not None
+        before = len(server.actions(ROOM))
+        await b.probe.ctx.rooms.send_chat(ROOM, "first")
+        ticket = await b.probe.actions.queue(ROOM, "rt", "rtmp://x/ordered", duration=60)
+        poll = await b.probe.actions.new_poll(ROOM, "Now?", ["yes", "no"])
+        await b.probe.ctx.rooms.send_chat(ROOM, "last")
+        await ticket.result(timeout=10)
+        await poll.result(timeout=10)
+        await b.until(lambda: any(r.text == "last" for r in server.chat_log(ROOM)))
+        sent = [(a.event, a.data.get("msg") if a.event == "chatMsg" else None)
+                for a in server.actions(ROOM)[before:] if a.name == "dazbot"]
+    assert sent == [("chatMsg", "first"), ("queue", None), ("newPoll", None), ("chatMsg", "last")]
