@@ -225,3 +225,14 @@ async def test_every_frame_a_client_sends_is_recorded() -> None:
         assert sent == ["joinChannel", "login", "noSuchEvent", "chatMsg"]
         assert server.actions(event="noSuchEvent")[0].data == {"x": 1}
         assert server.actions(event="noSuchEvent")[0].ip == "10.0.0.9"
+
+
+def test_limits_are_on_by_default_with_cytubes_numbers() -> None:
+    server = FakeCytubeServer()
+    assert server.limits.enabled
+    limits = server.limits
+    assert (limits.bucket_size, limits.refill_seconds, limits.max_sockets_per_ip) == (5, 10.0, 10)
+    assert limits.guest_login_window_seconds == 60.0
+    assert (limits.chat_burst, limits.chat_rate_per_second) == (20, 10.0)
+    assert (limits.queue_burst, limits.queue_rate_per_second) == (3, 1.0)
+    assert limits.usercount_interval_seconds == 10.0
