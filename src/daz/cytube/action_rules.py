@@ -46,8 +46,6 @@ def required_keys(action: Action) -> tuple[str, ...]:
         keys = ["playlistadd"]
         if action.position == "next":
             keys.append("playlistnext")
-        if action.media_type == "yp":
-            keys.append("playlistaddlist")
         if action.media_type in LIVE_TYPES:
             keys.append("playlistaddlive")
         if action.media_type == "cu":

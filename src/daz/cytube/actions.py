@@ -23,7 +23,7 @@ from daz.errors import ActionInvalid
 USER_NAME = re.compile(r"^[\w-]{1,20}$")
 # Media types the server's queue accepts (get-info.js / utilities.js of CyTube 3.x).
 MEDIA_TYPES = frozenset({
-    "yt", "yp", "vi", "dm", "sc", "li", "tw", "tc", "rt", "hl", "cu", "fi", "cm", "im", "us", "gd",
+    "yt", "vi", "dm", "sc", "li", "tw", "tc", "rt", "hl", "cu", "fi", "cm", "im", "us", "gd",
     "hb", "sb", "mx", "bc", "bn", "od", "nv", "pt", "jt",
 })
 LIVE_TYPES = frozenset({"li", "tw", "rt", "cu", "hl"})  # utilities.js isLive: duration honoured
@@ -86,6 +86,10 @@ class QueueMedia(Action):
     duration: float | None = None
 
     def validate(self) -> None:
+        if self.media_type == "yp":
+            # A YouTube playlist becomes many items with other ids: one action could be neither
+            # confirmed nor reconciled. Queue its videos one by one (type yt).
+            raise _invalid("queue", "a YouTube playlist (yp) cannot be one action; queue its videos as yt")
         if self.media_type not in MEDIA_TYPES:
             known = ", ".join(sorted(MEDIA_TYPES))
             raise _invalid("queue", f"unknown media type {self.media_type!r} (known: {known})")

@@ -179,6 +179,7 @@ PLAYLIST = (
     ("action", "problem"),
     [
         (QueueMedia("zz", "x"), "unknown media type 'zz'"),
+        (QueueMedia("yp", "PLx"), "a YouTube playlist"),
         (QueueMedia("yt", " "), "media_id must be"),
         (QueueMedia("yt", "x", position="top"), "position must be"),  # type: ignore[arg-type]
         (QueueMedia("yt", "x", title="T"), "title is kept only for types cu and fi"),
