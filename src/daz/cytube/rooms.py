@@ -231,15 +231,17 @@ class RoomManager:
         line = OutboundLine(key=key, room=room, kind="action", text=action.describe(),
                             correlation_id=correlation_id, created_at=created, action=to_record(action))
         ticket = ActionTicket(key, room, action.kind)
-        self._tickets[key] = ticket
-        try:
-            if self.holds(room):
+        if self.holds(room):
+            self._tickets[key] = ticket
+            try:
                 await supervisor.outbox.put(line)
-            else:
-                await self.journal.hand_off(line)  # the holding instance sends and settles it
-        except BaseException:
-            self._tickets.pop(key, None)
-            raise
+            except BaseException:
+                self._tickets.pop(key, None)
+                raise
+        else:
+            # The holding instance sends and settles it (its room.action.* event says how); this
+            # ticket is not kept here, so it never settles: nothing would ever settle it here.
+            await self.journal.hand_off(line)
         self.metrics.actions.labels(room=room, kind=action.kind, outcome="queued").inc()
         return ticket
 
