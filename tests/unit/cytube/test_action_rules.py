@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daz.cytube import channel_wire as cw
 from daz.cytube.action_replies import Confirmed, Refused, classify_refusal, match_reply
@@ -570,3 +572,85 @@ def test_refusal_table(text: str, category: str, retryable: bool) -> None:
 def test_rate_limit_pace_follows_the_bots_rank() -> None:
     assert classify_refusal("You are adding videos too quickly", bot_rank=1).retry_after == 1.0
     assert classify_refusal("You are adding videos too quickly", bot_rank=2).retry_after == 0.5
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "item",
+                    "media",
+                    "id",
+                    "type",
+                    "uid",
+                    "from",
+                    "temp",
+                    "msg",
+                    "name",
+                    "meta",
+                    "muted",
+                    "afk",
+                    "initiator",
+                    "username",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+_EVENTS = st.sampled_from(
+    [
+        "queue",
+        "queueFail",
+        "delete",
+        "moveVideo",
+        "setCurrent",
+        "setTemp",
+        "voteskip",
+        "newPoll",
+        "updatePoll",
+        "closePoll",
+        "userLeave",
+        "chatMsg",
+        "setUserMeta",
+        "setAFK",
+        "setLeader",
+        "banlistRemove",
+        "errorMsg",
+        "channelRankFail",
+        "cooldown",
+        "other",
+    ]
+)
+_ACTIONS = [
+    QueueMedia("rt", "rtmp://x/a"),
+    DeleteMedia(1),
+    MoveMedia(1, "append"),
+    JumpTo(1),
+    Skip(1),
+    SetTemp(1, True),
+    VoteSkip(),
+    NewPoll("t", ("a",)),
+    Vote(0),
+    ClosePoll(),
+    Kick("bob"),
+    Ban("bob"),
+    Unban(1, "bob"),
+    Mute("bob"),
+    Unmute("bob"),
+    SetAfk(True),
+    AssignLeader("bob"),
+]
+
+
+@given(event=_EVENTS, data=_JSON)
+@settings(max_examples=300, deadline=None)
+def test_reply_matching_never_raises_on_any_payload(event: str, data: Any) -> None:
+    for action in _ACTIONS:
+        reply = match_reply(action, event, data, BOT)
+        assert reply is None or isinstance(reply, Confirmed | Refused)
