@@ -50,6 +50,7 @@ STEP_TIMEOUT_SECONDS = 25.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 4.0
 REFRESH_SECONDS = 0.25  # the live display is redrawn four times a second
+GUEST_WINDOW_SECONDS = 1.0  # the fake server's guest-login window, mirrored in daz's config
 
 
 def demo_config(workdir: Path, server_url: str) -> DazConfig:
@@ -62,6 +63,8 @@ def demo_config(workdir: Path, server_url: str) -> DazConfig:
             "delivery_timeout_seconds": 3,
             "backoff": {"base_seconds": BACKOFF_BASE_SECONDS, "max_seconds": BACKOFF_CAP_SECONDS},
             "probe": {"interval_seconds": 0.3, "max_interval_seconds": 0.6, "timeout_seconds": 0.5},
+            # daz mirrors the server's limits; the demo's fake server has a shortened guest window
+            "servers": {"default": {"guest_login_window_seconds": GUEST_WINDOW_SECONDS}},
         },
         "database": {"url": f"sqlite:///{workdir / 'demo.db'}"},
         "retry": {
@@ -365,9 +368,9 @@ async def _run(console: Console, stopping: asyncio.Event, root: Path, *, keep_ru
                time_limit: float) -> bool:
     display = Display(console)
     poison = Poison()
+    limits = CytubeLimits(guest_login_window_seconds=GUEST_WINDOW_SECONDS)
     async with FakeCytubeServer(ping_interval=1.0, ping_timeout=2.0,
-                                playback=PlaybackTiming(tick_seconds=0.2),
-                                limits=CytubeLimits(guest_login_window_seconds=1.0)) as server:
+                                playback=PlaybackTiming(tick_seconds=0.2), limits=limits) as server:
         cfg = demo_config(root, server.url)
         db = root / "demo.db"
         console.print(f"daz demo: fake CyTube server on {server.url}, database {db}", highlight=False)
