@@ -54,7 +54,8 @@ async def restart_mode(probe: bool, restarts: int, seed: int) -> list[float]:
             rooms=[RoomConfig(channel="bench", username=f"bench{int(probe)}", server_url=server.url)],
             # Each outage is an independent event: the session is stable (attempt counter reset)
             # before the next one, so probe-off waits follow the reconnect schedule from attempt 1.
-            cytube=CytubeConfig(probe=ProbeConfig(enabled=probe), stable_after_seconds=STABLE_SECONDS),
+            cytube=CytubeConfig(probe=ProbeConfig(enabled=probe), stable_after_seconds=STABLE_SECONDS,
+                                servers={"default": {"guest_login_window_seconds": 0.001}}),
         )
         clock = SystemClock()
         ready_at: list[float] = []
@@ -103,8 +104,7 @@ async def restarts_part(restarts: int) -> None:
 
 async def memory_part(rooms: int) -> None:
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
-        [sys.executable, "-m", "daz.testing.fake_cytube", "--port", "0", "--guest-window", "0",
-         "--connection-bucket", "100000", "--max-sockets", "100000"],
+        [sys.executable, "-m", "daz.testing.fake_cytube", "--port", "0", "--no-limits"],
         stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -118,7 +118,9 @@ async def memory_part(rooms: int) -> None:
         assert url.startswith("http://"), "the fake server did not announce its URL"
         config = DazConfig(
             rooms=[RoomConfig(channel=f"room{i:03d}", server_url=url) for i in range(rooms)],
-            cytube=CytubeConfig(),
+            # the fake runs with its limits off: daz is configured the same way
+            cytube=CytubeConfig(servers={"default": {"connection_burst": 100_000, "max_sockets": 100_000,
+                                                     "guest_login_window_seconds": 0}}),
         )
         me = psutil.Process()
         clock = SystemClock()
