@@ -125,8 +125,9 @@ class ServerGate:
 
     def reachable(self) -> None:
         """A room's probe reached the server: if it was down, every room may try now."""
-        if self.ledger.down_seen:
+        if self.ledger.came_back(self._clock.monotonic()):
             self._announce_back()
+            self._dispatch()
 
     def _announce_back(self) -> None:
         back, self._back = self._back, asyncio.Event()

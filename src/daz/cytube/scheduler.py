@@ -240,21 +240,26 @@ class ServerLedger:
         self.down_seen = True
 
     def connected(self, now: float) -> bool:
-        """A connection was accepted. After the server was unreachable (refused connections or
-        failed probes) this is taken as a new server process: CyTube forgets its buckets and guest
-        windows on restart, so ours start fresh too, minus the attempts already on their way.
-        Returns whether the server came back (so rooms still backing off may try now)."""
-        came_back = self.down_seen
-        if self.down_seen:
-            self.down_seen = False
-            self.last_guest_login = None
-            self.bucket.tokens = float(max(0, self.bucket.size - self.in_flight))
-            self.bucket.updated_at = now
-            self.bucket.hold_until = -math.inf
-            if self.bucket.tokens < 1:
-                self.bucket._hold_if_empty(now)
+        """A connection was accepted; returns whether the server came back (see ``came_back``)."""
+        back = self.came_back(now)
         self.in_flight = max(0, self.in_flight - 1)
-        return came_back
+        return back
+
+    def came_back(self, now: float) -> bool:
+        """The server answers again (a probe or a connection) after it was seen unreachable (refused
+        connections or failed probes): taken as a new server process. CyTube forgets its buckets
+        and guest windows on restart, so ours start fresh too, minus the attempts already on their
+        way. Returns whether that happened (so rooms still backing off may try now)."""
+        if not self.down_seen:
+            return False
+        self.down_seen = False
+        self.last_guest_login = None
+        self.bucket.tokens = float(max(0, self.bucket.size - self.in_flight))
+        self.bucket.updated_at = now
+        self.bucket.hold_until = -math.inf
+        if self.bucket.tokens < 1:
+            self.bucket._hold_if_empty(now)
+        return True
 
     # guest logins ----------------------------------------------------------------------------
     def guest_ready_at(self) -> float:

@@ -40,8 +40,13 @@ TRANSITIONS: dict[RoomState, frozenset[RoomState]] = {
     _S.DISCOVERING: frozenset(
         {_S.PARKED, _S.WAITING, _S.CONNECTING, _S.BACKING_OFF, _S.STOPPED, _S.CLOSED}
     ),
-    _S.PARKED: frozenset({_S.WAITING, _S.CONNECTING, _S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
-    _S.WAITING: frozenset({_S.WAITING, _S.CONNECTING, _S.DISCOVERING, _S.STOPPED, _S.CLOSED}),
+    # BACKING_OFF from PARKED/WAITING: a reconnect request cuts the wait (with no delay).
+    _S.PARKED: frozenset(
+        {_S.WAITING, _S.CONNECTING, _S.DISCOVERING, _S.BACKING_OFF, _S.STOPPED, _S.CLOSED}
+    ),
+    _S.WAITING: frozenset(
+        {_S.WAITING, _S.CONNECTING, _S.DISCOVERING, _S.BACKING_OFF, _S.STOPPED, _S.CLOSED}
+    ),
     _S.CONNECTING: frozenset({_S.JOINING, _S.BACKING_OFF, _S.PARKED, _S.STOPPED, _S.CLOSED}),
     _S.JOINING: frozenset(
         {_S.READY, _S.BACKING_OFF, _S.KICKED, _S.PARKED, _S.STOPPED, _S.CLOSED}

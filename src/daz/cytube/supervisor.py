@@ -27,7 +27,8 @@ from daz.cytube.channel import ChannelState
 from daz.cytube.channel.replica import ChannelReplica
 from daz.cytube.discovery import Endpoint
 from daz.cytube.outbox import Outbox
-from daz.cytube.outcomes import Action, Decision, Outcome, classify_kick, classify_login_error, decide
+from daz.cytube.outcomes import classify_kick, classify_login_error
+from daz.cytube.recovery import SUSPECT_REASONS, Failure, RoomRecovery
 from daz.cytube.scheduler import Priority, priority
 from daz.cytube.sender import LineSender
 from daz.cytube.session import Credentials, Session
@@ -39,8 +40,6 @@ from daz.cytube.states import (
     is_stable,
     liveness,
     ping_overdue,
-    probe_delay,
-    reconnect_delay,
     record_flap,
 )
 from daz.errors import (
@@ -61,10 +60,6 @@ from daz.transport.base import Transport, TransportFactory
 
 log = structlog.get_logger("daz.cytube")
 
-# Failures after which the server may simply be unreachable, so the cheap probe can cut the wait.
-_PROBE_REASONS = frozenset({"discovery", "connect_failed", "disconnected", "no_frames", "media_timeout"})
-# Endings after which the link may be half-open: recover make-before-break (a new session first).
-_SUSPECT_REASONS = frozenset({"half_open", "echo_timeout"})
 _HOLDING = frozenset({RoomState.KICKED, RoomState.STOPPED})
 
 
@@ -93,16 +88,7 @@ class RoomStatus:
     refusals: int = 0  # server refusals and kicks so far (rate limit, login, kicks)
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    reason: str
-    detail: str
-    rate_limited: bool = False
-    outcome: Outcome | None = None
-    immediate: bool = False
-
-
-class RoomSupervisor:
+class RoomSupervisor(RoomRecovery):
     def __init__(
         self,
         *,
@@ -255,173 +241,15 @@ class RoomSupervisor:
             failure = await self._connection(stopping)
             if failure is None:
                 return
-            if failure.reason not in _SUSPECT_REASONS:
+            if failure.reason not in SUSPECT_REASONS:
                 await self._close_retiring()
             if self._stop_request is not None:
                 continue  # the top of the loop stops the room
             if not await self._after(failure, stopping):
                 return
 
-    async def _hold(self, stopping: asyncio.Event) -> bool:
-        """KICKED or STOPPED: wait for a restart (or the configured slow retry); False on stop."""
-        while True:
-            contenders: dict[str, Any] = {"stop": stopping.wait, "wake": self._wake.wait}
-            hold_for = self._hold_for
-            if hold_for is not None:
-                contenders["timer"] = lambda: self.clock.sleep(hold_for)  # noqa: B023 - awaited now
-            winner, _ = await race(contenders, label=f"room.{self.name}.{self.state.value}")
-            if winner == "stop":
-                return False
-            self._wake.clear()
-            if winner == "wake" and self._stop_request is not None:
-                continue  # asked to stop again while stopped
-            self.kicked_reason = None
-            self._hold_for = None
-            by = "timer" if winner == "timer" else self._wake_reason
-            log.info("room.restarting", room=self.name, by=by)
-            return True
-
-    async def _after(self, failure: _Failure, stopping: asyncio.Event) -> bool:
-        """Answer one failure: its decision, then the wait it calls for. False on stop."""
-        if failure.reason in _SUSPECT_REASONS:
-            return await self._replace(failure, stopping)
-        decision = self._decide(failure)
-        if decision is not None:
-            return await self._apply(decision, failure, stopping)
-        if not failure.immediate:
-            self.attempt += 1
-        limit = self.config.give_up_after_attempts
-        if limit is not None and self.attempt >= limit:
-            self._transition(RoomState.CLOSED, f"gave up after {self.attempt} attempts: {failure.reason}")
-            self.bus.publish(
-                "room.gave_up",
-                {"room": self.name, "attempts": self.attempt, "reason": failure.reason},
-                source="cytube",
-            )
-            return False
-        delay = (
-            0.0
-            if failure.immediate
-            else reconnect_delay(
-                self.attempt,
-                self.rng,
-                self.config.backoff,
-                rate_limited=failure.rate_limited,
-                rate_limit_min_wait=self.config.rate_limit_min_wait_seconds,
-                previous=self._last_delay,
-            )
-        )
-        self._last_delay = delay
-        self.reconnects += 1
-        self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
-        self._transition(RoomState.BACKING_OFF, f"{failure.reason}: {failure.detail}", next_delay=delay)
-        use_probe = (
-            self.config.probe.enabled and not failure.rate_limited and failure.reason in _PROBE_REASONS
-        )
-        return await self._back_off(stopping, delay, use_probe)
-
-    def _decide(self, failure: _Failure) -> Decision | None:
-        """The taxonomy's decision for a refusal or kick (None: an ordinary failure, back off)."""
-        if failure.outcome is None:
-            return None
-        self.refusals += 1
-        self.metrics.room_refusals.labels(room=self.name, outcome=failure.outcome.value).inc()
-        guest = self._is_guest()
-        changed = False
-        if failure.outcome in (Outcome.BAD_CREDENTIALS, Outcome.INVALID_NAME) and not guest:
-            changed = self._password_changed()
-        return decide(
-            failure.outcome, failure.detail, self.config, guest=guest,
-            name_configured=self.room.username is not None, password_changed=changed,
-        )
-
-    async def _apply(self, decision: Decision, failure: _Failure, stopping: asyncio.Event) -> bool:
-        gate = self._gate
-        if decision.bug:
-            log.error(
-                "room.kicked_for_admin_action", room=self.name, reason=failure.detail,
-                hint="a caller sent an admin action without the rank; check permissions before sending",
-            )
-        if failure.outcome is Outcome.GUEST_WINDOW and gate is not None:
-            gate.guest_refused()
-        if decision.new_guest_name:
-            self.guest_name = self._draw_guest_name()
-        match decision.action:
-            case Action.KICKED:
-                self.kicked_reason = failure.detail
-                self._release_slot()
-                self._transition(RoomState.KICKED, decision.reason)
-                log.error("room.kicked", room=self.name, reason=failure.detail)
-                self._publish("room.kicked", reason=failure.detail)
-                return True
-            case Action.STOP:
-                self._stop(decision.reason, retry_after=decision.delay, outcome=failure.outcome)
-                return True
-            case Action.PARK:
-                if gate is not None:
-                    gate.socket_cap_hit(self.name)
-                self._transition(RoomState.PARKED, decision.reason)
-                self._publish("room.parked", reason=decision.reason)
-                return True
-            case Action.RETRY:
-                delay = decision.delay or 0.0
-                self.reconnects += 1
-                self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
-                self._transition(RoomState.BACKING_OFF, decision.reason, next_delay=delay)
-                return await self._back_off(stopping, delay, use_probe=False)
-            case Action.BACK_OFF:
-                self.attempt += 1
-                delay = reconnect_delay(
-                    self.attempt, self.rng, self.config.backoff, previous=self._last_delay
-                )
-                self._last_delay = delay
-                self.reconnects += 1
-                self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
-                self._transition(RoomState.BACKING_OFF, decision.reason, next_delay=delay)
-                return await self._back_off(stopping, delay, use_probe=False)
-
-    def _stop(self, reason: str, *, retry_after: float | None, outcome: Outcome | None = None) -> None:
-        self._release_slot()
-        self._hold_for = retry_after
-        self._transition(RoomState.STOPPED, reason, next_delay=retry_after)
-        log.warning("room.stopped", room=self.name, reason=reason, retry_in=retry_after)
-        self.bus.publish(
-            "room.stopped",
-            {"room": self.name, "reason": reason, "outcome": outcome.value if outcome else "operator",
-             "retry_in": retry_after},
-            source="cytube",
-        )
-
-    async def _back_off(self, stopping: asyncio.Event, delay: float, use_probe: bool) -> bool:
-        """Wait ``delay`` (or until a probe succeeds / a reconnect is requested); False on stop."""
-        contenders: dict[str, Any] = {
-            "timer": lambda: self.clock.sleep(delay),
-            "stop": stopping.wait,
-            "wake": self._wake.wait,
-        }
-        if use_probe and delay > 0:
-            contenders["probe"] = self._probe_until_reachable
-            if self._gate is not None:
-                contenders["server_back"] = self._gate.server_back  # another room got in
-        winner, _ = await race(contenders, label=f"room.{self.name}.backoff")
-        if winner != "timer":
-            log.info("room.backoff_cut_short", room=self.name, by=winner)
-        return winner != "stop"
-
-    async def _probe_until_reachable(self) -> None:
-        number = 0
-        while True:
-            await self.clock.sleep(probe_delay(number, self.probe_rng, self.config.probe))
-            number += 1
-            if await self.endpoint.probe():
-                if self._gate is not None:
-                    self._gate.reachable()
-                return
-            if self._gate is not None:
-                self._gate.server_down()
-
     # one connection --------------------------------------------------------------------------
-    async def _connection(self, stopping: asyncio.Event) -> _Failure | None:
+    async def _connection(self, stopping: asyncio.Event) -> Failure | None:
         """One attempt: discover, be admitted, connect, join, serve while READY. None: stopping."""
         self._wake.clear()
         self._transition(RoomState.DISCOVERING, "attempt")
@@ -433,7 +261,7 @@ class RoomSupervisor:
         except ConnectFailed as exc:
             if self._gate is not None:
                 self._gate.server_down()
-            return _Failure("discovery", exc.reason or "")
+            return Failure("discovery", exc.reason or "")
         if winner != "resolve":
             return self._interrupted(winner)
         gate = self._use_gate(str(url))
@@ -458,7 +286,8 @@ class RoomSupervisor:
             )
             if winner != "slot":
                 return str(winner)
-        if self._is_guest():
+        # One guest login at a time only where the server has a guest window (limits off: none).
+        if self._is_guest() and gate.ledger.limits.guest_login_window_seconds > 0:
             wait = gate.guest_wait()
             if wait > 0 or gate.ledger.guest_turn is not None:
                 self._transition(RoomState.WAITING, f"guest-login window: {wait:.1f}s left")
@@ -478,7 +307,7 @@ class RoomSupervisor:
 
     async def _connect_and_serve(
         self, url: str, gate: ServerGate, interrupt: dict[str, Any]
-    ) -> _Failure | None:
+    ) -> Failure | None:
         self._transition(RoomState.CONNECTING, f"token granted by {gate.key}")
         transport = self.transport_factory(self.name, self.clock)
         try:
@@ -495,15 +324,15 @@ class RoomSupervisor:
             gate.rate_limited()  # the server's bucket is empty: ours is too, from now
             self.refusals += 1
             self.metrics.room_refusals.labels(room=self.name, outcome="rate_limited").inc()
-            return _Failure("rate_limited", exc.reason, rate_limited=True)
+            return Failure("rate_limited", exc.reason, rate_limited=True)
         except ServerUnreachable as exc:
             await transport.close()
             gate.unreached()
-            return _Failure("connect_failed", exc.reason or "")
+            return Failure("connect_failed", exc.reason or "")
         except TransportError as exc:
             await transport.close()
             gate.attempt_failed()
-            return _Failure("connect_failed", exc.reason or "")
+            return Failure("connect_failed", exc.reason or "")
         if winner != "connect":
             await transport.close()
             gate.attempt_failed()
@@ -525,7 +354,7 @@ class RoomSupervisor:
         )
         self._session = session
         self.channel.connection_started()
-        failure: _Failure | None = None
+        failure: Failure | None = None
         try:
             failure = await self._serve(session, transport, interrupt)
             return failure
@@ -533,7 +362,7 @@ class RoomSupervisor:
             self.channel.connection_ended()
             if self.state is RoomState.READY:
                 self._left_ready()
-            if failure is not None and failure.reason in _SUSPECT_REASONS:
+            if failure is not None and failure.reason in SUSPECT_REASONS:
                 await self._retire(transport, failure.reason)
             else:
                 await transport.close()
@@ -541,14 +370,14 @@ class RoomSupervisor:
             self._transport = None
             self.metrics.room_last_frame_age.labels(room=self.name).set(0)
 
-    def _interrupted(self, winner: str) -> _Failure | None:
+    def _interrupted(self, winner: str) -> Failure | None:
         if winner == "stop":
             return None
-        return _Failure("requested", self._wake_reason, immediate=True)
+        return Failure("requested", self._wake_reason, immediate=True)
 
     async def _serve(
         self, session: Session, transport: Transport, interrupt: dict[str, Any]
-    ) -> _Failure | None:
+    ) -> Failure | None:
         try:
             winner, result = await race(
                 {
@@ -563,25 +392,25 @@ class RoomSupervisor:
         except LoginFailed as exc:
             outcome = classify_login_error(exc.reason)
             self._publish("room.login_failed", reason=exc.reason, outcome=outcome.value)
-            return self._kick_or(session, _Failure("login_failed", exc.reason, outcome=outcome))
+            return self._kick_or(session, Failure("login_failed", exc.reason, outcome=outcome))
         except SessionTimeout as exc:
-            return self._kick_or(session, _Failure("session_timeout", str(exc)))
+            return self._kick_or(session, Failure("session_timeout", str(exc)))
         except TransportError as exc:
-            return self._kick_or(session, _Failure("disconnected", exc.reason or ""))
+            return self._kick_or(session, Failure("disconnected", exc.reason or ""))
         except DazError as exc:
-            return self._kick_or(session, _Failure("session_error", str(exc)))
+            return self._kick_or(session, Failure("session_error", str(exc)))
         if winner in interrupt:
             return self._interrupted(str(winner))
         if winner == "pump":
             error: TransportError = result
-            return self._kick_or(session, _Failure("disconnected", error.reason or ""))
+            return self._kick_or(session, Failure("disconnected", error.reason or ""))
         reason = str(result)
-        return self._kick_or(session, _Failure(reason, "teardown", immediate=reason in _SUSPECT_REASONS))
+        return self._kick_or(session, Failure(reason, "teardown", immediate=reason in SUSPECT_REASONS))
 
-    def _kicked(self, reason: str) -> _Failure:
-        return _Failure("kicked", reason, outcome=classify_kick(reason))
+    def _kicked(self, reason: str) -> Failure:
+        return Failure("kicked", reason, outcome=classify_kick(reason))
 
-    def _kick_or(self, session: Session, failure: _Failure) -> _Failure:
+    def _kick_or(self, session: Session, failure: Failure) -> Failure:
         if session.kick_reason is not None:
             return self._kicked(session.kick_reason)
         return failure
@@ -624,47 +453,6 @@ class RoomSupervisor:
         self._degraded = degraded
         self.lost_at = now
         self.ready_since = None
-
-    # half-open recovery ----------------------------------------------------------------------
-    async def _retire(self, transport: Transport, reason: str) -> None:
-        """A suspect link: give its slot back as a ghost (the server may count it until it drops it)
-        and keep it open until the replacement session is READY (make-before-break). A guest in
-        ``same_name`` mode closes it now and waits for the server to drop it instead."""
-        interval = transport.ping_interval or 25.0
-        timeout = transport.ping_timeout or 120.0
-        since = transport.last_ping_at
-        if since is None:
-            since = self._connected_at if self._connected_at is not None else self.clock.monotonic()
-        ghost_until = since + interval + timeout + self.config.liveness_margin_seconds
-        if self._gate is not None:
-            self._gate.release(self.name, ghost_until=ghost_until)
-        if self._is_guest() and (self.config.half_open_guest == "same_name" or self.room.username):
-            # The name cannot change: close, and after a missed PING wait until the server has
-            # dropped the old socket (an echo timeout's link may be alive: its close frees the name).
-            await transport.close()
-            self._hold_name_until = ghost_until if reason == "half_open" else None
-            return
-        await self._close_retiring()  # at most one old socket is kept
-        self._retiring = transport
-        if self._is_guest():
-            self.guest_name = self._draw_guest_name()  # the old name stays taken until the server drops it
-
-    async def _close_retiring(self) -> None:
-        retiring, self._retiring = self._retiring, None
-        if retiring is not None:
-            await retiring.close()
-
-    async def _replace(self, failure: _Failure, stopping: asyncio.Event) -> bool:
-        """Open the replacement session at once (no attempt charged); a ``same_name`` guest first
-        waits until the server has dropped the old socket and with it the name."""
-        hold, self._hold_name_until = self._hold_name_until, None
-        delay = 0.0 if hold is None else max(0.0, hold - self.clock.monotonic())
-        self.reconnects += 1
-        self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
-        self._transition(
-            RoomState.BACKING_OFF, f"{failure.reason}: replacing a suspect connection", next_delay=delay
-        )
-        return await self._back_off(stopping, delay, use_probe=False)
 
     # READY-phase watchdog --------------------------------------------------------------------
     async def _watchdog(self, session: Session, transport: Transport) -> str:

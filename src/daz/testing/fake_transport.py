@@ -57,6 +57,9 @@ class FakeNetwork:
     chat_log: list[FakeLine] = field(default_factory=list)
     transports: list[FakeTransport] = field(default_factory=list)
     connects: int = 0
+    # Rooms resolve to one server ``fake://<shared_host>/<channel>`` (one admission ledger) when set,
+    # else each channel is its own server.
+    shared_host: str | None = None
 
     def factory(self, room: str, clock: Clock) -> FakeTransport:
         transport = FakeTransport(room, clock, self)
@@ -85,7 +88,8 @@ class FakeEndpoint:
     async def resolve(self) -> str:
         if not self.network.reachable:
             raise ConnectFailed("unreachable", reason="unreachable")
-        return f"fake://{self.channel}"
+        host = self.network.shared_host
+        return f"fake://{host}/{self.channel}" if host else f"fake://{self.channel}"
 
     async def probe(self) -> bool:
         self.probes += 1

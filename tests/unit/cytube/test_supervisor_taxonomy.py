@@ -181,3 +181,29 @@ async def test_a_drawn_guest_name_comes_back_at_once_under_a_fresh_name() -> Non
         await h.until(RoomState.READY)
         assert h.clock.monotonic() <= 25 + 10 + 1.5
         assert network.current.username != first  # type: ignore[union-attr]
+
+
+async def test_a_restart_or_reconnect_request_while_parked_or_waiting_tries_again() -> None:
+    network = FakeNetwork(shared_host="cytube")
+    cytube = {"servers": {"default": {"max_sockets": 1, "connection_burst": 1}}}
+    rooms = [RoomConfig(channel="lobby", username="dazbot", password="pw"),  # type: ignore[arg-type]
+             RoomConfig(channel="other", username="dazbot", password="pw")]  # type: ignore[arg-type]
+    config = DazConfig(rooms=rooms, cytube=CytubeConfig(probe=ProbeConfig(enabled=False), **cytube))
+    async with harness(config, network) as h:
+        await h.until(RoomState.READY)
+        other = lambda: h.manager.room("other")  # noqa: E731
+        assert other().state is RoomState.PARKED
+        h.manager.restart("other")  # still no slot: parked again, no crash
+        h.manager.reconnect("other", "health")
+        await h.settle()
+        assert other().state is RoomState.PARKED
+        assert h.named("room.state_changed")[-1]["to"] == "parked"
+        h.manager.stop("lobby")  # its slot goes to the parked room, which then waits for a token
+        await h.settle()
+        assert other().state is RoomState.WAITING
+        h.manager.reconnect("other", "health")
+        await h.settle()
+        assert other().state is RoomState.WAITING
+        await h.clock.advance(11)
+        await h.settle()
+        assert other().state is RoomState.READY
