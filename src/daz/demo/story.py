@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from daz.aio import sleep_or_stop
 from daz.app import AppOptions, DazApp
 from daz.clock import SystemClock
 from daz.config import DazConfig, validate_config
+from daz.db.sqlite import connect as sqlite_connect
 from daz.demo.faults import POISON_OPERATION, Poison, SwitchedBackend
 from daz.events.bus import Event
 from daz.store.base import NewItem
@@ -161,7 +161,7 @@ class Display:
 
 
 def count_rows(db: Path) -> int:
-    with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
+    with contextlib.closing(sqlite_connect(db, busy_timeout_seconds=5)) as conn:
         return int(conn.execute("SELECT count(*) FROM daz_chatlog WHERE kind = 'chat'").fetchone()[0])
 
 
@@ -312,7 +312,7 @@ class Story:
         """The final table, from the database file and the fake server's record only."""
         s = Summary()
         server_lines = self.server.chat_log(ROOM)
-        with contextlib.closing(sqlite3.connect(self.db, timeout=5)) as conn:
+        with contextlib.closing(sqlite_connect(self.db, busy_timeout_seconds=5)) as conn:
             rows = conn.execute(
                 "SELECT username, event_time_ms, message FROM daz_chatlog WHERE kind = 'chat'").fetchall()
             retried = conn.execute(
