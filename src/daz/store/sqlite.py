@@ -60,12 +60,12 @@ def _item(r: Sequence[Any], reclaimed: bool = False) -> QueueItem:
     )
 
 
-def _row(given: NewItem, now: datetime) -> tuple[Any, ...]:
+def _row(given: NewItem, now: datetime, now_ts: float) -> tuple[Any, ...]:
     it = with_defaults(given, now)
+    due = now_ts if it.retry_after is now else _ts(it.retry_after)
     return (
         it.correlation_id, it.idempotency_key, it.operation_type, it.target, it.event_type,
-        json.dumps(it.payload), it.priority, it.max_retries, _ts(it.retry_after), it.timeout_seconds,
-        _ts(now), _ts(now),
+        json.dumps(it.payload), it.priority, it.max_retries, due, it.timeout_seconds, now_ts, now_ts,
     )
 
 
@@ -90,9 +90,10 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _schedule(conn: sqlite3.Connection, items: Sequence[NewItem], now: datetime) -> list[int]:
     ids: list[int] = []
+    insert, now_ts = _SQL["schedule"], _ts(now)
     with _immediate(conn):
         for it in items:
-            cur = conn.execute(_SQL["schedule"], _row(it, now))
+            cur = conn.execute(insert, _row(it, now, now_ts))
             if cur.rowcount == 1 and cur.lastrowid is not None:
                 ids.append(cur.lastrowid)
             else:
@@ -105,9 +106,10 @@ def _schedule_claimed(
 ) -> tuple[list[int], list[Any]]:
     ids: list[int] = []
     rows: list[Any] = []
+    insert, now_ts = _SQL["schedule_claimed"], _ts(now)
     with _immediate(conn):
         for it in items:
-            row = conn.execute(_SQL["schedule_claimed"], (*_row(it, now), lease_until, owner)).fetchone()
+            row = conn.execute(insert, (*_row(it, now, now_ts), lease_until, owner)).fetchone()
             if row is not None:
                 rows.append(row)
                 ids.append(row[0])
