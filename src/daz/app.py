@@ -26,11 +26,13 @@ from daz.cluster.coordinator import ClusterCoordinator
 from daz.cluster.gate import LeaseGate
 from daz.cluster.health import ClusterCheck
 from daz.cluster.identity import resolve_instance_id
+from daz.cluster.plan import DEFAULT_SERVER
 from daz.config import DazConfig
 from daz.cytube.handoff import HandoffPuller
 from daz.cytube.journal import CYTUBE_COMMAND, LineRedelivery, RoomAvailabilityGate, StoreJournal
 from daz.cytube.room_actions import RoomActions
 from daz.cytube.rooms import RoomManager
+from daz.cytube.scheduler import server_key
 from daz.db.postgres import PgDatabase
 from daz.errors import DazError
 from daz.events.bus import EventBus
@@ -318,12 +320,18 @@ class DazApp:
                 log.warning("cluster.disabled", reason=self.cluster_mode)
             return None
         cfg = self.config
+        rooms = [r for r in cfg.rooms if r.enabled]
+        # Each room's CyTube server (rooms found by discovery share one entry) and this instance's
+        # socket cap there: the planner places rooms where an instance has a free socket.
+        server_of = {r.channel: server_key(r.server_url) if r.server_url else DEFAULT_SERVER for r in rooms}
+        capacity = {server: cfg.cytube.server_limits(server).max_sockets
+                    for server in set(server_of.values())}
         return ClusterCoordinator(
             dsn=self.db_url,
             instance_id=resolve_instance_id(cfg.cluster.instance_id, cfg.cluster.instance_id_file),
-            rooms=[r.channel for r in cfg.rooms if r.enabled], config=cfg.cluster, bus=bus,
+            rooms=[r.channel for r in rooms], config=cfg.cluster, bus=bus,
             metrics=self.metrics, clock=self.clock,
-            on_acquire=leases.on_acquire, on_lose=leases.on_lose,
+            on_acquire=leases.on_acquire, on_lose=leases.on_lose, server_of=server_of, capacity=capacity,
         )
 
     def _checks(self, views: BotViews, store: RetryStore, rooms: RoomManager,

@@ -92,7 +92,8 @@ class BotViews:
             return {"mode": self.cluster_mode}
         snap = self.cluster.snapshot
         return {"mode": "on", "instance_id": snap.instance_id, "instances": snap.instances,
-                "leases": snap.leases, "held": sorted(self.cluster.held)}
+                "leases": snap.leases, "held": sorted(self.cluster.held),
+                "waiting": dict(sorted(self.cluster.waiting.items()))}
 
     def status_sources(self) -> StatusSources:
         return StatusSources(

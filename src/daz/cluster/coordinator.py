@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,13 @@ from daz import __version__
 from daz.aio import wait_any
 from daz.clock import Clock
 from daz.cluster import sql
-from daz.cluster.plan import LeaseView, must_leave, plan_leases
+from daz.cluster.plan import (
+    LeaseView,
+    capacities_from_heartbeats,
+    must_leave,
+    plan_leases,
+    waiting_rooms,
+)
 from daz.cluster.presence import (
     BUMP_EPOCH,
     LOCK_HOLDER,
@@ -86,6 +93,8 @@ class ClusterCoordinator:
         clock: Clock,
         on_acquire: OnAcquire,
         on_lose: OnLose,
+        server_of: Mapping[str, str] | None = None,
+        capacity: Mapping[str, int] | None = None,
     ) -> None:
         self.dsn = dsn
         self.instance_id = instance_id
@@ -97,6 +106,11 @@ class ClusterCoordinator:
         self.on_acquire = on_acquire
         self.on_lose = on_lose
         self.held: dict[str, HeldRoom] = {}
+        # Placement by socket capacity: each room's CyTube server, and this instance's cap per server
+        # (published with the heartbeat; the others' come back from LIVE_INSTANCES).
+        self.server_of = dict(server_of or {})
+        self.capacity = dict(capacity or {})
+        self.waiting: dict[str, str] = {}  # rooms no live instance has a socket for, with the reason
         self._leaving: set[str] = set()  # popped from held, on_lose still running: not an orphan yet
         self._conn: asyncpg.Connection | None = None
         self._presence_conn: asyncpg.Connection | None = None
@@ -107,7 +121,8 @@ class ClusterCoordinator:
         self._kick = asyncio.Event()
         self._retry_soon = False
         self._announced: set[str] = set()  # owners already reported gone (the kick fires once each)
-        self._last_rebalance = float("-inf")
+        # The first hand-back for fairness waits one interval after start, like every later one.
+        self._last_rebalance = clock.monotonic()
         self._lock = asyncio.Lock()
         self.snapshot = ClusterSnapshot(instance_id=instance_id)
         self.last_tick_ok: float | None = None  # local monotonic time of the last complete tick
@@ -167,7 +182,8 @@ class ClusterCoordinator:
         async with self._lock:
             conn = await self._connection()
             await conn.execute(
-                sql.HEARTBEAT, self.instance_id, socket.gethostname(), os.getpid(), __version__
+                sql.HEARTBEAT, self.instance_id, socket.gethostname(), os.getpid(), __version__,
+                json.dumps(self.capacity) if self.capacity else None,
             )
             await conn.execute(sql.ENSURE_ROOMS, self.rooms)
             await self._renew(conn)
@@ -190,7 +206,9 @@ class ClusterCoordinator:
                 for room in orphans:
                     leases[room] = LeaseView(room, None, 0.0, leases[room].fence)
             allow_release = now - self._last_rebalance >= self.config.rebalance_interval_seconds
-            plan = plan_leases(self.instance_id, self.rooms, leases, live, allow_release=allow_release)
+            capacity = capacities_from_heartbeats([dict(r) for r in live_rows], live)
+            plan = plan_leases(self.instance_id, self.rooms, leases, live, allow_release=allow_release,
+                               server_of=self.server_of, capacity=capacity)
             if plan.release:
                 self._last_rebalance = now
                 for room in plan.release:
@@ -221,6 +239,11 @@ class ClusterCoordinator:
                                  {"room": room, "instance": self.instance_id, "fence": fence,
                                   "previous_owner": previous}, source="cluster")
                 await self.on_acquire(room, fence)
+            waiting = waiting_rooms(self.rooms, leases, live, self.server_of, capacity)
+            if waiting.keys() != self.waiting.keys():
+                log.warning("cluster.rooms_waiting", instance=self.instance_id, rooms=sorted(waiting),
+                            reason=next(iter(waiting.values()), ""))
+            self.waiting = waiting
             self.snapshot = ClusterSnapshot(
                 instance_id=self.instance_id,
                 instances=[dict(r) for r in live_rows],
@@ -372,3 +395,4 @@ class ClusterCoordinator:
                 "rooms (lease age)": ", ".join(sorted(held_by.get(name, []))) or "-",
             })
         return rows
+

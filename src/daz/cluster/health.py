@@ -9,7 +9,8 @@ from daz.health.types import CheckResult, HealthStatus
 
 class ClusterCheck:
     """Component ``cluster``: ``lease_renewal`` age (warn past one renew interval, fail past the
-    lease: this instance can no longer hold rooms) and ``rooms_held``. Not critical: an instance
+    lease: this instance can no longer hold rooms), ``rooms_held`` and ``rooms_waiting`` (warn: rooms no
+    live instance has a socket for on their server, each with the reason). Not critical: an instance
     holding no room is still a healthy standby."""
 
     name = "cluster"
@@ -31,9 +32,15 @@ class ClusterCheck:
         else:
             status, output = HealthStatus.PASS, ""
         held = len(self.coordinator.held)
+        waiting = self.coordinator.waiting
+        # Rooms no live instance has a socket for: say which and why (start another instance).
+        waiting_result = CheckResult(
+            "cluster", "rooms_waiting", HealthStatus.WARN if waiting else HealthStatus.PASS, len(waiting),
+            None, "; ".join(f"{room}: {why}" for room, why in sorted(waiting.items())), now)
         return [
             CheckResult("cluster", "lease_renewal", status, None if age is None else round(age, 2), "s",
                         output, now),
             CheckResult("cluster", "rooms_held", HealthStatus.PASS, held, None,
                         f"{held} of {len(self.coordinator.rooms)} rooms", now),
+            waiting_result,
         ]

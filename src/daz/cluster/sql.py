@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Final, LiteralString
 
 HEARTBEAT: Final[LiteralString] = """
-INSERT INTO daz_instances (instance_id, hostname, pid, version, started_at, heartbeat_at)
-VALUES ($1, $2, $3, $4, now(), now())
+INSERT INTO daz_instances (instance_id, hostname, pid, version, started_at, heartbeat_at, capacity)
+VALUES ($1, $2, $3, $4, now(), now(), $5::jsonb)
 ON CONFLICT (instance_id) DO UPDATE
-   SET heartbeat_at = now(), hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, version = EXCLUDED.version
+   SET heartbeat_at = now(), hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, version = EXCLUDED.version,
+       capacity = EXCLUDED.capacity
 """
 
 LIVE_INSTANCES: Final[LiteralString] = """
-SELECT instance_id, hostname, pid, version,
+SELECT instance_id, hostname, pid, version, capacity::text AS capacity,
        extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age,
        extract(epoch FROM now() - started_at)::float8 AS uptime
   FROM daz_instances
