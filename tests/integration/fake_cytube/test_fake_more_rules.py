@@ -130,3 +130,21 @@ async def test_moderators_see_hidden_counts_with_a_question_mark() -> None:
         assert (await guest.wait_for("updatePoll"))["counts"] == ["?", "?"]
         for client in (mod, guest):
             await client.close()
+
+
+async def test_chat_is_cut_escaped_and_links_become_anchors() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
+        bot = await joined(server, "bot", "10.0.0.1")
+        await bot.emit("chatMsg", {"msg": "see https://example.com/a?b=1&c=2 (now) <b>", "meta": {}})
+        line = await bot.wait_for("chatMsg", lambda d: d["username"] == "bot")
+        assert line["msg"] == (
+            'see <a href="https://example.com/a?b=1&amp;c=2" target="_blank" rel="noopener noreferrer">'
+            "https://example.com/a?b=1&amp;c=2</a> &#40;now&#41; &lt;b&gt;"
+        )
+        await bot.emit("chatMsg", {"msg": "<" * 400, "meta": {}})
+        cut = await bot.wait_for("chatMsg", lambda d: d["msg"].startswith("&lt;"))
+        assert cut["msg"] == "&lt;" * 320  # cut at 320 BEFORE escaping
+        await bot.emit("chatMsg", {"msg": "/me waves", "meta": {}})
+        action = await bot.wait_for("chatMsg", lambda d: d["msg"] == "waves")
+        assert action["meta"] == {"addClass": "action", "action": True}
+        await bot.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -70,14 +71,19 @@ class Sock:
     chat: FloodLimiter | None = None  # None when limits are off
 
 
+# CyTube's chat link filter (applied after escaping, so `&` in a URL is already `&amp;`)
+_LINK = re.compile(r"(\w+://(?:[^:/\[\]\s]+|\[[0-9a-f:]+\])(?::\d+)?(?:/[^/\s]*)*)", re.IGNORECASE)
+
+
 def chat_payload(record: ChatRecord) -> dict[str, Any]:
     text = record.text
     action = text.startswith("/me ")
     if action:
         text = text[4:]
+    escaped = names.sanitize_text(text)
     return {
         "username": record.username,
-        "msg": names.sanitize_text(text),
+        "msg": _LINK.sub(r'<a href="\1" target="_blank" rel="noopener noreferrer">\1</a>', escaped),
         "time": record.time_ms,
         "meta": {"addClass": "action", "action": True} if action else {},
     }
