@@ -57,5 +57,3 @@ _.queue_burst  # testing/fake_cytube/limits.py: documented playlist add-rate lim
 _.queue_rate_per_second
 _.mod_queue_burst
 _.mod_queue_rate_per_second
-_.joined_at  # testing/fake_cytube/members.py Member, landed unread
-_.update_interval  # testing/fake_cytube/playlist.py PlaybackTiming, landed unread

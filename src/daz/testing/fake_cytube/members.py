@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,6 @@ class Member:
     muted: bool = False
     smuted: bool = False
     queue_limiter: FloodLimiter | None = None
-    joined_at: float = field(default_factory=time.monotonic)
     inbox: list[tuple[str, Any]] = field(default_factory=list)  # simulated users only
 
     @property

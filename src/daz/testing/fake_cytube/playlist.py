@@ -46,10 +46,6 @@ class PlaybackTiming:
             if not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"PlaybackTiming.{name} must be a positive number, got {value!r}")
 
-    @property
-    def update_interval(self) -> float:
-        return self.tick_seconds * self.update_every_ticks
-
 
 def link_for(media_type: str, media_id: str) -> str:
     if media_type == "yt":
