@@ -22,23 +22,15 @@ _.dead_per_s
 
 # Public API for plugins and for users of the test kit (documented in docs/plugins.md,
 # docs/channel.md, docs/fake-cytube.md, docs/testing-kit.md); daz itself does not call every method.
-_.delete  # cytube/room_actions.py RoomActions: one method per CyTube action
-_.move
+_.move  # cytube/room_actions.py RoomActions: one method per CyTube action
 _.jump
 _.set_temp
-_.voteskip
-_.new_poll
-_.vote
 _.close_poll
 _.mute
 _.unmute
-_.set_afk
 _.assign_leader
-_.playlist_seconds  # cytube/channel/state.py ChannelState, from setPlaylistMeta
-_.refuse_connections  # testing/fake_cytube/server.py FakeCytubeServer
-_.stop_media_updates
+_.stop_media_updates  # testing/fake_cytube/server.py FakeCytubeServer
 _.pause
-_.register_channel
 _.open_connections
 _.opened_at  # testing/faults.py ConnectionStats
 _.sigint  # testing/process.py DazProcess
@@ -53,7 +45,3 @@ _._stopping  # cytube/supervisor.py, set in run, read by nothing
 _.running_since  # plugins/host.py PluginStatus, set when a plugin runs, read by nothing
 _.next_token_in  # cytube/scheduler.py ServerCapacity (RoomManager.capacities()), no reader yet
 _.free
-_.queue_burst  # testing/fake_cytube/limits.py: documented playlist add-rate limiter, NOT enforced
-_.queue_rate_per_second
-_.mod_queue_burst
-_.mod_queue_rate_per_second
