@@ -300,10 +300,17 @@ class RoomSupervisor(RoomRecovery):
         wait = gate.token_wait()
         if wait > 0 or gate.ledger.token_waiters:
             self._transition(RoomState.WAITING, f"connection token in {wait:.1f}s")
-        winner, _ = await race(
-            {**interrupt, "token": lambda: gate.token(self.name, prio)}, label=f"room.{self.name}.token"
-        )
+        contenders: dict[str, Any] = {**interrupt, "token": lambda: gate.token(self.name, prio)}
+        if gate.ledger.down_seen and self.config.probe.enabled:
+            # The server was seen down and our bucket may be stale: a probe that reaches it again
+            # starts the ledger over (a restarted CyTube has a full bucket), granting the token.
+            contenders["probe"] = self._probe_then_idle
+        winner, _ = await race(contenders, label=f"room.{self.name}.token")
         return None if winner == "token" else str(winner)
+
+    async def _probe_then_idle(self) -> None:
+        await self._probe_until_reachable()
+        await asyncio.Event().wait()  # the token contender ends the race
 
     async def _connect_and_serve(
         self, url: str, gate: ServerGate, interrupt: dict[str, Any]
