@@ -49,13 +49,28 @@ def _check_name(kind: str, field: str, name: str) -> None:
         raise _invalid(kind, f"{field} {name!r} is not a CyTube user name (1-20 letters, digits, - or _)")
 
 
+def _check_flag(kind: str, field: str, value: object) -> None:
+    # The server typechecks these as booleans (errorMsg "Expected key ... boolean") or, for /afk,
+    # the replica decides on it: a truthy string must not pass for one.
+    if not isinstance(value, bool):
+        raise _invalid(kind, f"{field} must be True or False, not {value!r}")
+
+
+def poll_options(options: object) -> tuple[str, ...]:
+    """A plugin's poll options as a tuple, or ``ActionInvalid`` when they are not a list of strings
+    (a bare string would otherwise become one option per character)."""
+    if isinstance(options, str | bytes) or not isinstance(options, list | tuple):
+        raise _invalid("new_poll", f"options must be a list of strings, not {type(options).__name__}")
+    return tuple(options)
+
+
 def _check_uid(kind: str, field: str, uid: object) -> None:
     if isinstance(uid, bool) or not isinstance(uid, int) or uid < 0:
         raise _invalid(kind, f"{field} must be a playlist uid (an integer >= 0), not {uid!r}")
 
 
 def _check_reason(kind: str, reason: str) -> None:
-    if len(reason) > MAX_REASON_CHARS or "\n" in reason or "\r" in reason:
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS or "\n" in reason or "\r" in reason:
         raise _invalid(kind, f"reason must be one line of at most {MAX_REASON_CHARS} characters")
 
 
@@ -86,6 +101,8 @@ class QueueMedia(Action):
     duration: float | None = None
 
     def validate(self) -> None:
+        if not isinstance(self.media_type, str):
+            raise _invalid("queue", f"media_type must be a string such as 'yt', not {self.media_type!r}")
         if self.media_type == "yp":
             # A YouTube playlist becomes many items with other ids: one action could be neither
             # confirmed nor reconciled. Queue its videos one by one (type yt).
@@ -99,13 +116,17 @@ class QueueMedia(Action):
             raise _invalid("queue", f"media_id is longer than {MAX_MEDIA_ID_CHARS} characters")
         if self.position not in ("next", "end"):
             raise _invalid("queue", f"position must be 'next' or 'end', not {self.position!r}")
+        _check_flag("queue", "temp", self.temp)
+        if self.title is not None and not isinstance(self.title, str):
+            raise _invalid("queue", f"title must be a string or None, not {type(self.title).__name__}")
         if self.title is not None and self.media_type not in TITLED_TYPES:
             raise _invalid("queue", f"title is kept only for types cu and fi, not {self.media_type}")
         if self.duration is not None:
             if self.media_type not in LIVE_TYPES:
                 live = ", ".join(sorted(LIVE_TYPES))
                 raise _invalid("queue", f"duration is honoured only for live types ({live})")
-            if isinstance(self.duration, bool) or not math.isfinite(self.duration) or self.duration <= 0:
+            if (isinstance(self.duration, bool) or not isinstance(self.duration, int | float)
+                    or not math.isfinite(self.duration) or self.duration <= 0):
                 raise _invalid("queue", "duration must be a positive number of seconds")
         if self.media_type == "hl" and not self.media_id.startswith("https://"):
             raise _invalid("queue", "HLS links must start with https:// (the server refuses http)")
@@ -196,6 +217,7 @@ class SetTemp(Action):
 
     def validate(self) -> None:
         _check_uid("set_temp", "uid", self.uid)
+        _check_flag("set_temp", "temp", self.temp)
 
     def wire(self) -> tuple[str, Any]:
         return "setTemp", {"uid": self.uid, "temp": self.temp}
@@ -222,6 +244,11 @@ class NewPoll(Action):
         title = self.title
         if not isinstance(title, str) or not title.strip() or len(title) > POLL_MAX_TITLE_CHARS:
             raise _invalid("new_poll", f"title must be 1-{POLL_MAX_TITLE_CHARS} characters")
+        if not isinstance(self.options, tuple):
+            raise _invalid("new_poll",
+                           f"options must be a list of strings, not {type(self.options).__name__}")
+        _check_flag("new_poll", "obscured", self.obscured)
+        _check_flag("new_poll", "retain_votes", self.retain_votes)
         if not 1 <= len(self.options) <= POLL_MAX_OPTIONS:
             raise _invalid("new_poll", f"a poll has 1-{POLL_MAX_OPTIONS} options, not {len(self.options)}")
         for number, option in enumerate(self.options, start=1):
@@ -350,6 +377,9 @@ class SetAfk(Action):
 
     kind: ClassVar[str] = "afk"
     afk: bool
+
+    def validate(self) -> None:
+        _check_flag("afk", "afk", self.afk)
 
     def wire(self) -> tuple[str, Any]:
         return "chatMsg", {"msg": "/afk", "meta": {}}

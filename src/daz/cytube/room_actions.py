@@ -39,6 +39,7 @@ from daz.cytube.actions import (
     Unmute,
     Vote,
     VoteSkip,
+    poll_options,
 )
 from daz.cytube.channel import ChannelState
 from daz.errors import ActionInvalid
@@ -130,7 +131,7 @@ class RoomActions:
     async def new_poll(self, room: str, title: str, options: Sequence[str], *, obscured: bool = False,
                        timeout: int | None = None, retain_votes: bool = False,
                        correlation_id: str | None = None) -> ActionTicket:
-        action = NewPoll(title, tuple(options), obscured, timeout, retain_votes)
+        action = NewPoll(title, poll_options(options), obscured, timeout, retain_votes)
         return await self.submit(room, action, correlation_id=correlation_id)
 
     async def vote(self, room: str, option: int, *, correlation_id: str | None = None) -> ActionTicket:

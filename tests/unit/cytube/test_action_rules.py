@@ -207,6 +207,20 @@ PLAYLIST = (
         (Ban("b<c"), "user name"),
         (Unban(-2, "bob"), "ban_id must be"),
         (AssignLeader("no way"), "user name"),
+        # Wrong types from a plugin: one clear error naming the field, never a TypeError traceback
+        # and never a payload the server's typecheck would answer with errorMsg (or drop).
+        (QueueMedia(["yt"], "x"), "media_type must be a string"),  # type: ignore[arg-type]
+        (QueueMedia("rt", "rtmp://x", duration="60"), "duration must be a positive"),  # type: ignore[arg-type]
+        (QueueMedia("yt", "x", temp="yes"), "temp must be True or False"),  # type: ignore[arg-type]
+        (QueueMedia("fi", "https://x/a.mp4", title=5), "title must be a string"),  # type: ignore[arg-type]
+        (NewPoll("t", None), "options must be a list of strings"),  # type: ignore[arg-type]
+        (NewPoll("t", "abc"), "options must be a list of strings"),  # type: ignore[arg-type]
+        (NewPoll("t", ("a",), obscured="no"), "obscured must be True or False"),  # type: ignore[arg-type]
+        (NewPoll("t", ("a",), retain_votes=1), "retain_votes must be True or False"),  # type: ignore[arg-type]
+        (Kick("bob", None), "reason must be one line"),  # type: ignore[arg-type]
+        (Ban("bob", 5), "reason must be one line"),  # type: ignore[arg-type]
+        (SetTemp(1, "yes"), "temp must be True or False"),  # type: ignore[arg-type]
+        (SetAfk("yes"), "afk must be True or False"),  # type: ignore[arg-type]
     ],
 )
 def test_invalid_actions_are_refused_locally(action: Action, problem: str) -> None:

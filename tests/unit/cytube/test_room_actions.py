@@ -21,6 +21,9 @@ async def test_invalid_actions_raise_and_queue_nothing_valid_ones_queue_in_order
             await actions.queue("lobby", "zz", "abc")
         with pytest.raises(ActionInvalid, match="1-50 options, not 0"):
             await actions.new_poll("lobby", "Empty?", [])
+        for options in (None, "abc", 5):  # wrong type: the error, not a TypeError or a 3-option poll
+            with pytest.raises(ActionInvalid, match="options must be a list of strings"):
+                await actions.new_poll("lobby", "Wrong?", options)  # type: ignore[arg-type]
         with pytest.raises(ActionInvalid, match="nothing is playing"):
             await actions.skip("lobby")  # no replica yet: no current item to name
         assert outbox.depth == 0
