@@ -266,3 +266,20 @@ async def test_playlist_survives_a_restart_only_in_a_registered_channel() -> Non
         assert [i.uid for i in after.items] == [0, 1]  # renumbered from the fresh counter
         assert after.current is not None
         assert server.channel_state("open").items == ()
+
+
+async def test_channel_opts_carry_the_channel_password_in_clear_as_the_real_server_sends_it() -> None:
+    # CyTube's channelOpts holds opts.password (the password itself, or false): a client that must
+    # never log it has to meet it in the fake too (../shared/cytube-protocol.md, channelOpts).
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST, registered_channels=["lobby", "open"],
+                                channel_passwords={"lobby": "s3cret-pw"}) as server:
+        async with CytubeTestClient(server.url) as client:
+            await client.join("lobby")
+            assert await client.wait_for("needPassword") is False
+            await client.emit("channelPassword", "s3cret-pw")
+            opts = await client.wait_for("channelOpts")
+        async with CytubeTestClient(server.url) as other:
+            await other.join("open")
+            open_opts = await other.wait_for("channelOpts")
+    assert opts["password"] == "s3cret-pw"
+    assert open_opts["password"] is False

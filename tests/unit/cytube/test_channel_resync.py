@@ -196,3 +196,24 @@ def test_a_reducer_bug_is_logged_and_the_replica_kept(monkeypatch: pytest.Monkey
     monkeypatch.setattr("daz.cytube.channel.replica.apply", broken)
     replica.observe(protocol.parse("addUser", user("u9")), 0.0)
     assert replica.snapshot is snap
+
+
+def test_the_bots_own_rank_changed_while_away_is_in_the_resync() -> None:
+    # A moderator promoted (or demoted) the bot's account while it was disconnected: the resync
+    # must say so, and the new replica's own rank is the one permission checks use from then on.
+    rec = Recorder()
+    replica = ChannelReplica("lobby", rec)
+    connect(replica, join_sequence(users=[user("u1")]))
+    assert replica.snapshot is not None
+    assert replica.snapshot.self_rank == 1
+    replica.connection_ended()
+    promoted = [
+        (name, 2 if name == "rank" else user("bot", 2) if name == "addUser"
+         else {"name": "bot", "rank": 2} if name == "setUserRank" else data)
+        for name, data in join_sequence(users=[user("u1")])
+    ]
+    connect(replica, promoted, at=5.0)
+    change = rec.named("room.resynced")[0]["diff"]
+    assert [(r.name, r.old, r.new) for r in change.rank_changed] == [("bot", 1, 2)]
+    assert replica.snapshot.self_rank == 2
+    assert rec.named("room.resynced")[0]["summary"]["rank_changed"] == [{"name": "bot", "old": 1, "new": 2}]

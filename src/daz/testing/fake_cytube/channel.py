@@ -64,6 +64,9 @@ class FakeChannel:
         self.permissions: dict[str, float] = dict(base)
         self.open_playlist = not self.registered  # a registered channel starts locked
         self.options: dict[str, Any] = default_options(self.name)
+        # CyTube's opts.password is the channel password itself (or false), and channelOpts sends
+        # it to every member in clear: a client must meet it here to prove it never logs it.
+        self.options["password"] = self.server.channel_passwords.get(self.name, False)
         self.motd = ""
 
     # actions --------------------------------------------------------------------------------------
