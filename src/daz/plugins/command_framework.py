@@ -114,7 +114,7 @@ class CommandRouter:
         self.answered = 0
         self.refused = 0
         self._rank_of = rank_of
-        self._denied_at: dict[tuple[str, str, str], float] = {}
+        self._denied_at: dict[tuple[str, str, str, str], float] = {}
 
     def add(self, command: Command) -> Command:
         self.ctx.commands.add(command, self.prefix, self.ctx.name)
@@ -163,10 +163,21 @@ class CommandRouter:
         if decision.verdict is not Verdict.RUN:
             await self._refuse(command, decision, caller, rank, now)
             return
-        self.cooldowns.start(command, room, user, now)
         reply_mode: ReplyMode = "pm" if caller.via == "pm" else command.reply
         try:
             args = parse_arguments(command, text, self.prefix)
+        except UsageError as exc:
+            # Parsed before the cooldowns start: a caller who mistypes and corrects at once is
+            # served (a call that never ran must not hold them or the room back). The usage reply
+            # is throttled like a rank refusal, so repeating a wrong call cannot make the bot flood.
+            self.refused += 1
+            self.ctx.log.info("commands.failed", room=room, command=command.name, user=user,
+                              error=type(exc).__name__)
+            if self._may_tell(("usage", room, user.lower(), command.name), now):
+                await self.send(caller, str(exc), reply_mode)
+            return
+        self.cooldowns.start(command, room, user, now)
+        try:
             result = command.handler(Invocation(self, command, caller, rank, args))
             reply = await result if not isinstance(result, str | None) else result
         except DazError as exc:
@@ -187,15 +198,20 @@ class CommandRouter:
         self.refused += 1
         if decision.verdict is Verdict.COOLING_DOWN:
             return  # silence: answering every early repeat would be the flood the cooldown prevents
-        key = (caller.room, caller.user.lower(), command.name)
+        if not self._may_tell(("rank", caller.room, caller.user.lower(), command.name), now):
+            return
+        await self.send(caller, f"{self.prefix}{command.name} needs rank {command.min_rank:g} "
+                        f"(you have {rank:g})", "pm")
+
+    def _may_tell(self, key: tuple[str, str, str, str], now: float) -> bool:
+        """Whether a refusal (rank or usage) may be answered: once per key per DENIAL_REPLY_SECONDS."""
         last = self._denied_at.get(key)
         if last is not None and now - last < DENIAL_REPLY_SECONDS:
-            return
+            return False
         if len(self._denied_at) > 1000:
             self._denied_at = {k: t for k, t in self._denied_at.items() if now - t < DENIAL_REPLY_SECONDS}
         self._denied_at[key] = now
-        await self.send(caller, f"{self.prefix}{command.name} needs rank {command.min_rank:g} "
-                        f"(you have {rank:g})", "pm")
+        return True
 
     async def send(self, caller: Caller, text: str, mode: ReplyMode) -> None:
         rooms = self.ctx.rooms

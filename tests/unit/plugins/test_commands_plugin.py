@@ -229,3 +229,35 @@ async def test_the_callers_rank_comes_from_the_channel_replica() -> None:
         bus.publish("cytube.chat", chat("lobby", "mod", "!help", 1))
         await wait_for(lambda: len(send.sent) == 1)
     assert "!skip (skip the video)" in send.sent[0][1]  # rank 2, read from the replica
+
+
+class CooledDj(DjLike):
+    """``!add`` with a per-user and a per-room cooldown, as a real DJ bot would have it."""
+
+    async def setup(self, ctx: PluginContext) -> None:
+        router = CommandRouter(ctx, rank_of=lambda room, user: self.ranks.get(user))
+        router.add(Command("add", self.add, "queue a video", min_rank=1, user_cooldown=10,
+                           room_cooldown=5, args=(Arg("type", choices=("yt", "rt")), Arg("id")),
+                           reply="pm"))
+        router.attach()
+
+
+async def test_a_usage_error_is_answered_and_does_not_use_up_the_cooldowns() -> None:
+    # A caller who mistypes and corrects at once must be served: a call that never ran does not
+    # start the per-user or per-room cooldown (the correction would be silently ignored for 10 s).
+    clock = FakeClock()
+    send = FakeSend()
+    dj = CooledDj({}, {"reg": 1.0, "other": 1.0})
+    factories = {"commands": CommandsPlugin, "dj": lambda s: dj}
+    async with running_host({"commands": {}, "dj": {}}, clock=clock, send=send,
+                            factories=factories) as (_, bus, _):
+        bus.publish("cytube.chat", chat("lobby", "reg", "!add zz abc", 1))
+        await wait_for(lambda: len(send.pms) == 1)
+        bus.publish("cytube.chat", chat("lobby", "reg", "!add yt abc", 2))
+        await wait_for(lambda: len(send.pms) == 2)
+        bus.publish("cytube.chat", chat("lobby", "reg", "!add yt again", 3))  # now it cools down
+        bus.publish("cytube.chat", chat("lobby", "other", "!add yt room", 4))  # and so does the room
+        await bus.drain()
+    assert send.pms == [("lobby", "reg", "usage: !add <yt|rt> <id> (type must be one of yt, rt)"),
+                        ("lobby", "reg", "queued abc")]
+    assert dj.calls == [{"type": "yt", "id": "abc"}]
