@@ -129,7 +129,16 @@ def _after_of(state: ChannelState, uid: int) -> int | str | None:
 
 
 def _same_poll(poll: Poll, action: NewPoll, bot_name: str) -> bool:
-    return poll.initiator.lower() == bot_name.lower() and echo_key(poll.title) == sent_key(action.title)
+    # Title AND options: a bot asking the same question round after round (trivia) must not have
+    # a new round taken for done because its previous round's poll is still open. The server
+    # escapes both and links URLs, hence echo_key against sent_key.
+    return (
+        poll.initiator.lower() == bot_name.lower()
+        and echo_key(poll.title) == sent_key(action.title)
+        and len(poll.options) == len(action.options)
+        and all(echo_key(seen) == sent_key(sent)
+                for seen, sent in zip(poll.options, action.options, strict=True))
+    )
 
 
 # the decision before sending ------------------------------------------------------------------

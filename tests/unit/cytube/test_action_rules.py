@@ -410,6 +410,9 @@ def test_in_doubt_reconciliation_per_kind() -> None:
         Skip(2),
         SetTemp(3, True),
         NewPoll("Other", ("a",)),
+        # Same title, other options: the bot's earlier poll is open, not this one (a trivia bot
+        # asking "Answer?" round after round must not have round 2 "confirmed" by round 1's poll).
+        NewPoll("Best <b>color</b>?", ("blue", "red")),
         ClosePoll(),
         Kick("alice"),
         Unmute("alice"),
