@@ -277,3 +277,30 @@ async def test_actions_go_out_in_order_with_the_rooms_chat_lines(tmp_path: Path)
         sent = [(a.event, a.data.get("msg") if a.event == "chatMsg" else None)
                 for a in server.actions(ROOM)[before:] if a.name == "dazbot"]
     assert sent == [("chatMsg", "first"), ("queue", None), ("newPoll", None), ("chatMsg", "last")]
+
+
+async def test_a_bot_restart_while_an_action_is_in_flight_neither_loses_nor_doubles_it(
+    tmp_path: Path,
+) -> None:
+    # The action reached the server and took effect, but the bot went away before it saw the
+    # confirmation: the next process finds it in its journal, in doubt, and reconciles it against
+    # the resynced playlist instead of queueing the item twice (or dropping it).
+    server = FakeCytubeServer(ping_interval=1, ping_timeout=2, limits=FAST)
+    async with server:
+        async with bot(tmp_path, server) as first:
+            server.delay_replies(0.4)
+            ticket = await first.probe.actions.queue(ROOM, "rt", "rtmp://x/inflight", duration=60)
+            await first.until(lambda: len(server.actions(ROOM, "queue")) == 1, timeout=10)
+            server.go_silent()  # applied, but its confirmation never reaches this process
+            await first.until(lambda: on_playlist(server) == ["rtmp://x/inflight"], timeout=10)
+            assert not ticket.done
+        server.go_silent(False)
+        server.delay_replies(0)
+        async with bot(tmp_path, server) as second:
+            await second.until(lambda: bool(second.probe.named("room.action.confirmed")))
+            confirmed = second.probe.named("room.action.confirmed")
+            assert await second.dead_letters() == 0
+            playlist = on_playlist(server)
+    assert playlist == ["rtmp://x/inflight"]  # once
+    assert [c["key"] for c in confirmed] == [ticket.key]
+    assert "in doubt" in confirmed[0]["detail"] or "earlier send" in confirmed[0]["detail"], confirmed
