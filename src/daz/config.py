@@ -304,7 +304,8 @@ class DatabaseConfig(_Model):
     require_database: bool = False
     """Fail start-up when the database is unreachable; otherwise start degraded and keep trying."""
     statement_timeout_seconds: PositiveSeconds = 30.0
-    """PostgreSQL statement_timeout for the pool's connections (store and SQL service; 57014, retryable)."""
+    """PostgreSQL statement_timeout for the pool's connections (store and SQL service; 57014,
+    retryable); the client gives up after twice this, so a silent network cannot hang a call."""
     connect_timeout_seconds: PositiveSeconds = 5.0
     """Timeout for opening one PostgreSQL connection."""
     sqlite_busy_timeout_seconds: NonNegativeSeconds = 5.0

@@ -38,6 +38,9 @@ log = structlog.get_logger("daz.db")
 LISTEN_RETRY_BASE_SECONDS = 0.5
 LISTEN_RETRY_CAP_SECONDS = 30.0
 LISTEN_CLOSE_TIMEOUT_SECONDS = 2.0
+# The client's own bound on a statement, as a multiple of the server's statement_timeout (with the
+# default 30 s: 60 s, what the retry store's asyncpg pool used before it shared this one).
+CLIENT_TIMEOUT_FACTOR = 2.0
 
 
 async def connect(
@@ -47,11 +50,20 @@ async def connect(
     statement_timeout_seconds: float | None = None,
     server_settings: Mapping[str, str] | None = None,
 ) -> asyncpg.Connection:
-    """A new connection; driver errors propagate (callers wrap this in ``daz.db.errors.translate``)."""
+    """A new connection; driver errors propagate (callers wrap this in ``daz.db.errors.translate``).
+
+    With ``statement_timeout_seconds`` the server cancels a statement after it (57014, retryable),
+    and the client gives up after twice that (asyncpg's ``command_timeout``, a ``TimeoutError``
+    that discards the connection): a server that stopped answering (a black-holed network) cannot
+    hang a caller, and one that answers always fires first.
+    """
     settings = dict(server_settings or {})
+    command_timeout: float | None = None
     if statement_timeout_seconds is not None:
         settings["statement_timeout"] = str(int(statement_timeout_seconds * 1000))
-    return await asyncpg.connect(dsn, timeout=timeout, server_settings=settings or None)
+        command_timeout = CLIENT_TIMEOUT_FACTOR * statement_timeout_seconds
+    return await asyncpg.connect(dsn, timeout=timeout, command_timeout=command_timeout,
+                                 server_settings=settings or None)
 
 
 class PgDatabase:

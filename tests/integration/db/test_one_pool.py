@@ -1,18 +1,29 @@
-"""One PostgreSQL pool per process: the app's retry store and SQL plugin share it, and the database
-health check reports its saturation and connection health (issue 15)."""
+"""One PostgreSQL pool per process: the app's retry store and SQL service share it, the database
+health check reports its saturation and connection health (issue 15), and its connections are
+bounded on the client side too."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from daz.app import DazApp
+from daz.clock import SystemClock
 from daz.config import validate_config
+from daz.db.postgres import PgDatabase
+from daz.errors import StoreUnavailable
 from daz.health.checks import DatabaseCheck
+from daz.metrics import DazMetrics
+from daz.store import open_store
 from daz.store.base import NewItem
+from daz.store.migrate import migrate
+from daz.testing.faults import TcpProxy
 
 pytestmark = pytest.mark.postgres
 
@@ -54,3 +65,28 @@ async def test_store_and_sql_plugin_share_one_pool(pg_dsn: str, tmp_path: Path) 
         assert results["saturation"].status.value == "pass"
         assert results["connection_health"].observed_value is not None
     assert await _connections(pg_dsn, name) == 0
+
+
+async def test_a_black_holed_server_cannot_hang_a_store_call(pg_dsn: str) -> None:
+    # The pool's connections carry a client-side bound (twice the server's statement_timeout): when
+    # the network silently drops everything, the call fails as an outage instead of hanging.
+    server = urlsplit(pg_dsn)
+    async with TcpProxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+        dsn = urlunsplit(server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}"))
+        config = validate_config({"database": {"url": dsn, "statement_timeout_seconds": 0.5,
+                                               "pool": {"min_size": 1, "max_size": 2,
+                                                        "validation_idle_seconds": 60}}})
+        await migrate(dsn)
+        database = PgDatabase(dsn, config.database, metrics=DazMetrics(), clock=SystemClock())
+        await database.start(require=True)
+        store = await open_store(dsn, apply_migrations=False, database=database)
+        try:
+            await store.ping()
+            proxy.blackhole()
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await asyncio.wait_for(store.ping(), 10)  # the outer bound only guards the test
+            assert time.monotonic() - started < 5
+        finally:
+            await store.close()
+            await database.close()
