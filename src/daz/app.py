@@ -248,7 +248,7 @@ class DazApp:
                             self.options.transport_factory or socketio_transport_factory, journal,
                             leases=leases)
         # Other instances may store lines for the rooms held here; their NOTIFY wakes the puller.
-        handoff = HandoffPuller(journal, rooms) if cluster is not None else None
+        handoff = HandoffPuller(journal, rooms, clock=clock) if cluster is not None else None
         queue = RetryQueue(store, cfg.retry, bus, metrics, queue_clock, rng,
                            RoomAvailabilityGate(gate, rooms), on_store_unavailable=spool,
                            store_wake_listeners=[handoff.wake] if handoff is not None else [])

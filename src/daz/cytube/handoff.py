@@ -12,7 +12,10 @@ of different senders go out in the order the owner saw them committed. After a t
 owner restores every pending line of the room in id order.
 
 A poll every ``poll_seconds`` covers a NOTIFY lost while the LISTEN connection was reconnecting.
-Each wake-up costs one query per instance; wake-ups that arrive during a pull coalesce into one.
+Each pull costs one query per instance; wake-ups that arrive during a pull coalesce into one, and
+pulls are at least 50 ms apart (a busy cluster NOTIFYs on every schedule). Known cost: the pull reads
+every pending ``cytube_command`` item and keeps the held rooms' ones, so a very large backlog makes
+each pull heavier (a query by target would not).
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from typing import Protocol
 
 import structlog
 
-from daz.aio import wait_any
+from daz.aio import sleep_or_stop, wait_any
+from daz.clock import Clock, SystemClock
 from daz.cytube.outbox import OutboundLine
 from daz.errors import StoreError
 
 log = structlog.get_logger("daz.cytube")
 
 HANDOFF_POLL_SECONDS = 2.0
+PULL_MIN_INTERVAL_SECONDS = 0.05
 
 
 class PendingLines(Protocol):
@@ -48,7 +53,8 @@ class HandoffPuller:
     name = "handoff"
 
     def __init__(self, journal: PendingLines, rooms: HandoffRooms, *,
-                 poll_seconds: float = HANDOFF_POLL_SECONDS) -> None:
+                 poll_seconds: float = HANDOFF_POLL_SECONDS, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.journal = journal
         self.rooms = rooms
         self.poll_seconds = poll_seconds
@@ -62,6 +68,9 @@ class HandoffPuller:
         while not stopping.is_set():
             self._wake.clear()  # before the pull: a NOTIFY during it triggers one more pull
             await self.pull()
+            # At most one pull per PULL_MIN_INTERVAL_SECONDS per instance: every schedule anywhere in
+            # the cluster NOTIFYs, and each pull reads the held rooms' pending lines.
+            await sleep_or_stop(self.clock, PULL_MIN_INTERVAL_SECONDS, stopping, label="handoff.pace")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
                     await wait_any(self._wake, stopping, label="handoff.idle")
