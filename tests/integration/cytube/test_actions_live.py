@@ -304,3 +304,28 @@ async def test_a_bot_restart_while_an_action_is_in_flight_neither_loses_nor_doub
     assert playlist == ["rtmp://x/inflight"]  # once
     assert [c["key"] for c in confirmed] == [ticket.key]
     assert "in doubt" in confirmed[0]["detail"] or "earlier send" in confirmed[0]["detail"], confirmed
+
+
+async def test_a_guest_bot_in_a_registered_channel_follows_the_playlist_lock(tmp_path: Path) -> None:
+    # A registered channel starts with its playlist locked (playlistadd needs 1.5): a guest bot's
+    # queue fails at once and nothing is sent. When the owner opens the playlist, the replica's
+    # lock changes and the same call goes through on the open-playlist key (oplaylistadd, -1).
+    # A YouTube video: a guest may never add live media here (playlistaddlive has no open-playlist key).
+    server = FakeCytubeServer(ping_interval=1, ping_timeout=2, limits=FAST, registered_channels=[ROOM],
+                              media={("yt", "dQw4w9WgXcQ"): ("A video", 60.0)})
+    async with server:
+        await server.add_user(ROOM, "owner", rank=3)
+        async with bot(tmp_path, server) as b:
+            before = len(server.actions(ROOM))
+            with pytest.raises(ActionNotPermitted) as locked:
+                await b.probe.actions.queue(ROOM, "yt", "dQw4w9WgXcQ")
+            sent_while_locked = [a for a in server.actions(ROOM)[before:] if a.event == "queue"]
+            await server.user_act(ROOM, "owner", "togglePlaylistLock")
+            await b.until(lambda: (s := b.probe.ctx.channel(ROOM) if b.probe.ctx else None) is not None
+                          and not s.locked)
+            ticket = await b.probe.actions.queue(ROOM, "yt", "dQw4w9WgXcQ")
+            await ticket.result(timeout=10)
+            playlist = on_playlist(server)
+    assert (locked.value.key, locked.value.needed) == ("playlistadd", 1.5)
+    assert sent_while_locked == []
+    assert playlist == ["dQw4w9WgXcQ"]
