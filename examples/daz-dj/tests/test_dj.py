@@ -52,6 +52,21 @@ def test_bad_settings_name_the_field() -> None:
     assert DjSettings(tracks=TRACKS).keep_queued == 2
 
 
+def test_a_track_the_server_would_refuse_is_a_config_error_at_start() -> None:
+    # Found at start with the field named, not as a warning on every top-up while the DJ runs.
+    with pytest.raises(ConfigError) as info:
+        DjPlugin({"tracks": [{"type": "zz", "id": "a"},
+                             {"type": "yt", "id": "b", "title": "kept only for cu and fi"},
+                             {"type": "yt", "id": "c", "duration": 30}]})
+    problems = "\n".join(info.value.problems)
+    assert "plugins.dj.tracks.0" in problems
+    assert "unknown media type 'zz'" in problems
+    assert "plugins.dj.tracks.1" in problems
+    assert "title is kept only for types cu and fi" in problems
+    assert "plugins.dj.tracks.2" in problems
+    assert "duration is honoured only for live types" in problems
+
+
 async def _until(cond: Any, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not cond():

@@ -20,10 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from daz.cytube.actions import QueueMedia
 from daz.cytube.channel import ChannelState
-from daz.errors import ActionError
+from daz.errors import ActionError, ActionInvalid
 from daz.events.bus import Event
 from daz.plugins.base import PluginContext, PluginSettings, parse_settings
 from daz.plugins.command_framework import Arg, Command, CommandRouter, Invocation
@@ -37,6 +38,16 @@ class Track(PluginSettings):
     id: Annotated[str, Field(min_length=1)]
     title: str | None = None
     duration: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _queueable(self) -> Track:
+        # The same local validation ctx.actions.queue runs: a track it would refuse is a
+        # configuration error naming plugins.dj.tracks.<n> at start, not a warning on every top-up.
+        try:
+            QueueMedia(self.type, self.id, title=self.title, duration=self.duration).validate()
+        except ActionInvalid as exc:
+            raise ValueError(str(exc).removeprefix("queue: ")) from exc
+        return self
 
 
 class DjSettings(PluginSettings):
