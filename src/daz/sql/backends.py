@@ -19,6 +19,8 @@ import structlog
 
 from daz.clock import Clock
 from daz.config import DatabaseConfig
+from daz.db.classify import DRIVER_ERRORS
+from daz.db.errors import describe
 from daz.db.pool import PooledConnection
 from daz.db.postgres import PgDatabase
 from daz.db.sqlite import SqliteDatabase
@@ -181,9 +183,9 @@ class SqliteBackend:
     async def start(self, *, require: bool) -> None:
         try:
             await self._db.open()
-        except (sqlite3.Error, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             if require:
-                raise SqlError(f"cannot open SQLite database {self._path} ({type(exc).__name__}: {exc}); "
+                raise SqlError(f"cannot open SQLite database {self._path} ({describe(exc)}); "
                                "database.require_database is set", retryable=False) from exc
             log.warning("sql.sqlite.degraded_start", path=str(self._path), error=type(exc).__name__)
 
