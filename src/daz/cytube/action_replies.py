@@ -123,7 +123,10 @@ def match_reply(action: Action, event: str, data: Any, bot_name: str,
         if event == "queue":
             item = _obj(_obj(data).get("item"))
             media = _obj(item.get("media"))
-            if media.get("id") == action.playlist_id and media.get("type") == action.media_type:
+            queueby = item.get("queueby")
+            # Another user queueing the same media (allow_dupes on) is not our confirmation.
+            ours = queueby is None or _lower(queueby) == bot_name.lower()
+            if ours and media.get("id") == action.playlist_id and media.get("type") == action.media_type:
                 uid = item.get("uid")
                 return Confirmed("queued", uid if isinstance(uid, int) else None)
         if event == "queueFail":

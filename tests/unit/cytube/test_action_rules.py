@@ -537,6 +537,16 @@ def test_confirmations(action: Action, event: str, data: Any, expected: str | No
     assert (reply.detail if isinstance(reply, Confirmed) else reply) == expected
 
 
+def test_someone_elses_queue_of_the_same_media_does_not_confirm_ours() -> None:
+    # With allow_dupes on, a user queueing the same video while ours is in flight must not settle
+    # our action (with their uid): ours lands as its own item a moment later.
+    queue = QueueMedia("yt", "abc")
+    theirs = {"item": {"media": {"id": "abc", "type": "yt"}, "uid": 5, "queueby": "alice"}, "after": 4}
+    ours = {"item": {"media": {"id": "abc", "type": "yt"}, "uid": 6, "queueby": BOT.upper()}, "after": 5}
+    assert match_reply(queue, "queue", theirs, BOT) is None
+    assert match_reply(queue, "queue", ours, BOT) == Confirmed("queued", 6)
+
+
 def test_error_messages_are_attributed_by_scope() -> None:
     kick = match_reply(Kick("boss"), "errorMsg", {"msg": "You do not have permission to kick boss"}, BOT)
     assert isinstance(kick, Refused)
