@@ -33,6 +33,7 @@ from daz.cytube.room_actions import ActionTicket
 from daz.cytube.scheduler import ServerCapacity
 from daz.cytube.states import RoomState
 from daz.cytube.supervisor import RoomStatus, RoomSupervisor
+from daz.errors import DazError
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.transport.base import TransportFactory
@@ -43,8 +44,9 @@ EndpointFactory = Callable[[RoomConfig], Endpoint]
 CRASH_RESTART_SECONDS = 5.0
 
 
-class UnknownRoom(KeyError):
-    pass
+class UnknownRoom(DazError, KeyError):
+    """No room of that name is configured. A ``DazError`` (a plugin's typo in a room name is
+    answered, not a plugin crash) and a ``KeyError`` (for callers that look rooms up by key)."""
 
 
 class RoomLeases(Protocol):

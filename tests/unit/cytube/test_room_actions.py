@@ -8,7 +8,7 @@ from tests.unit.cytube.conftest import harness, make_config
 
 from daz.cytube.action_flight import ActionSettled
 from daz.cytube.room_actions import RoomActions
-from daz.errors import ActionInvalid, ActionRefused
+from daz.errors import ActionInvalid, ActionRefused, DazError
 from daz.testing.fake_transport import FakeNetwork
 
 
@@ -45,3 +45,16 @@ async def test_invalid_actions_raise_and_queue_nothing_valid_ones_queue_in_order
             await poll.result(timeout=1)
     metric = h.metrics.actions.labels(room="lobby", kind="queue", outcome="queued")._value.get()
     assert metric == 1
+
+
+async def test_an_unknown_room_is_one_clear_daz_error() -> None:
+    # A plugin's typo in the room name: a DazError (the command framework answers it instead of
+    # crashing the plugin), its message the plain sentence (not a KeyError's quoted repr).
+    network = FakeNetwork(reachable=False)
+    async with harness(make_config(), network) as h:
+        actions = RoomActions(h.manager)
+        with pytest.raises(DazError) as info:
+            await actions.queue("no-such-room", "yt", "abc")
+        assert isinstance(info.value, KeyError)  # callers catching KeyError keep working
+        assert str(info.value) == "no room named 'no-such-room' is configured"
+        assert h.manager.supervisor("lobby").outbox.depth == 0
