@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from channel_payloads import change_media, item, join_sequence, user
 from immutables import Map
+from structlog.testing import capture_logs
 
 from daz.cytube import protocol
 from daz.cytube.channel import ChannelState, User
@@ -217,3 +218,18 @@ def test_the_bots_own_rank_changed_while_away_is_in_the_resync() -> None:
     assert [(r.name, r.old, r.new) for r in change.rank_changed] == [("bot", 1, 2)]
     assert replica.snapshot.self_rank == 2
     assert rec.named("room.resynced")[0]["summary"]["rank_changed"] == [{"name": "bot", "old": 1, "new": 2}]
+
+
+def test_the_resync_log_line_stays_bounded_for_a_big_playlist() -> None:
+    # An unregistered channel's server restart loses a 4,000-item playlist: the room.resynced log
+    # line says how many and shows a few, it does not carry 4,000 entries (the bus event does).
+    rec = Recorder()
+    replica = ChannelReplica("lobby", rec)
+    connect(replica, join_sequence(items=[item(n, f"m{n}") for n in range(1, 4001)], users=[user("u1")]))
+    replica.connection_ended()
+    with capture_logs() as logs:
+        connect(replica, join_sequence(users=[user("u1")]), at=5.0)
+    line = next(entry for entry in logs if entry["event"] == "room.resynced")
+    assert line["items_removed_count"] == 4000
+    assert len(line["items_removed"]) <= 10
+    assert len(rec.named("room.resynced")[0]["diff"].items_removed) == 4000

@@ -98,6 +98,25 @@ class ChannelReplica:
         self.resyncs += 1
         change = sync.diff(previous, built)
         summary = change.as_dict()
-        log.info("room.resynced", room=self.room, **{k: v for k, v in summary.items() if v})
+        log.info("room.resynced", room=self.room, **_bounded(summary))
         self._publish("room.resynced",
                       {"room": self.room, "diff": change, "summary": summary, "state": built})
+
+
+LOGGED_PER_LIST = 10
+
+
+def _bounded(summary: dict[str, Any]) -> dict[str, Any]:
+    """The resync summary for one log line: a list longer than LOGGED_PER_LIST shows its first
+    entries and its count (a lost 4,000-item playlist must not become a 4,000-entry log line; the
+    bus event carries the whole diff)."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if not value:
+            continue
+        if isinstance(value, list) and len(value) > LOGGED_PER_LIST:
+            out[key] = value[:LOGGED_PER_LIST]
+            out[f"{key}_count"] = len(value)
+        else:
+            out[key] = value
+    return out
