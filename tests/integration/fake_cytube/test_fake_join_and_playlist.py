@@ -25,7 +25,7 @@ async def joined(server: FakeCytubeServer, name: str, ip: str, room: str = "lobb
     await client.wait_for("usercount")
     reply = await client.login(name)
     assert reply["success"] is True, reply
-    await client.wait_for("setUserRank", lambda d: d["name"] == name)
+    await client.wait_for("addUser", lambda d: d["name"] == name)  # a guest's last join frame
     return client
 
 
@@ -55,6 +55,25 @@ async def test_unregistered_join_sequence_in_the_real_order() -> None:
             assert "kick" not in client.received("setPermissions")[0]  # absent: nobody may kick
             assert client.received("setPlaylistLocked") == [False]  # unregistered channels start open
             assert client.received("userlist") == [[]]  # anonymous: not in the list
+
+
+async def test_guest_login_gets_its_rank_before_the_login_reply_and_nothing_after_its_add_user() -> None:
+    # Measured on CyTube 3.86: a guest's channel rank is never looked up, so no `rank`, playlist
+    # re-send or `setUserRank` follows its addUser (a client waiting for one waits forever).
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST, registered_channels=["lobby"]) as server:
+        async with CytubeTestClient(server.url) as client:
+            await client.join("lobby")
+            await client.wait_for("usercount")
+            mark = len(client.events)
+            assert await client.login("guest1") == {"success": True, "name": "guest1", "guest": True}
+            await client.wait_for("addUser", lambda d: d["name"] == "guest1")
+            async with CytubeTestClient(server.url, ip="10.0.0.9") as other:  # a later frame, as a fence
+                await other.join("lobby")
+                await client.wait_for("usercount", after=mark)
+            assert client.names()[mark:mark + 3] == ["rank", "login", "addUser"]
+            assert client.received("rank")[-1] == 0
+            assert "setUserRank" not in client.names()[mark:]
+            assert client.names()[mark:].count("rank") == 1
 
 
 async def test_registered_join_then_login_sequence() -> None:

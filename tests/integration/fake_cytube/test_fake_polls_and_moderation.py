@@ -21,7 +21,10 @@ async def joined(
     await client.wait_for("usercount")
     reply = await client.login(name, password)
     assert reply["success"] is True, reply
-    await client.wait_for("setUserRank", lambda d: d["name"].lower() == name.lower())
+    # A registered login ends at the setUserRank of the channel-rank lookup; a guest gets none
+    # (CyTube looks up channel ranks of accounts only), its own addUser is the last frame.
+    last = "setUserRank" if password else "addUser"
+    await client.wait_for(last, lambda d: d["name"].lower() == name.lower())
     return client
 
 
@@ -103,6 +106,7 @@ async def test_moderator_commands_kick_mute_and_ban_with_the_real_replies() -> N
         mod = await joined(server, "mod", "10.0.0.1", "pw")
         user = await joined(server, "user1", "10.0.0.2", "pw")
         guest = await joined(server, "guest", "10.0.0.3")
+        await user.wait_for("addUser", lambda d: d["name"] == "guest")  # the guest's last frame to others
         await user.emit("chatMsg", {"msg": "/kick guest", "meta": {}})  # rank 1: complete silence
         assert await user.quiet(0.3) == []
         await mod.emit("chatMsg", {"msg": "/mute guest", "meta": {}})

@@ -21,7 +21,10 @@ async def joined(
     await client.wait_for("usercount")
     reply = await client.login(name, password)
     assert reply["success"] is True, reply
-    await client.wait_for("setUserRank", lambda d: d["name"].lower() == name.lower())
+    # A registered login ends at the setUserRank of the channel-rank lookup; a guest gets none
+    # (CyTube looks up channel ranks of accounts only), its own addUser is the last frame.
+    last = "setUserRank" if password else "addUser"
+    await client.wait_for(last, lambda d: d["name"].lower() == name.lower())
     return client
 
 

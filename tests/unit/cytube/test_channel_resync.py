@@ -78,6 +78,27 @@ def test_rank_before_login_does_not_count() -> None:
     assert complete(step(progress, protocol.parse("rank", 2)), state)
 
 
+def test_a_guest_login_completes_without_a_rank_after_it() -> None:
+    # CyTube 3.86, measured: a guest gets `rank 0` BEFORE `login {guest: true}`, then its addUser,
+    # and never a rank after it (only accounts get the channel-rank lookup).
+    replica = ChannelReplica("lobby", Recorder())
+    frames = [f for f in join_sequence(registered=False) if f[0] in ("setPermissions", "userlist")]
+    frames += [("rank", 0), ("login", {"success": True, "name": "bot", "guest": True}),
+               ("addUser", user("bot", 0))]
+    connect(replica, frames)
+    assert replica.snapshot is not None
+    assert replica.snapshot.self_rank == 0
+    assert replica.snapshot.user("bot") is not None
+
+
+def test_an_account_login_still_waits_for_the_rank_after_it() -> None:
+    replica = ChannelReplica("lobby", Recorder())
+    frames = [f for f in join_sequence() if f[0] in ("setPermissions", "userlist")]
+    frames += [("rank", 1), ("login", {"success": True, "name": "bot"}), ("addUser", user("bot", 1))]
+    connect(replica, frames)
+    assert replica.snapshot is None
+
+
 def test_unregistered_channel_completes_and_is_marked() -> None:
     replica = ChannelReplica("lobby", Recorder())
     connect(replica, join_sequence(registered=False))

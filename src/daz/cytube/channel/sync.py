@@ -15,6 +15,9 @@ is what ``room.resynced`` reports, and ``live_events(old, new, event)`` are the 
 - our ``login`` succeeded, a ``rank`` came AFTER it (the server looks the channel rank up after the
   login, so the rank before it may be the global one only), and our own name is in the userlist
   (``addUser`` for ourselves follows the login; when logged in before the join, ``userlist`` has us).
+  A GUEST login is the exception: CyTube looks a channel rank up for registered accounts only
+  (channel.js joinUser), so a guest gets ``rank 0`` before ``login {guest: true}`` and no ``rank``
+  after it, ever; waiting for one kept a guest bot's replica from ever going live on a real server.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def step(progress: JoinProgress, event: object) -> JoinProgress:
     if isinstance(event, p.UserList) and progress.permissions and not progress.userlist:
         return replace(progress, userlist=True)
     if isinstance(event, p.LoginResult) and event.success and not progress.logged_in:
-        return replace(progress, logged_in=True)
+        # A guest's rank (0) came before its login and is final: nothing follows to wait for.
+        return replace(progress, logged_in=True, rank_after_login=event.guest)
     if isinstance(event, p.Rank) and progress.logged_in and not progress.rank_after_login:
         return replace(progress, rank_after_login=True)
     return progress

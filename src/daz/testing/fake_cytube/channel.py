@@ -216,13 +216,18 @@ class FakeChannel:
             await self.send(member, "channelNotRegistered")
 
     async def logged_in(self, member: Member) -> None:
-        """After a successful login in this channel: ``addUser`` (at the global rank), then the
-        channel-rank lookup: ``rank``, the playlist again and ``setUserRank`` (protocol notes §1)."""
+        """After a successful login in this channel: ``addUser`` (at the global rank), then, for a
+        registered account only, the channel-rank lookup: ``rank``, the playlist again and
+        ``setUserRank`` (protocol notes §1). CyTube never looks a guest's channel rank up
+        (channel.js joinUser: ``if (user.is(Flags.U_REGISTERED))``): a guest's ``rank 0`` came
+        before its ``login`` and nothing follows the ``addUser`` (measured on CyTube 3.86)."""
         await self.send(member, "addUser", self.user_entry(member, member))
         for other in self.members:
             if other is not member:
                 await self.send(other, "addUser", self.user_entry(member, other))
         await self.moderation.mod_whisper(f"{member.name} joined (aliases: {member.name})", 2)
+        if not member.registered:
+            return
         rank = self.stored_rank(member)
         crossed = (member.rank >= 2) != (rank >= 2)
         member.rank = rank
