@@ -329,3 +329,22 @@ async def test_a_guest_bot_in_a_registered_channel_follows_the_playlist_lock(tmp
     assert (locked.value.key, locked.value.needed) == ("playlistadd", 1.5)
     assert sent_while_locked == []
     assert playlist == ["dQw4w9WgXcQ"]
+
+
+async def test_a_new_poll_while_one_is_open_replaces_it_and_both_are_confirmed(tmp_path: Path) -> None:
+    # CyTube closes an open poll before opening the next one (closePoll to all, then newPoll): the
+    # second action is confirmed by its own newPoll, not by the closePoll in between.
+    server = FakeCytubeServer(ping_interval=1, ping_timeout=2, limits=FAST)
+    async with server, bot(tmp_path, server) as b:
+        first = await b.probe.actions.new_poll(ROOM, "Round?", ["a", "b"])
+        await first.result(timeout=10)
+        second = await b.probe.actions.new_poll(ROOM, "Round?", ["c", "d"])  # same title, a new round
+        done = await second.result(timeout=10)
+        await b.until(lambda: (s := b.probe.ctx.channel(ROOM) if b.probe.ctx else None) is not None
+                      and s.poll is not None and s.poll.options == ("c", "d"))
+        truth = server.channel_state(ROOM).poll
+        sent = [a for a in server.actions(ROOM, "newPoll") if a.name == "dazbot"]
+    assert done.detail == "poll opened"
+    assert truth is not None
+    assert list(truth.options) == ["c", "d"]
+    assert len(sent) == 2
