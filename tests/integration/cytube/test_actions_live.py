@@ -17,7 +17,7 @@ from tests.integration.cytube.conftest import mirrored_limits
 from daz.app import AppOptions, DazApp
 from daz.config import validate_config
 from daz.cytube.room_actions import ActionTicket, RoomActions
-from daz.errors import ActionNotPermitted, ActionUnanswered
+from daz.errors import ActionInvalid, ActionNotPermitted, ActionUnanswered
 from daz.events.bus import Event
 from daz.plugins.base import PluginContext
 from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
@@ -348,3 +348,19 @@ async def test_a_new_poll_while_one_is_open_replaces_it_and_both_are_confirmed(t
     assert truth is not None
     assert list(truth.options) == ["c", "d"]
     assert len(sent) == 2
+
+
+async def test_kicking_a_user_who_is_not_in_the_room_fails_with_the_reason_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    server = FakeCytubeServer(ping_interval=1, ping_timeout=2, limits=FAST, accounts={"DazBot": "pw"},
+                              global_ranks={"DazBot": 2}, registered_channels=[ROOM])
+    async with server, bot(tmp_path, server, account=("DazBot", "pw")) as b:
+        before = len(server.actions(ROOM))
+        ticket = await b.probe.actions.kick(ROOM, "ghost", "bye")
+        with pytest.raises(ActionInvalid, match="ghost is not in the room"):
+            await ticket.result(timeout=10)
+        failed = b.probe.named("room.action.failed")
+        sent = [a for a in server.actions(ROOM)[before:] if a.name == "DazBot"]
+    assert sent == []
+    assert [f["kind"] for f in failed] == ["kick"]
