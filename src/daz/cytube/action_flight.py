@@ -122,6 +122,7 @@ class ActionSender:
             if decision.plan is Plan.FAIL:
                 await self._settle(line, action.kind, error=decision.error)
                 return None
+            action = decision.action or action  # its uids re-pointed if the server renumbered them
             reply = await self._send_and_wait(session, line, action, state.self_name or "", state.self_rank)
             if isinstance(reply, Confirmed):
                 await self._settle(line, action.kind, detail=reply.detail, uid=reply.uid)

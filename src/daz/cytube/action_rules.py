@@ -10,7 +10,7 @@ a key the channel does not have (unregistered channels lack kick, mute, ban, pla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from daz.cytube.actions import (
@@ -141,6 +141,61 @@ def _same_poll(poll: Poll, action: NewPoll, bot_name: str) -> bool:
     )
 
 
+# uids across a reload ------------------------------------------------------------------------------
+# CyTube renumbers every uid from 0 when it loads a channel's saved playlist (playlist.js load: a
+# server restart, or a registered channel unloaded after its last user left and joined again),
+# measured on CyTube 3.86. A uid an action carries across a reconnect may then name ANOTHER item:
+# an in-doubt delete would remove the wrong one. So an action records the media its uids pointed at
+# when it was submitted, and is pointed at that media's uid again before it is sent.
+
+UidTarget = DeleteMedia | MoveMedia | JumpTo | Skip | SetTemp
+
+
+def media_key(state: ChannelState, uid: int) -> str:
+    """``"<type>:<id>"`` of the item ``uid`` on the replica, "" if it is not there."""
+    entry = state.item(uid)
+    return "" if entry is None else f"{entry.media.type}:{entry.media.id}"
+
+
+def bind_items(action: Action, state: ChannelState) -> Action:
+    """``action`` with the media its uids point at on ``state`` recorded (see ``retarget``). Pure."""
+    if isinstance(action, UidTarget) and not action.item:
+        action = replace(action, item=media_key(state, action.uid))
+    if isinstance(action, MoveMedia) and isinstance(action.after, int) and not action.after_item:
+        action = replace(action, after_item=media_key(state, action.after))
+    return action
+
+
+def _resolve(state: ChannelState, uid: int, key: str) -> int | None:
+    """The uid of the media ``key`` names: ``uid`` while it still holds it (or no key was recorded),
+    else that media's uid on the playlist now; None when the media is not on the playlist."""
+    if not key or media_key(state, uid) == key:
+        return uid
+    media_type, _, media_id = key.partition(":")
+    found = state.find_media(media_type, media_id)
+    return None if found is None else found.uid
+
+
+def retarget(action: Action, state: ChannelState) -> Action | SendDecision:
+    """``action`` pointed at the uids its media have on ``state`` now, or the decision when the
+    media it was meant for left the playlist (a delete or skip of it is done; the rest fail). Pure."""
+    if not isinstance(action, UidTarget):
+        return action
+    uid = _resolve(state, action.uid, action.item)
+    if uid is None:
+        gone = f"{action.item} (uid {action.uid} when asked) is no longer on the playlist"
+        if isinstance(action, DeleteMedia | Skip):
+            return SendDecision(Plan.DONE, gone)
+        return _fail(action, gone)
+    if isinstance(action, MoveMedia) and isinstance(action.after, int):
+        after = _resolve(state, action.after, action.after_item)
+        if after is None:
+            return _fail(action, f"{action.after_item} (after; uid {action.after} when asked) is no longer "
+                                 "on the playlist")
+        return action if (uid, after) == (action.uid, action.after) else replace(action, uid=uid, after=after)
+    return action if uid == action.uid else replace(action, uid=uid)
+
+
 # the decision before sending ------------------------------------------------------------------
 
 class Plan(StrEnum):
@@ -154,6 +209,7 @@ class SendDecision:
     plan: Plan
     reason: str = ""
     error: ActionError | None = None
+    action: Action | None = None  # SEND: the action to send (its uids re-pointed by ``retarget``)
 
 
 def decide_send(action: Action, state: ChannelState, *, in_doubt: bool) -> SendDecision:
@@ -163,12 +219,16 @@ def decide_send(action: Action, state: ChannelState, *, in_doubt: bool) -> SendD
     reconciled: if its effect is on the replica it is confirmed, not sent twice. Then the bot's
     permissions (never send what the server would drop or kick us for), then the preconditions.
     """
-    if in_doubt and effect_holds(action, state):
+    target = retarget(action, state)
+    if isinstance(target, SendDecision):
+        return target
+    if in_doubt and effect_holds(target, state):
         return SendDecision(Plan.DONE, "in doubt; the resynced replica shows it done")
-    denied = check_permission(action, state)
+    denied = check_permission(target, state)
     if denied is not None:
         return SendDecision(Plan.FAIL, str(denied), denied)
-    return _preconditions(action, state)
+    decision = _preconditions(target, state)
+    return replace(decision, action=target) if decision.plan is Plan.SEND else decision
 
 
 def _fail(action: Action, problem: str) -> SendDecision:

@@ -69,6 +69,12 @@ def _check_uid(kind: str, field: str, uid: object) -> None:
         raise _invalid(kind, f"{field} must be a playlist uid (an integer >= 0), not {uid!r}")
 
 
+def _check_item(kind: str, field: str, item: object) -> None:
+    # "<type>:<id>" of the media a uid pointed at when the action was submitted ("" = not known).
+    if not isinstance(item, str) or len(item) > MAX_MEDIA_ID_CHARS + 10:
+        raise _invalid(kind, f"{field} must be the media key '<type>:<id>' (or empty), not {item!r}")
+
+
 def _check_reason(kind: str, reason: str) -> None:
     if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS or "\n" in reason or "\r" in reason:
         raise _invalid(kind, f"reason must be one line of at most {MAX_REASON_CHARS} characters")
@@ -158,9 +164,11 @@ class QueueMedia(Action):
 class DeleteMedia(Action):
     kind: ClassVar[str] = "delete"
     uid: int
+    item: str = ""  # the media the uid pointed at when submitted (daz.cytube.action_rules.retarget)
 
     def validate(self) -> None:
         _check_uid("delete", "uid", self.uid)
+        _check_item("delete", "item", self.item)
 
     def wire(self) -> tuple[str, Any]:
         return "delete", self.uid
@@ -171,9 +179,13 @@ class MoveMedia(Action):
     kind: ClassVar[str] = "move"
     uid: int
     after: MoveTarget
+    item: str = ""
+    after_item: str = ""
 
     def validate(self) -> None:
         _check_uid("move", "uid", self.uid)
+        _check_item("move", "item", self.item)
+        _check_item("move", "after_item", self.after_item)
         if self.after not in ("prepend", "append"):
             _check_uid("move", "after", self.after)
         if self.after == self.uid:
@@ -187,9 +199,11 @@ class MoveMedia(Action):
 class JumpTo(Action):
     kind: ClassVar[str] = "jump"
     uid: int
+    item: str = ""
 
     def validate(self) -> None:
         _check_uid("jump", "uid", self.uid)
+        _check_item("jump", "item", self.item)
 
     def wire(self) -> tuple[str, Any]:
         return "jumpTo", self.uid
@@ -201,9 +215,11 @@ class Skip(Action):
 
     kind: ClassVar[str] = "skip"
     uid: int
+    item: str = ""
 
     def validate(self) -> None:
         _check_uid("skip", "uid", self.uid)
+        _check_item("skip", "item", self.item)
 
     def wire(self) -> tuple[str, Any]:
         return "playNext", None
@@ -214,9 +230,11 @@ class SetTemp(Action):
     kind: ClassVar[str] = "set_temp"
     uid: int
     temp: bool
+    item: str = ""
 
     def validate(self) -> None:
         _check_uid("set_temp", "uid", self.uid)
+        _check_item("set_temp", "item", self.item)
         _check_flag("set_temp", "temp", self.temp)
 
     def wire(self) -> tuple[str, Any]:

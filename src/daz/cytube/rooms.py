@@ -21,7 +21,7 @@ from daz.aio import sleep_or_stop, wait_any
 from daz.clock import Clock
 from daz.config import DazConfig, RoomConfig
 from daz.cytube.action_flight import ActionSettled
-from daz.cytube.action_rules import check_permission
+from daz.cytube.action_rules import bind_items, check_permission
 from daz.cytube.actions import Action, to_record
 from daz.cytube.admission import Admission
 from daz.cytube.channel import ChannelState
@@ -223,6 +223,7 @@ class RoomManager:
         action.validate()  # ActionInvalid: nothing is queued
         state = supervisor.live_channel()
         if state is not None:
+            action = bind_items(action, state)  # which media its uids mean (uids change on a reload)
             denied = check_permission(action, state)
             if denied is not None:
                 # Fail fast: the same check runs again before sending (the rank may change meanwhile).
