@@ -38,8 +38,8 @@ for rep in $(seq 1 "$REPS"); do
     (cd "$ANCHORS" && "$OLDPWD/$VENV/bin/python" bench_procrastinate.py "${PROCRASTINATE_N:-2000}" 10 \
         --latency-samples 20 --dsn "$PGURL/bench_procrastinate") | tee -a "$OUT/queues.log"
   fi
-  "$DAZ_PY" bench/queue.py "$N" 4 --batch-size 200 --dsn "$PGURL/bench_daz" | tee -a "$OUT/queues.log"
-  "$DAZ_PY" bench/queue.py "$N" 4 --batch-size 200 --backend sqlite --skip-latency | tee -a "$OUT/queues.log"
+  "$DAZ_PY" bench/queue_throughput.py "$N" 4 --batch-size 200 --dsn "$PGURL/bench_daz" | tee -a "$OUT/queues.log"
+  "$DAZ_PY" bench/queue_throughput.py "$N" 4 --batch-size 200 --backend sqlite --skip-latency | tee -a "$OUT/queues.log"
 done
 
 "$VENV/bin/python" "$ANCHORS/summarize.py" "$OUT"/queues.log | tee "$OUT/summary.txt"

@@ -8,18 +8,12 @@ track the real statements. Prints ``RESULT system=driver test=<driver> … claim
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/queue.py is named like the stdlib's `queue`; keep the bench folder off the import path so
-# concurrent.futures, psycopg and asyncio get the real module.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import ast
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import psycopg

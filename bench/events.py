@@ -37,9 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# bench/ holds other scripts (e.g. queue.py) that would shadow stdlib modules of the same name.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 ROOM = "lobby"
 BOT = "BenchBot"
 SERVER_CHUNK = 1000

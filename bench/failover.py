@@ -8,9 +8,7 @@ restarts the victim and waits for the spread to settle. Reported: p50/p95/max ov
 every trial (the bound without presence locks is lease_seconds + renew_interval_seconds + the join;
 issue 16 measured 15.8 s with the defaults before them).
 
-    .venv/bin/python -P bench/failover.py --trials 10 --dsn postgresql://root@127.0.0.1:5432/test
-
-(``-P``: bench/queue.py would otherwise shadow the standard library's ``queue`` module.)
+    .venv/bin/python bench/failover.py --trials 10 --dsn postgresql://root@127.0.0.1:5432/test
 """
 
 from __future__ import annotations

@@ -10,11 +10,9 @@
    bucket's optimum, the rooms parked, and every refused attempt the server saw (rate limit,
    socket-cap kick, refused login).
 
-    .venv/bin/python -P bench/rooms_scale.py                 # both parts, CyTube's numbers
-    .venv/bin/python -P bench/rooms_scale.py --skip-scale    # the 12-room part only (~2 min)
-    .venv/bin/python -P bench/rooms_scale.py --rooms 200 --servers 2 --idle-seconds 20
-
-``-P``: bench/queue.py would otherwise shadow the standard library's ``queue``.
+    .venv/bin/python bench/rooms_scale.py                 # both parts, CyTube's numbers
+    .venv/bin/python bench/rooms_scale.py --skip-scale    # the 12-room part only (~2 min)
+    .venv/bin/python bench/rooms_scale.py --rooms 200 --servers 2 --idle-seconds 20
 """
 
 from __future__ import annotations

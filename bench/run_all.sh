@@ -21,8 +21,8 @@ run() {  # run NAME CMD...: one benchmark, its output in $OUT/NAME.txt, a failur
 }
 
 run rooms        "$PY" bench/rooms.py
-run queue-pg     "$PY" bench/queue.py 20000 4 --batch-size 200
-run queue-sqlite "$PY" bench/queue.py 20000 4 --batch-size 200 --backend sqlite --skip-latency
+run queue-pg     "$PY" bench/queue_throughput.py 20000 4 --batch-size 200
+run queue-sqlite "$PY" bench/queue_throughput.py 20000 4 --batch-size 200 --backend sqlite --skip-latency
 run breaker      "$PY" bench/breaker.py
 run events       "$PY" bench/events.py --events 20000 --db sqlite
 run health-http  "$PY" bench/health_http.py

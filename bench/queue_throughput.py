@@ -16,13 +16,6 @@ Prints ``RESULT system=daz test=<backend> n=… enqueue_s=… drain_jobs_per_s=�
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/queue.py is named like the stdlib's `queue`; keep the bench folder off the import path so
-# concurrent.futures, psycopg and asyncio get the real module.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import asyncio
 import logging
@@ -30,6 +23,7 @@ import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -51,6 +45,14 @@ def result_line(**fields: Any) -> str:
     return "RESULT " + " ".join(shown)
 
 
+def fresh_sqlite_path(directory: str | None) -> Path:
+    """A SQLite file with no leftovers from an earlier run (its WAL and shared-memory files too)."""
+    path = Path(directory or tempfile.mkdtemp(prefix="daz-bench-")) / "bench.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
 async def fresh_store(args: argparse.Namespace) -> tuple[RetryStore, str]:
     if args.backend == "postgres":
         store = await open_store(args.dsn, pool_min_size=args.workers + 2, pool_max_size=args.workers + 4)
@@ -58,10 +60,7 @@ async def fresh_store(args: argparse.Namespace) -> tuple[RetryStore, str]:
         await pool.execute("TRUNCATE daz_retry_queue RESTART IDENTITY")
         await pool.execute("CHECKPOINT")  # same start state for every run, as the peers do
         return store, args.dsn
-    path = Path(args.sqlite_path or tempfile.mkdtemp(prefix="daz-bench-")) / "bench.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240 - set-up, before timing
-    url = f"sqlite:///{path}"
+    url = f"sqlite:///{fresh_sqlite_path(args.sqlite_path)}"
     return await open_store(url), url
 
 
