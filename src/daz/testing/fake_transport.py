@@ -214,11 +214,15 @@ class FakeTransport:
                 return
             self.username = str(data.get("name"))
             guest = "pw" not in data
-            self.push("login", {"success": True, "name": self.username, "guest": guest})
-            # As on the real server: the channel rank follows the login, then our own addUser, which
+            # As on CyTube 3.86: a guest gets rank 0 before its login reply and no rank after it; a
+            # registered account's channel rank follows the login. Then our own addUser, which
             # completes the replica's join (ctx.channel works on this fake too).
             rank = 0 if guest else 1
-            self.push("rank", rank)
+            if guest:
+                self.push("rank", rank)
+            self.push("login", {"success": True, "name": self.username, "guest": guest})
+            if not guest:
+                self.push("rank", rank)
             self.push("addUser", {"name": self.username, "rank": rank, "profile": {"image": "", "text": ""},
                                   "meta": {"afk": False, "muted": False, "smuted": False}})
         elif event in ("chatMsg", "pm") and self.username is not None:
