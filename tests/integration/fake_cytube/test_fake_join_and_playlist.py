@@ -228,6 +228,11 @@ async def test_catalog_media_and_playlist_edits() -> None:
         assert state.current_uid == 2  # 1 was last: the playlist wraps to the first item
         await bot.emit("delete", 3)
         await bot.wait_for("delete", lambda d: d == {"uid": 3})
+        # CyTube's move after an unknown uid loses the item without a word (measured on 3.86).
+        await bot.emit("moveMedia", {"from": 0, "after": 999})
+        told = {name for name, _ in await bot.quiet(0.3)}
+        assert not told & {"moveVideo", "delete", "playlist", "errorMsg"}, told
+        assert [i.uid for i in server.channel_state("lobby").items] == [2]
         mark = len(bot.events)
         await bot.emit("clearPlaylist")
         assert await bot.wait_for("playlist", after=mark) == []

@@ -102,6 +102,12 @@ class PlaylistActions:
             self.pl.items.remove(moving)
             self.pl.items.insert(self.pl.items.index(target) + 1, moving)
         else:
+            # CyTube removes the item first and then fails to insert it after the unknown uid
+            # (playlist.js handleMoveMedia): the item is GONE, silently, and nobody is told (measured
+            # on 3.86). Every client's playlist is wrong until it joins again. Not modelled for the
+            # item playing now (CyTube keeps playing it off the list), the fake keeps it then.
+            if moving is not self.pl.current:
+                self.pl.items.remove(moving)
             return
         await self.channel.broadcast("moveVideo", data)
 
