@@ -99,6 +99,25 @@ def test_an_account_login_still_waits_for_the_rank_after_it() -> None:
     assert replica.snapshot is None
 
 
+def test_a_channel_ranked_account_resyncs_without_a_phantom_rank_change() -> None:
+    # CyTube 3.86, an account with channel rank 4: rank 1, login, addUser (rank 1), rank 4, userlist,
+    # playlist, and only then setUserRank 4. The replica completes at `rank 4`.
+    def frames() -> list[tuple[str, Any]]:
+        burst = [f for f in join_sequence() if f[0] in ("setPermissions", "userlist")]
+        return [*burst, ("rank", 1), ("login", {"success": True, "name": "bot"}), ("addUser", user("bot", 1)),
+                ("rank", 4), ("userlist", [user("bot", 4)]), ("setUserRank", {"name": "bot", "rank": 4})]
+    rec = Recorder()
+    replica = ChannelReplica("lobby", rec)
+    connect(replica, frames())
+    first = replica.snapshot
+    assert first is not None
+    assert first.user("bot") == User("bot", 4)
+    connect(replica, frames())
+    resynced = rec.named("room.resynced")
+    assert len(resynced) == 1
+    assert resynced[0]["diff"].rank_changed == ()
+
+
 def test_unregistered_channel_completes_and_is_marked() -> None:
     replica = ChannelReplica("lobby", Recorder())
     connect(replica, join_sequence(registered=False))

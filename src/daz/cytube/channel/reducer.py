@@ -235,7 +235,13 @@ def _leader(state: ChannelState, e: cw.LeaderSet, at: float) -> ChannelState:
 
 
 def _rank(state: ChannelState, e: p.Rank, at: float) -> ChannelState:
-    return evolve(state, self_rank=e.rank)
+    # `rank` is our effective rank, the same number CyTube then broadcasts as our setUserRank. Our
+    # own user entry takes it at once: after a login the channel-rank lookup sends `rank 4`, then the
+    # playlist again, and only then setUserRank; a replica completed at that `rank` would otherwise
+    # list the bot at its addUser rank (1), and room.resynced reported a rank change 4 -> 1 that
+    # never happened (seen on CyTube 3.86 with a channel-rank-4 account).
+    state = evolve(state, self_rank=e.rank)
+    return _update_user(state, state.self_name, rank=e.rank) if state.self_name else state
 
 
 def _login(state: ChannelState, e: p.LoginResult, at: float) -> ChannelState:
