@@ -101,6 +101,24 @@ async def test_registered_join_then_login_sequence() -> None:
             assert client.received("setUserRank")[-1] == {"name": "user1", "rank": 1}
 
 
+async def test_a_channel_moderator_account_gets_its_rank_then_the_userlist_again() -> None:
+    # Measured on CyTube 3.86 (an account with channel rank 4, global rank 1).
+    async with FakeCytubeServer(
+        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"owner1": "pw"}
+    ) as server:
+        await server.set_rank("lobby", "owner1", 4)
+        async with CytubeTestClient(server.url) as client:
+            await client.join("lobby")
+            await client.wait_for("usercount")
+            mark = len(client.events)
+            await client.login("owner1", "pw")
+            await client.wait_for("setUserRank")
+            assert client.names()[mark:] == [
+                "rank", "login", "addUser", "rank", "userlist", "setPlaylistMeta", "playlist", "setUserRank",
+            ]
+            assert client.received("rank")[-2:] == [1, 4]
+
+
 async def test_late_joiner_sees_current_item_and_poll_in_the_join_burst() -> None:
     async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
         alice = await joined(server, "alice", "10.0.0.1")

@@ -231,9 +231,11 @@ class FakeChannel:
         rank = self.stored_rank(member)
         crossed = (member.rank >= 2) != (rank >= 2)
         member.rank = rank
+        # CyTube's setChannelRank emits `rank`, then the rank change re-sends the userlist if it
+        # crossed 2 (measured on 3.86: rank 4, userlist, setPlaylistMeta, playlist, setUserRank).
+        await self.send(member, "rank", member.rank)
         if crossed:
             await self.send_userlist(member)
-        await self.send(member, "rank", member.rank)
         await self.playlist.send_playlist(member)
         await self.broadcast("setUserRank", {"name": member.name, "rank": member.rank})
 
