@@ -97,6 +97,25 @@ async def test_admin_actions_without_the_rank_are_kicks() -> None:
         assert server.channel_state("lobby").options["allow_voteskip"] is True
 
 
+async def test_mute_sends_the_meta_then_the_whisper_and_unmute_the_other_way_round() -> None:
+    # The order CyTube 3.86 sends them in (measured), as a moderator sees it.
+    async with FakeCytubeServer(
+        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"mod": "pw"}
+    ) as server:
+        await server.set_rank("lobby", "mod", 2)
+        mod = await joined(server, "mod", "10.0.0.1", "pw")
+        await joined(server, "guest", "10.0.0.3")
+        await mod.wait_for("addUser", lambda d: d["name"] == "guest")
+        mark = len(mod.events)
+        for verb in ("mute", "unmute"):
+            await mod.emit("chatMsg", {"msg": f"/{verb} guest", "meta": {}})
+            await mod.wait_for("chatMsg", lambda d, v=verb: d["msg"] == f"mod {v}d guest", after=mark)
+        await mod.wait_for("setUserMeta", lambda d: not d["meta"]["muted"], after=mark)
+        told = [name for name, data in mod.events[mark:]
+                if name == "setUserMeta" or (name == "chatMsg" and "muted guest" in data["msg"])]
+        assert told == ["setUserMeta", "chatMsg", "chatMsg", "setUserMeta"]
+
+
 async def test_moderator_commands_kick_mute_and_ban_with_the_real_replies() -> None:
     accounts = {"mod": "pw", "user1": "pw"}
     async with FakeCytubeServer(

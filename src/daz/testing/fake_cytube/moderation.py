@@ -204,8 +204,9 @@ class Moderation:
             await self._error(actor, f"{target.name} is not muted.")
             return
         target.muted = target.smuted = False
-        await self.send_user_meta(target)
+        # Whisper first, then the meta: the reverse of /mute (chat.js handleCmdUnmute; measured on 3.86).
         await self.mod_whisper(f"{actor.name} unmuted {target.name}", self.channel.permissions.get("mute"))
+        await self.send_user_meta(target)
 
     async def _afk(self, actor: Member, args: str) -> None:
         await self.set_afk(actor, not actor.afk)
