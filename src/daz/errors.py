@@ -174,6 +174,10 @@ class NoHandler(DazError):
     """A bus request or queue item has nobody to handle it."""
 
 
+class SendInvalid(DazError, ValueError):
+    """A plugin's send call is malformed (e.g. ``action`` not a bool); nothing was queued."""
+
+
 class ActionError(DazError):
     """A channel action (queue, delete, kick, poll, ...) did not take effect; ``kind`` names the action."""
 

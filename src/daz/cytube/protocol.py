@@ -322,20 +322,55 @@ def echo_key(raw: str) -> str:
     return _SPACE.sub(" ", decode_text(raw)).strip()
 
 
-def split_line(text: str, limit: int = CHAT_LIMIT_CHARS) -> list[str]:
-    """Split ``text`` into lines of at most ``limit`` characters, at whitespace where possible."""
+def split_line(text: str, limit: int = CHAT_LIMIT_CHARS, *, guarded: bool = False) -> list[str]:
+    """Split ``text`` into lines of at most ``limit`` characters, at whitespace where possible.
+
+    ``guarded``: a line that will start with ``/`` keeps one character free for ``COMMAND_GUARD``
+    (see ``chat_lines``), so the guarded line still fits the server's cut."""
     parts: list[str] = []
     for paragraph in text.splitlines():
         rest = paragraph.strip()
-        while len(rest) > limit:
-            cut = rest.rfind(" ", 0, limit + 1)
-            if cut <= limit // 2:
-                cut = limit
+        while True:
+            room = limit - len(COMMAND_GUARD) if guarded and rest.startswith("/") else limit
+            if len(rest) <= room:
+                break
+            cut = rest.rfind(" ", 0, room + 1)
+            if cut <= room // 2:
+                cut = room
             parts.append(rest[:cut].rstrip())
             rest = rest[cut:].lstrip()
         if rest:
             parts.append(rest)
     return parts
+
+
+# chat commands ---------------------------------------------------------------------------------
+# CyTube runs a chat line as a command when its FIRST character is "/" (no trimming before the
+# check; control characters become spaces, so they cannot produce one). A command word it does not
+# know is broadcast as text, but the set of command words grows with server modules, so every
+# leading "/" is guarded, not a list. A leading space is the guard: the server keeps it (it only
+# trims for its blank-line check), HTML shows nothing of it, and echo matching folds it away.
+COMMAND_GUARD = " "
+ACTION_PREFIX = "/me "  # CyTube's emote command; it runs its text through the command check again
+
+
+def neutralise_command(line: str) -> str:
+    """``line`` as CyTube will show it as text, never run it as a chat command."""
+    return COMMAND_GUARD + line if line.startswith("/") else line
+
+
+def chat_lines(text: str, limit: int = CHAT_LIMIT_CHARS, *, action: bool = False) -> list[str]:
+    """The wire lines of a chat send: split at ``limit``, every line guarded against running as a
+    command; ``action``: each line a ``/me`` emote (its text guarded too: CyTube re-checks it)."""
+    prefix = ACTION_PREFIX if action else ""
+    return [prefix + neutralise_command(part) for part in split_line(text, limit - len(prefix), guarded=True)]
+
+
+def chat_key(text: str) -> str:
+    """The comparable form of a chat line we sent: CyTube cuts it, then a ``/me`` loses its command
+    word (the echo carries the text alone, flagged as an action)."""
+    cut = text[:CHAT_LIMIT_CHARS]
+    return sent_key(cut.removeprefix(ACTION_PREFIX))
 
 
 # outbound payloads ----------------------------------------------------------------------------

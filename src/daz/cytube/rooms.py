@@ -28,12 +28,12 @@ from daz.cytube.channel import ChannelState
 from daz.cytube.channel.summary import summarize
 from daz.cytube.discovery import Endpoint, HttpEndpoint
 from daz.cytube.outbox import InMemoryJournal, OutboundJournal, OutboundLine, Outbox
-from daz.cytube.protocol import split_line
+from daz.cytube.protocol import chat_lines, split_line
 from daz.cytube.room_actions import ActionTicket
 from daz.cytube.scheduler import ServerCapacity
 from daz.cytube.states import RoomState
 from daz.cytube.supervisor import RoomStatus, RoomSupervisor
-from daz.errors import DazError
+from daz.errors import DazError, SendInvalid
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.transport.base import TransportFactory
@@ -184,9 +184,15 @@ class RoomManager:
         log.warning("room.stop_requested", room=room, reason=reason)
         self._get(room).request_stop(reason)
 
-    async def send_chat(self, room: str, text: str, *, correlation_id: str | None = None) -> list[str]:
-        """Queue ``text`` (split at the chat limit) for ``room``; returns one key per line."""
-        return await self._enqueue(room, "chat", text, None, correlation_id)
+    async def send_chat(self, room: str, text: str, *, action: bool = False,
+                        correlation_id: str | None = None) -> list[str]:
+        """Queue ``text`` (split at the chat limit) for ``room``; returns one key per line.
+
+        Always text: a line CyTube would run as a chat command (``/kick``...) is guarded
+        (``protocol.chat_lines``). ``action=True`` sends each line as a ``/me`` emote."""
+        if not isinstance(action, bool):
+            raise SendInvalid(f"send_chat: action must be True or False, not {action!r}")
+        return await self._enqueue(room, "chat", text, None, correlation_id, action=action)
 
     async def send_pm(
         self, room: str, user: str, text: str, *, correlation_id: str | None = None
@@ -194,12 +200,16 @@ class RoomManager:
         return await self._enqueue(room, "pm", text, user, correlation_id)
 
     async def _enqueue(
-        self, room: str, kind: str, text: str, to: str | None, correlation_id: str | None
+        self, room: str, kind: str, text: str, to: str | None, correlation_id: str | None,
+        *, action: bool = False,
     ) -> list[str]:
         supervisor = self._get(room)
         keys: list[str] = []
         created = self.clock.now().timestamp()
-        for part in split_line(text, self.config.cytube.message_max_chars):
+        limit = self.config.cytube.message_max_chars
+        # A PM is never run as a command by CyTube; a chat line may be, hence chat_lines' guard.
+        parts = split_line(text, limit) if kind == "pm" else chat_lines(text, limit, action=action)
+        for part in parts:
             key = f"{room}:{created:.0f}:{self._origin}:{next(self._seq)}"
             line = OutboundLine(
                 key=key, room=room, kind="pm" if kind == "pm" else "chat", text=part, to=to,

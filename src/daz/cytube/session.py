@@ -123,7 +123,7 @@ class Session:
     def expect(self, line: OutboundLine) -> asyncio.Future[SendOutcome]:
         """Arm the echo matcher for ``line`` (one line in flight at a time)."""
         fut: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
-        self._expect = (line, p.sent_key(line.text), fut)
+        self._expect = (line, _echo_key_of(line), fut)
         return fut
 
     def disarm(self) -> None:
@@ -150,7 +150,7 @@ class Session:
 
         ``name``: the name the line was sent under, when it may differ from this session's (a guest
         that came back under a fresh name)."""
-        key = p.sent_key(line.text)
+        key = _echo_key_of(line)
         names = {self.name.lower(), (name or self.name).lower()}
         for msg in reversed(self.backlog):
             if msg.username.lower() in names and msg.time_ms > after_ms and p.echo_key(msg.raw) == key:
@@ -291,3 +291,8 @@ class Session:
         if line.kind == "pm" and (to is None or line.to is None or to.lower() != line.to.lower()):
             return
         fut.set_result(Echo(time_ms))
+
+
+def _echo_key_of(line: OutboundLine) -> str:
+    # A PM is never a command (CyTube sends its text as is); a chat line may be a /me emote.
+    return p.sent_key(line.text) if line.kind == "pm" else p.chat_key(line.text)

@@ -43,7 +43,8 @@ class Plugin(Protocol):
 class SendApi(Protocol):
     """What plugins may do to rooms (implemented by ``daz.cytube.RoomManager``)."""
 
-    async def send_chat(self, room: str, text: str, *, correlation_id: str | None = None) -> list[str]: ...
+    async def send_chat(self, room: str, text: str, *, action: bool = False,
+                        correlation_id: str | None = None) -> list[str]: ...
 
     async def send_pm(
         self, room: str, user: str, text: str, *, correlation_id: str | None = None

@@ -198,3 +198,27 @@ async def test_simulated_users_and_ranks_and_the_state_snapshot() -> None:
         assert await bot.wait_for("userLeave") == {"name": "alice"}
         assert [u.name for u in server.channel_state("lobby").users] == ["bot"]
         await bot.close()
+
+
+async def test_only_a_first_character_slash_is_a_command_as_on_cytube() -> None:
+    """CyTube checks the first character only, after turning control characters into spaces; its /me
+    runs the emote's text through the same check again."""
+    accounts = {"mod": "pw"}
+    async with FakeCytubeServer(
+        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts=accounts
+    ) as server:
+        await server.set_rank("lobby", "mod", 2)
+        mod = await joined(server, "mod", "10.0.0.1", "pw")
+        await server.add_user("lobby", "alice")
+        await server.add_user("lobby", "bob")
+        await mod.emit("chatMsg", {"msg": " /kick alice", "meta": {}})  # a leading space: text
+        assert (await mod.wait_for("chatMsg", lambda d: d["username"] == "mod"))["msg"] == " /kick alice"
+        await mod.emit("chatMsg", {"msg": "/me  /kick alice", "meta": {}})  # the emote's text is " /kick"
+        emote = await mod.wait_for("chatMsg", lambda d: d["meta"].get("action") is True)
+        assert emote["msg"].strip() == "/kick alice"
+        assert server.channel("lobby").find("alice") is not None
+        await mod.emit("chatMsg", {"msg": "/me /kick alice", "meta": {}})
+        await mod.wait_for("userLeave", lambda d: d["name"] == "alice")
+        await mod.emit("chatMsg", {"msg": "/kick\tbob", "meta": {}})  # the tab becomes a space first
+        await mod.wait_for("userLeave", lambda d: d["name"] == "bob")
+        await mod.close()

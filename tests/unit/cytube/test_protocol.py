@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
 from daz.cytube import channel_wire as cw
@@ -64,6 +66,47 @@ def test_split_line_respects_the_limit_and_words() -> None:
     assert " ".join(parts) == text
     assert p.split_line("x" * 700, 320) == ["x" * 320, "x" * 320, "x" * 60]
     assert p.split_line("   \n  ", 320) == []
+
+
+def _runs_as_command(wire: str) -> bool:
+    """CyTube's rule (protocol notes): the FIRST character "/" makes a chat line a command."""
+    return wire.startswith("/")
+
+
+def test_a_line_cytube_would_run_as_a_command_is_neutralised_and_its_echo_still_matches() -> None:
+    for text in ("/kick someone", "/ban x", "/clear", "/me waves", "//kick x", "/toString"):
+        wire = p.neutralise_command(text)
+        assert not _runs_as_command(wire)
+        assert wire.strip() == text  # nothing visible changes
+        # The echo comes back HTML-escaped; it still confirms the line.
+        echoed = html.escape(wire).replace("/", "&#x2F;")
+        assert p.echo_key(echoed) == p.chat_key(wire)
+    assert p.neutralise_command("hello /kick x") == "hello /kick x"  # only the first character counts
+    assert p.neutralise_command(" /kick x") == " /kick x"  # already text: no second guard
+
+
+def test_chat_lines_guard_every_continuation_and_still_fit_the_limit() -> None:
+    text = "a" * 315 + " /kick someone " + "b" * 305 + " /ban " + "c" * 314
+    lines = p.chat_lines(text, 320)
+    assert len(lines) == 3
+    assert all(len(line) <= 320 for line in lines)
+    assert not any(_runs_as_command(line) for line in lines)
+    assert lines[1].startswith(" /kick someone")
+    assert lines[2] == " /ban " + "c" * 314  # exactly the limit, guard included
+    assert " ".join(line.strip() for line in lines) == text
+    # A line that would start with "/" and exactly fill the limit is cut one short for its guard.
+    assert p.chat_lines("/" + "x" * 319, 320) == [" /" + "x" * 318, "x"]
+    # Switched off (no guard), the continuation would run as a command: the test above can fail.
+    assert any(_runs_as_command(part) for part in p.split_line(text, 320))
+
+
+def test_an_explicit_action_is_an_emote_whose_text_cannot_run_a_command() -> None:
+    assert p.chat_lines("waves", 320, action=True) == ["/me waves"]
+    [line] = p.chat_lines("/kick someone", 320, action=True)
+    assert line == "/me  /kick someone"  # CyTube re-checks the emote's text: it is guarded too
+    assert not _runs_as_command(line.removeprefix(p.ACTION_PREFIX))
+    assert p.chat_key(line) == p.echo_key(" /kick someone")  # the echo carries the text alone
+    assert all(len(x) <= 50 for x in p.chat_lines("y " * 100, 50, action=True))
 
 
 def test_pick_server_prefers_secure() -> None:

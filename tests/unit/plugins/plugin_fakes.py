@@ -20,7 +20,8 @@ class FakeSend:
         self.pms: list[tuple[str, str, str]] = []
         self.got_line = asyncio.Event()
 
-    async def send_chat(self, room: str, text: str, *, correlation_id: str | None = None) -> list[str]:
+    async def send_chat(self, room: str, text: str, *, action: bool = False,
+                        correlation_id: str | None = None) -> list[str]:
         self.sent.append((room, text))
         self.got_line.set()
         return [f"k{len(self.sent)}"]

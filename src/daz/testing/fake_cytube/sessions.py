@@ -71,6 +71,8 @@ class Sock:
     chat: FloodLimiter | None = None  # None when limits are off
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]+")  # CyTube: ASCII control runs → one space unless allow_ascii_control
+
 # CyTube's chat link filter (applied after escaping, so `&` in a URL is already `&amp;`)
 _LINK = re.compile(r"(\w+://(?:[^:/\[\]\s]+|\[[0-9a-f:]+\])(?::\d+)?(?:/[^/\s]*)*)", re.IGNORECASE)
 
@@ -366,8 +368,16 @@ class Sessions:
         self, channel: FakeChannel, member: Member, msg: str, *, skip_echo: bool = False
     ) -> None:
         """A chat line from a member (socket or simulated): commands, mute, AFK, then the broadcast."""
+        # CyTube cuts the line and turns control characters into spaces BEFORE the command check,
+        # which looks at the first character only (no trimming): "/kick\tbob" kicks, " /kick" is text.
+        msg = msg[:CHAT_LIMIT_CHARS]
+        if not channel.options.get("allow_ascii_control"):
+            msg = _CONTROL.sub(" ", msg)
         if msg.startswith("/") and await channel.moderation.command(member, msg):
             return  # a recognised command is never broadcast as chat
+        emoted = msg[4:] if msg.startswith("/me ") else ""
+        if emoted.startswith("/") and await channel.moderation.command(member, emoted):
+            return  # CyTube's /me runs its text through the command check again: "/me /kick x" kicks
         if not channel.may(member, "chat"):
             return
         if member.muted and not member.smuted:
