@@ -248,6 +248,12 @@ class FakeChannel:
         await self.playlist.user_left(member)
         await self.polls.user_left(member)
         await self.voteskip.unvote(member)
+        if not self.members:
+            # CyTube unloads a channel the moment its last socket leaves (server.js "empty"): a
+            # registered one is saved and loaded again on the next join with every uid renumbered
+            # from 0, an unregistered one is forgotten, playlist and all (measured on 3.86).
+            self.server.unload(self)
+            return
         await self.send_usercount()
 
     def stored_rank(self, member: Member) -> float:

@@ -169,6 +169,16 @@ class FakeCytubeServer(SimulationControls):
         self.gate.reset()
         log.info("fake_cytube.stopped", port=self.port)
 
+    def unload(self, channel: FakeChannel) -> None:
+        """Drop ``channel`` from memory as CyTube does when its last socket leaves: saved (and loaded
+        again on the next use) when registered, forgotten otherwise."""
+        if self._channels.get(channel.name) is not channel:
+            return
+        channel.stop_timers()
+        if channel.registered:
+            self._saved[channel.name] = self._save(channel)
+        del self._channels[channel.name]
+
     async def restart(self, down_for: float = 0.0) -> None:
         await self.stop()
         if down_for > 0:
