@@ -119,6 +119,31 @@ async def test_a_channel_moderator_account_gets_its_rank_then_the_userlist_again
             assert client.received("rank")[-2:] == [1, 4]
 
 
+async def test_the_last_socket_leaving_unloads_the_channel() -> None:
+    # CyTube 3.86, measured: an empty channel is unloaded. Registered: saved, and loaded again on the
+    # next join with its uids renumbered from 0. Unregistered: forgotten, playlist and all.
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST, registered_channels=["reg"],
+                                accounts={"mod": "pw"}) as server:
+        await server.set_rank("reg", "mod", 2)
+        for room in ("reg", "open"):
+            async with CytubeTestClient(server.url, ip="10.0.0.1") as client:
+                await client.join(room)
+                await client.wait_for("usercount")
+                await client.login("mod", "pw")
+                await client.wait_for("setUserRank")
+                for n in range(2):
+                    await client.emit("queue", timed(n, temp=False, duration=60))
+                    await client.wait_for("queue", lambda d, n=n: d["item"]["media"]["id"].endswith(f"/{n}"))
+                await client.emit("delete", 0)
+                await client.wait_for("delete")
+                assert [i.uid for i in server.channel_state(room).items] == [1]
+            await asyncio.sleep(0.1)  # the server handles the disconnect
+            async with CytubeTestClient(server.url, ip="10.0.0.2") as late:
+                await late.join(room)
+                playlist = await late.wait_for("playlist")
+            assert [i["uid"] for i in playlist] == ([0] if room == "reg" else []), room
+
+
 async def test_late_joiner_sees_current_item_and_poll_in_the_join_burst() -> None:
     async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
         alice = await joined(server, "alice", "10.0.0.1")
