@@ -101,9 +101,14 @@ class Outbox:
     accepting: bool = True
     _delivered: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _dropped: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # True while the journal may hold lines for this room that are older than the next ``put`` and
+    # not loaded here: from creation, after ``release``, and after every ``hand_off`` this process
+    # made for the room. ``put`` then loads the journal first, so its line goes BEHIND them.
+    _behind: bool = True
 
     async def restore(self) -> int:
         """Reload lines the journal still holds (e.g. after a process restart); returns how many."""
+        self._behind = False  # before the read: a hand-off that completes during it marks it again
         for line in await self.journal.load(self.room):
             if line.key not in self._lines and line.key not in self._delivered:
                 self._lines[line.key] = line
@@ -118,13 +123,21 @@ class Outbox:
                 f"room {self.room}: outbox full ({self.capacity} lines)", operation_type="cytube_command"
             )
         await self.journal.save(line)
+        if self.accepting and self._behind:
+            # Older lines of this room may be in the journal and not here yet: lines this process
+            # handed off before it took the room, or a previous holder's. Appending this line first
+            # would send it ahead of them (per-sender order broken), and its echo would become the
+            # ``last_echo_ms`` bound below which an inherited line's backlog check no longer looks,
+            # so a line the previous holder had delivered would be sent twice. The load reads after
+            # this line's save, so it returns them and this line in store order.
+            await self.restore()
         if not self.accepting:  # the lease went while the line was being saved: it is the owner's now
             return
         if line.key in self._delivered:
             # The save's NOTIFY woke the hand-off puller, which pulled the line and had it delivered
             # before this call resumed: appending it now would send it a second time.
             return
-        self._lines[line.key] = line
+        self._lines[line.key] = line  # already there (restored or pulled): its place is kept
         self._inherited.discard(line.key)  # a hand-off pull may have seen it first; it is ours, not in doubt
         self._changed.set()
 
@@ -147,6 +160,13 @@ class Outbox:
         self._changed.set()
         return True
 
+    async def hand_off(self, line: OutboundLine) -> None:
+        """Store a line for the instance that holds the room (cluster), not here. Should this
+        instance take the room, its next ``put`` first loads the journal, so this line (and any
+        other stored before it) is sent before that one."""
+        await self.journal.hand_off(line)
+        self._behind = True  # after the store returned: a restore that read before it missed it
+
     def delivered(self, key: str) -> bool:
         """Whether this outbox saw ``key`` delivered recently (its journal ack may still be on its way)."""
         return key in self._delivered
@@ -156,6 +176,7 @@ class Outbox:
         them pending for the next holder, which restores them (in doubt) and sends the rest in order."""
         count = len(self._lines)
         self.accepting = False
+        self._behind = True
         self._lines.clear()
         self._inherited.clear()
         self._flight = _Flight()

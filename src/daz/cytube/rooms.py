@@ -220,7 +220,7 @@ class RoomManager:
             else:
                 # Another instance holds the room: the journal is the way to it (its HandoffPuller
                 # pulls the line at once). A local outbox here would never send it.
-                await self.journal.hand_off(line)
+                await supervisor.outbox.hand_off(line)
             self.metrics.messages_sent.labels(room=room, outcome="queued").inc()
             keys.append(key)
         return keys
@@ -254,7 +254,7 @@ class RoomManager:
         else:
             # The holding instance sends and settles it (its room.action.* event says how); this
             # ticket is not kept here, so it never settles: nothing would ever settle it here.
-            await self.journal.hand_off(line)
+            await supervisor.outbox.hand_off(line)
         self.metrics.actions.labels(room=room, kind=action.kind, outcome="queued").inc()
         return ticket
 

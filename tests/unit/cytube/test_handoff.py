@@ -220,3 +220,121 @@ async def test_a_line_pulled_and_delivered_while_its_own_save_returns_is_not_app
     box.journal = RacingJournal(journal)  # type: ignore[assignment]
     await box.put(_line("a"))
     assert box.depth == 0
+
+
+def _lobby_manager(clock: FakeClock, journal: StoreJournal, network: FakeNetwork, gate: LeaseGate,  # noqa: PLR0917
+                   bus: EventBus, metrics: DazMetrics) -> RoomManager:
+    room = RoomConfig(channel="lobby", username="dazbot", password="pw")  # type: ignore[arg-type]
+    config = DazConfig(rooms=[room],
+                       cytube=CytubeConfig(probe=ProbeConfig(enabled=False), delivery_timeout_seconds=30))
+    return RoomManager(config, bus, metrics, clock, random.Random(1), network.factory, journal,
+                       endpoint_factory=network.endpoint, leases=gate)
+
+
+async def _run_until_ready_and_settled(manager: RoomManager, clock: FakeClock) -> None:
+    for _ in range(200):
+        if manager.room_state("lobby") is RoomState.READY:
+            break
+        await clock.advance(0.1)
+    else:
+        raise AssertionError("never READY")
+    for _ in range(20):
+        await clock.advance(0.1)
+
+
+async def test_a_sender_that_takes_the_room_sends_its_handed_off_lines_before_its_next_one() -> None:
+    """Lines 0 and 1 were handed off while another instance held the room; this instance takes the
+    room and, before its room task has restored the journal, sends line 2 as the holder. Per sender,
+    in order: 0, 1, 2. Appending line 2 straight away put it AHEAD of 0 and 1 (restore appends
+    behind it) - and behind a fresh echo, an inherited line the old holder had delivered is no
+    longer found in the join backlog, so it is sent twice."""
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    journal = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    network = FakeNetwork()
+    metrics = DazMetrics()
+    gate = LeaseGate()
+    async with EventBus(clock=clock, metrics=metrics) as bus, asyncio.TaskGroup() as group:
+        manager = _lobby_manager(clock, journal, network, gate, bus, metrics)
+        stopping = asyncio.Event()
+        group.create_task(manager.run(stopping), name="test.rooms")
+        await manager.send_chat("lobby", "line 0")
+        await manager.send_chat("lobby", "line 1")
+        await gate.on_acquire("lobby", 1)
+        await manager.send_chat("lobby", "line 2")  # before the room task has run at all
+        await _run_until_ready_and_settled(manager, clock)
+        stopping.set()
+    assert [line.text for line in network.chat_log] == ["line 0", "line 1", "line 2"]
+
+
+async def test_a_hand_off_that_commits_after_the_new_holders_restore_still_goes_first() -> None:
+    """Line 0's hand-off is still on its way to the store when this instance takes the room; the
+    room's restore reads the journal without it. Line 1, sent after line 0's call returned, goes
+    through the holder's outbox: it must not overtake line 0."""
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    inner = StoreJournal(store, clock, hold_seconds=300, max_retries=5)
+    commit = asyncio.Event()
+
+    class SlowHandOff(StoreJournal):
+        async def hand_off(self, line: OutboundLine) -> None:
+            await commit.wait()
+            await inner.hand_off(line)
+
+    journal = SlowHandOff(store, clock, hold_seconds=300, max_retries=5)
+    network = FakeNetwork()
+    metrics = DazMetrics()
+    gate = LeaseGate()
+    async with EventBus(clock=clock, metrics=metrics) as bus, asyncio.TaskGroup() as group:
+        manager = _lobby_manager(clock, journal, network, gate, bus, metrics)
+        stopping = asyncio.Event()
+        group.create_task(manager.run(stopping), name="test.rooms")
+        first = group.create_task(manager.send_chat("lobby", "line 0"), name="test.first")
+        await asyncio.sleep(0)  # line 0 is in hand_off, not stored yet
+        await gate.on_acquire("lobby", 1)
+        await _run_until_ready_and_settled(manager, clock)  # restored: nothing in the journal yet
+        commit.set()
+        await first
+        await manager.send_chat("lobby", "line 1")
+        for _ in range(20):
+            await clock.advance(0.1)
+        stopping.set()
+    assert [line.text for line in network.chat_log] == ["line 0", "line 1"]
+
+
+async def test_a_new_holders_first_line_does_not_make_it_resend_what_the_old_holder_delivered() -> None:
+    """b delivers "old" (the server has it, the echo came) and dies before its store ack: "old" is
+    still pending. a takes the room and sends "new" at once. "old" must be recognised in a's join
+    backlog. With "new" queued ahead of it, "new"'s echo became the bound below which the backlog
+    was not searched, and "old" went out a second time."""
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    network = FakeNetwork()
+    metrics = DazMetrics()
+
+    class DiesBeforeAck(StoreJournal):
+        async def ack(self, key: str) -> None:
+            return None
+
+    gates = {name: LeaseGate() for name in ("a", "b")}
+    async with EventBus(clock=clock, metrics=metrics) as bus, asyncio.TaskGroup() as group:
+        managers = {
+            "a": _lobby_manager(clock, StoreJournal(store, clock, hold_seconds=300, max_retries=5),
+                                network, gates["a"], bus, metrics),
+            "b": _lobby_manager(clock, DiesBeforeAck(store, clock, hold_seconds=300, max_retries=5),
+                                network, gates["b"], bus, metrics),
+        }
+        stopping = asyncio.Event()
+        for name, manager in managers.items():
+            group.create_task(manager.run(stopping), name=f"test.rooms.{name}")
+        await gates["b"].on_acquire("lobby", 1)
+        await _run_until_ready_and_settled(managers["b"], clock)
+        await managers["b"].send_chat("lobby", "old")
+        for _ in range(20):
+            await clock.advance(0.1)
+        await gates["b"].on_lose("lobby", "lease_lost")
+        await gates["a"].on_acquire("lobby", 2)
+        await managers["a"].send_chat("lobby", "new")
+        await _run_until_ready_and_settled(managers["a"], clock)
+        stopping.set()
+    assert [line.text for line in network.chat_log] == ["old", "new"]
