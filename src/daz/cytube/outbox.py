@@ -207,6 +207,13 @@ class Outbox:
         return len(self._lines)
 
     @property
+    def head_inherited(self) -> bool:
+        """Whether the head line is in doubt only because another holder or process may have sent
+        it (this outbox has not emitted it)."""
+        head = self.head()
+        return self._flight.sent_at_ms is None and head is not None and head.key in self._inherited
+
+    @property
     def in_doubt_since_ms(self) -> int | None:
         if self._flight.sent_at_ms is None:
             head = self.head()

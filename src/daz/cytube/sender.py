@@ -99,9 +99,14 @@ class LineSender:
 
     async def _settled_by_backlog(self, session: Session, line: OutboundLine) -> bool:
         sent_ms = self.outbox.in_doubt_since_ms or 0
+        # Our own in-doubt line went out after our last confirmed echo, so the search starts there.
+        # An inherited line is not ordered against our echoes: the old holder sent lines in the
+        # order it pulled them, we restore them in store (id) order, and lines of two senders can
+        # differ in the two orders; besides, its copy can only be in the join backlog, older than
+        # anything echoed in this session. So it is bounded by its creation time only.
         after = (
             self.outbox.last_echo_ms
-            if self.outbox.last_echo_ms is not None
+            if self.outbox.last_echo_ms is not None and not self.outbox.head_inherited
             else sent_ms - CLOCK_SKEW_ALLOWANCE_MS
         )
         found = session.backlog_confirms(line, after_ms=after, name=self.sent_as)

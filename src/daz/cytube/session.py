@@ -86,6 +86,7 @@ class Session:
         self.joined = False
         self.logged_in = False
         self.backlog: list[p.ChatMessage] = []
+        self._backlog_claimed: set[int] = set()  # backlog positions that already confirmed a line
         self.kick_reason: str | None = None
         self.closed_error: TransportError | None = None
         self.last_media_update_at: float | None = None
@@ -152,8 +153,13 @@ class Session:
         that came back under a fresh name)."""
         key = _echo_key_of(line)
         names = {self.name.lower(), (name or self.name).lower()}
-        for msg in reversed(self.backlog):
-            if msg.username.lower() in names and msg.time_ms > after_ms and p.echo_key(msg.raw) == key:
+        for index in range(len(self.backlog) - 1, -1, -1):
+            msg = self.backlog[index]
+            if (index not in self._backlog_claimed and msg.username.lower() in names
+                    and msg.time_ms > after_ms and p.echo_key(msg.raw) == key):
+                # One replayed line proves one sent line: two in-doubt lines with the same text
+                # (bounded by their creation time, not by each other's echo) must not share it.
+                self._backlog_claimed.add(index)
                 return msg
         return None
 

@@ -338,3 +338,58 @@ async def test_a_new_holders_first_line_does_not_make_it_resend_what_the_old_hol
         await _run_until_ready_and_settled(managers["a"], clock)
         stopping.set()
     assert [line.text for line in network.chat_log] == ["old", "new"]
+
+
+async def _take_over_after_an_unacked_delivery(unsent: str, delivered: str) -> list[str]:
+    """b holds the room; another instance stores ``unsent`` (b has not pulled it: no puller here);
+    b sends ``delivered`` (the server has it) and dies before its store ack; a takes the room.
+    Returns the server's chat log."""
+    clock = FakeClock()
+    store = InMemoryStore(clock)
+    network = FakeNetwork()
+    metrics = DazMetrics()
+
+    class DiesBeforeAck(StoreJournal):
+        async def ack(self, key: str) -> None:
+            return None
+
+    gates = {name: LeaseGate() for name in ("a", "b")}
+    async with EventBus(clock=clock, metrics=metrics) as bus, asyncio.TaskGroup() as group:
+        managers = {
+            "a": _lobby_manager(clock, StoreJournal(store, clock, hold_seconds=300, max_retries=5),
+                                network, gates["a"], bus, metrics),
+            "b": _lobby_manager(clock, DiesBeforeAck(store, clock, hold_seconds=300, max_retries=5),
+                                network, gates["b"], bus, metrics),
+        }
+        stopping = asyncio.Event()
+        for name, manager in managers.items():
+            group.create_task(manager.run(stopping), name=f"test.rooms.{name}")
+        await gates["b"].on_acquire("lobby", 1)
+        await _run_until_ready_and_settled(managers["b"], clock)
+        other = StoreJournal(store, clock, hold_seconds=300, max_retries=5)  # a third instance's
+        await other.hand_off(OutboundLine(key="c:1", room="lobby", kind="chat", text=unsent,
+                                          created_at=clock.now().timestamp()))
+        await managers["b"].send_chat("lobby", delivered)
+        for _ in range(20):
+            await clock.advance(0.1)
+        await gates["b"].on_lose("lobby", "lease_lost")
+        await gates["a"].on_acquire("lobby", 2)
+        await _run_until_ready_and_settled(managers["a"], clock)
+        stopping.set()
+    return [line.text for line in network.chat_log]
+
+
+async def test_an_inherited_line_the_old_holder_sent_after_a_lower_id_one_is_not_sent_again() -> None:
+    """Store (id) order and server order differ across senders: b sent "delivered" while "unsent",
+    stored just before it by another instance, was still unpulled. a restores both in id order,
+    sends "unsent" first, and must still find "delivered" in its join backlog. Bounding that search
+    by a's newest echo (of "unsent", sent after the join) excluded the whole backlog, and
+    "delivered" went out twice."""
+    assert await _take_over_after_an_unacked_delivery("unsent", "delivered") == ["delivered", "unsent"]
+
+
+async def test_one_replayed_line_confirms_one_inherited_line_not_two_with_the_same_text() -> None:
+    """Two inherited lines with the same text, one of them on the server: the backlog's one copy
+    settles one of them; the other is sent. (Searched from their creation time, both would match
+    the same replayed line and one line would be lost.)"""
+    assert await _take_over_after_an_unacked_delivery("same", "same") == ["same", "same"]
