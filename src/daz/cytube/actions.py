@@ -127,6 +127,10 @@ class QueueMedia(Action):
             raise _invalid("queue", f"title must be a string or None, not {type(self.title).__name__}")
         if self.title is not None and self.media_type not in TITLED_TYPES:
             raise _invalid("queue", f"title is kept only for types cu and fi, not {self.media_type}")
+        if self.title is not None and not 1 <= len(self.title.strip()) <= MAX_TITLE_CHARS:
+            # The server would cut a longer title to 97 characters + "...", so the item would not
+            # carry the title the plugin asked for; say so before anything is sent.
+            raise _invalid("queue", f"title must be 1-{MAX_TITLE_CHARS} characters (got {len(self.title)})")
         if self.duration is not None:
             if self.media_type not in LIVE_TYPES:
                 live = ", ".join(sorted(LIVE_TYPES))

@@ -58,7 +58,6 @@ class HandoffPuller:
         self.journal = journal
         self.rooms = rooms
         self.poll_seconds = poll_seconds
-        self.pulled = 0
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -89,5 +88,4 @@ class HandoffPuller:
         for line in lines:
             if await self.rooms.take_handoff(line):
                 taken += 1
-        self.pulled += taken
         return taken

@@ -137,7 +137,6 @@ class ServerLedger:
     guest_waiters: dict[str, Priority] = field(default_factory=dict)
     guest_turn: str | None = None
     last_guest_login: float | None = None
-    tokens_taken: int = 0
     in_flight: int = 0  # tokens handed out whose connection attempt has not finished
     down_seen: bool = False
 
@@ -210,7 +209,6 @@ class ServerLedger:
             room = min(self.token_waiters, key=self.token_waiters.__getitem__)
             del self.token_waiters[room]
             self.bucket.take(now)
-            self.tokens_taken += 1
             self.in_flight += 1
             granted.append(room)
         return granted
@@ -221,7 +219,6 @@ class ServerLedger:
     def returned(self, now: float) -> None:
         """A token handed out but never used for a connection attempt."""
         self.in_flight = max(0, self.in_flight - 1)
-        self.tokens_taken -= 1
         self.bucket.give_back(now)
 
     def unreached(self, now: float) -> None:

@@ -88,7 +88,6 @@ class Session:
         self.backlog: list[p.ChatMessage] = []
         self._backlog_claimed: set[int] = set()  # backlog positions that already confirmed a line
         self.kick_reason: str | None = None
-        self.closed_error: TransportError | None = None
         self.last_media_update_at: float | None = None
         self._join_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._login_done: asyncio.Future[p.LoginResult] = asyncio.get_running_loop().create_future()
@@ -177,7 +176,6 @@ class Session:
             await self._handle(item)
 
     def _close(self, error: TransportError) -> None:
-        self.closed_error = error
         if isinstance(error, Kicked) and self.kick_reason is None:
             self.kick_reason = error.reason
         pending: list[asyncio.Future[Any]] = [self._join_done, self._login_done]

@@ -145,7 +145,6 @@ class RoomSupervisor(RoomRecovery):
         self._wake_reason = "requested"
         self._stop_request: str | None = None
         self._hold_for: float | None = None
-        self._stopping: asyncio.Event | None = None
         self._last_delay: float | None = None
         # The channel replica outlives connections: resync diffs against it after a reconnect.
         self.channel = ChannelReplica(self.name, lambda name, data: bus.publish(name, data, source="cytube"))
@@ -219,7 +218,6 @@ class RoomSupervisor(RoomRecovery):
         self._release_slot()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        self._stopping = stopping
         restored = await self.outbox.restore()
         if restored:
             log.info("room.outbox_restored", room=self.name, lines=restored)

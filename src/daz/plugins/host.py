@@ -329,7 +329,6 @@ class PluginHost:
             async with asyncio.TaskGroup() as tg:
                 watcher = tg.create_task(_raise_on_crash(crashed), name=f"plugin.{name}.watch")
                 await plugin.setup(ctx)
-                status.running_since = self.clock.monotonic()
                 status.next_delay = None
                 self._transition(status, PluginState.RUNNING, "started")
                 self._started[name].set()

@@ -58,7 +58,6 @@ class PluginStatus:
     consecutive_crashes: int = 0
     last_error: str | None = None
     last_crash_at: float | None = None
-    running_since: float | None = None
     next_delay: float | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -185,6 +185,8 @@ PLAYLIST = (
         (QueueMedia("yt", " "), "media_id must be"),
         (QueueMedia("yt", "x", position="top"), "position must be"),  # type: ignore[arg-type]
         (QueueMedia("yt", "x", title="T"), "title is kept only for types cu and fi"),
+        (QueueMedia("fi", "https://x/a.mp4", title="t" * 101), "title must be 1-100 characters"),
+        (QueueMedia("fi", "https://x/a.mp4", title=" "), "title must be 1-100 characters"),
         (QueueMedia("yt", "x", duration=10), "duration is honoured only for live types"),
         (QueueMedia("rt", "rtmp://x", duration=0), "duration must be a positive"),
         (QueueMedia("hl", "http://x/s.m3u8"), "HLS links must start with https://"),
