@@ -104,6 +104,10 @@ class FakeCytubeServer(SimulationControls):
         self._upstream_port = 0
         self._relay: asyncio.Server | None = None
         self._conns: set[RelayConn] = set()
+        # Accepted sockets whose upstream leg is still being opened: not in _conns yet, but stop()
+        # must drop them too (or they would outlive the server and leak their transport).
+        self._accepting: set[asyncio.StreamWriter] = set()
+        self._generation = 0  # bumped by stop(): an accept begun before it must not go on after
         self._group: asyncio.TaskGroup | None = None
 
     # lifecycle -------------------------------------------------------------------------------
@@ -153,6 +157,7 @@ class FakeCytubeServer(SimulationControls):
         windows; a registered channel keeps its playlist, poll, settings, ranks and bans (CyTube saves
         them), an unregistered one is forgotten. The chat buffer is kept."""
         relay, self._relay = self._relay, None
+        self._generation += 1
         if relay is not None:
             relay.close()
         self.kill_connections()
@@ -231,6 +236,8 @@ class FakeCytubeServer(SimulationControls):
         conns = list(self._conns)
         for conn in conns:
             conn.abort()
+        for writer in list(self._accepting):
+            writer.transport.abort()
         return len(conns)
 
     def refuse_connections(self, refuse: bool = True) -> None:
@@ -370,10 +377,20 @@ class FakeCytubeServer(SimulationControls):
         if self.refusing:
             writer.transport.abort()
             return
+        generation = self._generation
+        self._accepting.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
         except OSError:
             writer.transport.abort()
+            return
+        finally:
+            self._accepting.discard(writer)
+        if generation != self._generation or writer.transport.is_closing():
+            # The server was stopped (or the client reset) while the upstream leg was opening: a
+            # stopped server holds no connections, so this one ends here.
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         conn = RelayConn(self, reader, writer, up_reader, up_writer)
         self._conns.add(conn)
