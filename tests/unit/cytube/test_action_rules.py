@@ -38,86 +38,12 @@ from daz.cytube.actions import (
 from daz.cytube.channel import ChannelState, apply_all
 from daz.cytube.protocol import LoginResult, Rank, UserJoined, UserList
 from daz.errors import ActionInvalid, ActionNotPermitted, ActionRefused, DazError
+from daz.testing.fake_cytube.permissions import REGISTERED_PERMISSIONS, UNREGISTERED_PERMISSIONS
 
-# Default permission sets of CyTube 3.86 (permissions.js), registered and unregistered channels.
-REGISTERED = {
-    "seeplaylist": -1,
-    "playlistadd": 1.5,
-    "playlistnext": 1.5,
-    "playlistmove": 1.5,
-    "playlistdelete": 2,
-    "playlistjump": 1.5,
-    "playlistaddlist": 1.5,
-    "oplaylistadd": -1,
-    "oplaylistnext": 1.5,
-    "oplaylistmove": 1.5,
-    "oplaylistdelete": 2,
-    "oplaylistjump": 1.5,
-    "oplaylistaddlist": 1.5,
-    "playlistaddcustom": 3,
-    "playlistaddrawfile": 2,
-    "playlistaddlive": 1.5,
-    "exceedmaxlength": 2,
-    "addnontemp": 2,
-    "settemp": 2,
-    "playlistshuffle": 2,
-    "playlistclear": 2,
-    "pollctl": 1.5,
-    "pollvote": -1,
-    "viewhiddenpoll": 1.5,
-    "voteskip": -1,
-    "viewvoteskip": 1.5,
-    "mute": 1.5,
-    "kick": 1.5,
-    "ban": 2,
-    "motdedit": 3,
-    "filteredit": 3,
-    "filterimport": 3,
-    "emoteedit": 3,
-    "emoteimport": 3,
-    "playlistlock": 2,
-    "leaderctl": 2,
-    "drink": 1.5,
-    "chat": 0,
-    "chatclear": 2,
-    "exceedmaxitems": 2,
-    "deletefromchannellib": 2,
-    "exceedmaxdurationperuser": 2,
-}
-UNREGISTERED = {
-    "seeplaylist": -1,
-    "playlistadd": -1,
-    "playlistnext": 0,
-    "playlistmove": 0,
-    "playlistdelete": 0,
-    "playlistjump": 0,
-    "playlistaddlist": 0,
-    "oplaylistadd": -1,
-    "oplaylistnext": 0,
-    "oplaylistmove": 0,
-    "oplaylistdelete": 0,
-    "oplaylistjump": 0,
-    "oplaylistaddlist": 0,
-    "playlistaddcustom": 0,
-    "playlistaddlive": 0,
-    "exceedmaxlength": 0,
-    "addnontemp": 0,
-    "settemp": 0,
-    "playlistshuffle": 0,
-    "playlistclear": 0,
-    "pollctl": 0,
-    "pollvote": -1,
-    "viewhiddenpoll": 1.5,
-    "voteskip": -1,
-    "viewvoteskip": 1.5,
-    "playlistlock": 2,
-    "leaderctl": 0,
-    "drink": 0,
-    "chat": 0,
-    "chatclear": 2,
-    "exceedmaxitems": 2,
-    "deletefromchannellib": 2,
-}
+# Default permission sets of CyTube 3.86 (permissions.js), registered and unregistered channels: the
+# fake server's tables, which its own tests pin to the real server.
+REGISTERED = dict(REGISTERED_PERMISSIONS)
+UNREGISTERED = dict(UNREGISTERED_PERMISSIONS)
 BOT = "DazBot"
 
 
