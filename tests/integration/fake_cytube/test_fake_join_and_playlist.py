@@ -19,14 +19,7 @@ def timed(n: int, *, temp: bool = True, duration: float = 0.5, pos: str = "end")
 
 
 async def joined(server: FakeCytubeServer, name: str, ip: str, room: str = "lobby") -> CytubeTestClient:
-    client = CytubeTestClient(server.url, ip=ip)
-    await client.connect()
-    await client.join(room)
-    await client.wait_for("usercount")
-    reply = await client.login(name)
-    assert reply["success"] is True, reply
-    await client.wait_for("addUser", lambda d: d["name"] == name)  # a guest's last join frame
-    return client
+    return await CytubeTestClient.joined(server.url, name, ip=ip, room=room)
 
 
 async def test_unregistered_join_sequence_in_the_real_order() -> None:

@@ -12,20 +12,11 @@ FAST = PlaybackTiming(tick_seconds=0.05, lead_in_seconds=0.15, end_grace_seconds
 LIMITS = CytubeLimits(guest_login_window_seconds=0.05, usercount_interval_seconds=0.2)
 
 
+
 async def joined(
     server: FakeCytubeServer, name: str, ip: str, password: str | None = None, room: str = "lobby"
 ) -> CytubeTestClient:
-    client = CytubeTestClient(server.url, ip=ip)
-    await client.connect()
-    await client.join(room)
-    await client.wait_for("usercount")
-    reply = await client.login(name, password)
-    assert reply["success"] is True, reply
-    # A registered login ends at the setUserRank of the channel-rank lookup; a guest gets none
-    # (CyTube looks up channel ranks of accounts only), its own addUser is the last frame.
-    last = "setUserRank" if password else "addUser"
-    await client.wait_for(last, lambda d: d["name"].lower() == name.lower())
-    return client
+    return await CytubeTestClient.joined(server.url, name, ip=ip, password=password, room=room)
 
 
 async def test_voteskip_per_ip_passes_at_the_ratio_and_skips() -> None:

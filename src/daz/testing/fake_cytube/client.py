@@ -111,6 +111,25 @@ class CytubeTestClient:
         await self.emit("login", {"name": name} if password is None else {"name": name, "pw": password})
         return await self.wait_for("login", timeout=timeout, after=mark)
 
+    @classmethod
+    async def joined(
+        cls, url: str, name: str, *, ip: str | None = None, password: str | None = None, room: str = "lobby"
+    ) -> CytubeTestClient:
+        """A connected client, joined to ``room`` and logged in, returned once the login's last frame
+        has arrived: a registered login ends at the ``setUserRank`` of the channel-rank lookup; a guest
+        gets none (CyTube looks channel ranks up for accounts only), its own ``addUser`` is last."""
+        client = cls(url, ip=ip)
+        await client.connect()
+        await client.join(room)
+        await client.wait_for("usercount")
+        reply = await client.login(name, password)
+        if reply.get("success") is not True:
+            await client.close()
+            raise AssertionError(f"login as {name!r} refused: {reply}")
+        last = "setUserRank" if password else "addUser"
+        await client.wait_for(last, lambda d: d["name"].lower() == name.lower())
+        return client
+
     async def _on_event(self, event: str, data: Any = None) -> None:
         self.events.append((event, data))
         self._changed.set()
