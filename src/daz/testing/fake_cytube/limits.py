@@ -147,8 +147,10 @@ class ConnectionGate:
         last = self._guest_logins.get(ip)
         return last is None or time.monotonic() - last >= self.limits.guest_login_window_seconds
 
-    def guest_logged_in(self, ip: str) -> None:
-        self._guest_logins[ip] = time.monotonic()
+    def guest_logged_in(self, ip: str) -> float:
+        """Start ``ip``'s guest window now; returns the ``time.monotonic()`` it starts from."""
+        now = self._guest_logins[ip] = time.monotonic()
+        return now
 
     def chat_limiter(self) -> FloodLimiter | None:
         if not self.limits.enabled:

@@ -76,6 +76,7 @@ class FakeCytubeServer(SimulationControls):
         self._max_sessions: dict[tuple[str, str], int] = defaultdict(int)
         self.kick_log: list[KickRecord] = []
         self.login_refusal_log: list[LoginRefusal] = []
+        self.guest_login_log: list[float] = []  # time.monotonic() of each successful guest login
         self.actions_log: list[ActionRecord] = []
         self.connections_total = 0
         self.refused_connects = 0
@@ -317,6 +318,11 @@ class FakeCytubeServer(SimulationControls):
     def login_refusals(self) -> list[LoginRefusal]:
         """Every ``login {success: false}`` sent, oldest first (survives restarts)."""
         return list(self.login_refusal_log)
+
+    @property
+    def guest_logins(self) -> list[float]:
+        """``time.monotonic()`` of every successful guest login, oldest first (survives restarts)."""
+        return list(self.guest_login_log)
 
     @property
     def duplicate_login_kicks(self) -> int:

@@ -280,7 +280,7 @@ class Sessions:
             sock.account = name.lower()
             sock.global_rank = server.global_ranks.get(sock.account, 1.0)
         else:
-            server.gate.guest_logged_in(sock.ip)
+            server.guest_login_log.append(server.gate.guest_logged_in(sock.ip))
             sock.global_rank = 0.0
         sock.name = name
         member = sock.member
