@@ -1,4 +1,4 @@
-"""A black-holed connection (no FIN, no RST) through TcpProxy, CyTube's 25 s / 120 s scaled down 50 times:
+"""A black-holed connection (no FIN, no RST) through TcpProxy, CyTube's 25 s / 120 s scaled down 25 times:
 READY again within pingInterval + grace + a join, registered and guest, no line lost or doubled."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from daz.cytube.states import RoomState
 from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
 from daz.testing.faults import TcpProxy
 
-SCALE = 50
+SCALE = 25  # at 50 the bound with detection (1.9 s) and the ping timeout (2.4 s) were too close under CI load
 PING_INTERVAL, PING_TIMEOUT = 25 / SCALE, 120 / SCALE
-# The grace is scaled 25 times, not 50: at 0.2 s it is within a loaded machine's scheduling jitter,
-# so a healthy session's first PING could look late and be replaced once more (harmless, but the
-# test counts the replacements).
+# The grace is not scaled below 0.4 s: less is within a loaded machine's scheduling jitter, so a
+# healthy session's first PING could look late and be replaced once more (harmless, but the test
+# counts the replacements).
 GRACE = 10 / 25
-JOIN_ALLOWANCE = 1.0  # a connect + join + login on a loaded machine
+JOIN_ALLOWANCE = 1.5  # a connect + join + login on a loaded machine
 GUEST_WINDOW = 60 / SCALE
 
 
@@ -32,8 +32,10 @@ async def black_hole_rig(room: RoomConfig | None, **cytube: object) -> AsyncIter
             TcpProxy("127.0.0.1", server.port) as proxy:
         url = f"http://127.0.0.1:{proxy.port}"
         config = (room or RoomConfig(channel="lobby")).model_copy(update={"server_url": url})
-        async with live(server, rooms=[config],
-                        cytube=fast_cytube(half_open_grace_seconds=GRACE, **cytube)) as h:
+        # The echo timeout (3 s in fast_cytube) is a second way to notice a dead link; it is pushed
+        # out of the way so that only the ping rules are measured here.
+        settings: dict[str, object] = {"half_open_grace_seconds": GRACE, "delivery_timeout_seconds": 10}
+        async with live(server, rooms=[config], cytube=fast_cytube(**(settings | cytube))) as h:
             yield h, proxy
 
 

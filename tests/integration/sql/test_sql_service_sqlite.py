@@ -140,7 +140,7 @@ async def test_slow_subscriber_does_not_delay_the_callers_error(
         await h.plugin.query("SELECT * FROM missing_table")
     elapsed = time.monotonic() - start
     print(f"caller's error latency with a 1 s subscriber: {elapsed * 1000:.1f} ms")
-    assert elapsed < 0.2
+    assert elapsed < 0.5  # the subscriber takes 1 s: waiting for it would show here
     await h.bus.drain(timeout=5)
     assert len(handled) == 2  # the subscriber did get both events, later
 
