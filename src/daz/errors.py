@@ -214,3 +214,18 @@ class ActionRefused(ActionError):
 
 class ActionUnanswered(ActionError):
     """The server never answered and the replica shows no effect: "no reply (dropped by the server)"."""
+
+
+class RoomNotReady(DazError):
+    """A request that needs a live connection (a query such as ``banlist``) was made while the room is
+    not READY here; nothing was sent. Retryable: ask again after ``room.ready``."""
+
+    retryable = True
+
+
+class BanlistUnanswered(ActionError):
+    """``requestBanlist`` got no ``banlist`` reply in time. CyTube answers it only to users with the
+    ``ban`` permission in a registered channel and is silent otherwise; daz checks that first, so the
+    usual cause is a slow server or a permission changed on the server a moment ago."""
+
+    retryable = True

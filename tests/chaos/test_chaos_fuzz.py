@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daz.config import DazConfig, load_config, validate_config
-from daz.cytube import channel_wire, protocol
+from daz.cytube import ban_wire, channel_wire, protocol
 from daz.errors import ConfigError
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -50,7 +50,7 @@ PROTOCOL_TYPES = (
     protocol.UserList, protocol.UserCount, protocol.MediaChanged, protocol.MediaUpdate,
     protocol.KickNotice, protocol.LoginResult, protocol.Cooldown, protocol.Rank,
     protocol.ErrorMessage, protocol.NeedPassword, protocol.PasswordAccepted, protocol.GenericEvent,
-    protocol.Malformed, *typing.get_args(channel_wire.ChannelEvent),
+    protocol.Malformed, *typing.get_args(channel_wire.ChannelEvent), ban_wire.Banlist, ban_wire.BanRemoved,
 )
 
 VALID_PAYLOADS: dict[str, Any] = {
@@ -72,6 +72,8 @@ VALID_PAYLOADS: dict[str, Any] = {
     "cancelNeedPassword": None,
     "channelOpts": {"password": ROOM_PASSWORD, "allow_voteskip": True},
     "setMotd": "<b>hello</b>",
+    "banlist": [{"id": 1, "ip": "203.0.113.7", "name": "troll", "reason": "spam", "bannedby": "mod"}],
+    "banlistRemove": {"id": 1, "name": "troll"},
 }
 EVENT_NAMES = [*VALID_PAYLOADS, *sorted(protocol.KNOWN_EVENTS), "", "x" * 500, "__proto__", "chatmsg"]
 EVENT_NAMES += list(VALID_PAYLOADS) * 2  # weight the modelled events: they hold the parsing logic

@@ -16,6 +16,11 @@ followed by its I/O:
    if the effect is there it is confirmed, else it is sent again up to ``action_silent_retries``
    times, then failed with "no reply (dropped by the server)".
 
+``unban_name`` is the one action of several frames: after step 2 the server's ``banlist`` is asked
+for on this connection, the first ban on the name is lifted by id (``unban`` → ``banlistRemove``),
+and the list is asked for again until no ban on the name is left (``daz.cytube.bans``). A banlist
+that does not come counts as silence (step 5).
+
 A settled action is acknowledged to the journal (it will not be retried by the queue), published
 as ``room.action.confirmed`` or ``room.action.failed`` and handed to ``on_settled``. A connection
 lost mid-flight leaves the action at the head, in doubt: step 2 reconciles it on the next
@@ -34,12 +39,20 @@ import structlog
 from daz.aio import wait_for
 from daz.clock import Clock
 from daz.cytube.action_replies import Confirmed, Refused, match_reply
-from daz.cytube.action_rules import Plan, decide_send, effect_holds
-from daz.cytube.actions import Action, Vote, VoteSkip, action_from_record
+from daz.cytube.action_rules import Plan, SendDecision, decide_send, effect_holds
+from daz.cytube.actions import Action, Unban, UnbanName, Vote, VoteSkip, action_from_record
+from daz.cytube.bans import fetch_banlist, resolve_unban
 from daz.cytube.channel import ChannelState
 from daz.cytube.outbox import OutboundLine, Outbox
 from daz.cytube.session import Session
-from daz.errors import ActionError, ActionInvalid, ActionNotPermitted, ActionRefused, ActionUnanswered
+from daz.errors import (
+    ActionError,
+    ActionInvalid,
+    ActionNotPermitted,
+    ActionRefused,
+    ActionUnanswered,
+    BanlistUnanswered,
+)
 from daz.metrics import DazMetrics
 
 log = structlog.get_logger("daz.cytube")
@@ -107,6 +120,7 @@ class ActionSender:
             await self._settle(line, "invalid", error=exc)
             return None
         refusals = 0
+        lifted: frozenset[int] = frozenset()  # unban_name: ban ids this delivery saw lifted
         while True:
             state = await self._live_replica()
             if state is None:
@@ -123,7 +137,19 @@ class ActionSender:
                 await self._settle(line, action.kind, error=decision.error)
                 return None
             action = decision.action or action  # its uids re-pointed if the server renumbered them
-            reply = await self._send_and_wait(session, line, action, state.self_name or "", state.self_rank)
+            wire_action: Action = action
+            if isinstance(action, UnbanName):
+                step = await self._unban_step(session, action, lifted=lifted, in_doubt=in_doubt)
+                if not isinstance(step, Unban):
+                    if await self._unban_settled(line, action, step, lifted=bool(lifted)):
+                        return None
+                    continue
+                wire_action = step
+            me, rank = state.self_name or "", state.self_rank
+            reply = await self._send_and_wait(session, line, wire_action, me, rank)
+            if isinstance(reply, Confirmed) and isinstance(wire_action, Unban) and wire_action is not action:
+                lifted |= {wire_action.ban_id}  # unban_name: look again (an /ipban leaves more rows)
+                continue
             if isinstance(reply, Confirmed):
                 await self._settle(line, action.kind, detail=reply.detail, uid=reply.uid)
                 return None
@@ -150,6 +176,30 @@ class ActionSender:
                 return None
             if await self._after_silence(line, action):
                 return None
+
+    async def _unban_step(self, session: Session, action: UnbanName, *, lifted: frozenset[int],
+                          in_doubt: bool) -> Unban | SendDecision | None:
+        """The next ban id to lift for ``action``, from a banlist asked for on THIS connection (an id
+        is never carried across a reconnect or restart: see ``UnbanName``); None when the server did
+        not answer. A malformed answer fails the action."""
+        try:
+            banlist = await fetch_banlist(session, room=self.room, timeout=self.timings.timeout_seconds)
+        except BanlistUnanswered:
+            log.info("room.action.banlist_unanswered", room=self.room, kind=action.kind)
+            return None
+        except ActionError as exc:  # a malformed answer: asking again would read the same list
+            return SendDecision(Plan.FAIL, str(exc), exc)
+        return resolve_unban(action, banlist, lifted=lifted, in_doubt=in_doubt)
+
+    async def _unban_settled(self, line: OutboundLine, action: UnbanName, step: SendDecision | None, *,
+                             lifted: bool) -> bool:
+        """Settle ``action`` on ``step`` (no ban on the name left, or a failure); None: the banlist
+        did not come, which counts as silence. True when the action is settled."""
+        if step is None:
+            return await self._after_silence(line, action)
+        await self._settle(line, action.kind, detail=step.reason, error=step.error,
+                           outcome="confirmed" if lifted else "reconciled")
+        return True
 
     async def _after_silence(self, line: OutboundLine, action: Action) -> bool:
         """No reply within the timeout: the replica decides; True when the action is settled."""

@@ -30,6 +30,7 @@ from daz.cytube.actions import (
     SetTemp,
     Skip,
     Unban,
+    UnbanName,
     Unmute,
     Vote,
     VoteSkip,
@@ -56,8 +57,8 @@ def required_keys(action: Action) -> tuple[str, ...]:
     simple: dict[type[Action], str] = {
         DeleteMedia: "playlistdelete", MoveMedia: "playlistmove", JumpTo: "playlistjump",
         Skip: "playlistjump", SetTemp: "settemp", VoteSkip: "voteskip", NewPoll: "pollctl",
-        ClosePoll: "pollctl", Vote: "pollvote", Kick: "kick", Ban: "ban", Unban: "ban", Mute: "mute",
-        Unmute: "mute", AssignLeader: "leaderctl",
+        ClosePoll: "pollctl", Vote: "pollvote", Kick: "kick", Ban: "ban", Unban: "ban", UnbanName: "ban",
+        Mute: "mute", Unmute: "mute", AssignLeader: "leaderctl",
     }
     key = simple.get(type(action))
     return (key,) if key is not None else ()
@@ -66,17 +67,24 @@ def required_keys(action: Action) -> tuple[str, ...]:
 def check_permission(action: Action, state: ChannelState) -> ActionNotPermitted | None:
     """The first permission the bot lacks for ``action``, as the error to raise; None if it may. Pure."""
     for key in required_keys(action):
-        if state.may(key):
-            continue
-        needed = state.rank_needed(key)
-        if needed is None:
-            why = (f"permission {key!r} does not exist in this channel (unregistered channels lack it), "
-                   "so nobody may use it")
-        else:
-            why = f"permission {key!r} needs rank {needed:g}; the bot has rank {state.self_rank:g}"
-        return ActionNotPermitted(f"{action.describe()}: {why}", key=key, needed=needed, rank=state.self_rank,
-                                  kind=action.kind, operation_type="cytube_action")
+        denied = check_key(key, state, what=action.describe(), kind=action.kind)
+        if denied is not None:
+            return denied
     return None
+
+
+def check_key(key: str, state: ChannelState, *, what: str, kind: str) -> ActionNotPermitted | None:
+    """``ActionNotPermitted`` for ``what`` when the bot may not do ``key`` on ``state``, else None. Pure."""
+    if state.may(key):
+        return None
+    needed = state.rank_needed(key)
+    if needed is None:
+        why = (f"permission {key!r} does not exist in this channel (unregistered channels lack it), "
+               "so nobody may use it")
+    else:
+        why = f"permission {key!r} needs rank {needed:g}; the bot has rank {state.self_rank:g}"
+    return ActionNotPermitted(f"{what}: {why}", key=key, needed=needed, rank=state.self_rank,
+                              kind=kind, operation_type="cytube_action")
 
 
 # the effect ----------------------------------------------------------------------------------------
@@ -113,7 +121,7 @@ def effect_holds(action: Action, state: ChannelState) -> bool:
         return me is not None and me.afk == action.afk
     if isinstance(action, AssignLeader):
         return (state.leader or "").lower() == action.name.lower()
-    return False  # voteskip, vote, unban: the replica cannot tell
+    return False  # voteskip, vote, unban, unban_name: the replica cannot tell (bans are not in it)
 
 
 def _me(state: ChannelState) -> str:
@@ -285,8 +293,7 @@ def _preconditions(action: Action, state: ChannelState) -> SendDecision:
         if action.name and state.user(action.name) is None:
             return _fail(action, f"{action.name} is not in the room")
         return send
-    if isinstance(action, Unban):
-        return send
+    # Unban, UnbanName: the replica holds no ban list; unban_name asks the server for it next.
     return send
 
 

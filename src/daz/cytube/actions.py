@@ -394,6 +394,31 @@ class Unban(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class UnbanName(Action):
+    """Lift every ban on ``name``. The journal keeps the NAME, never a ban id: the ids are looked up
+    in the server's ``banlist`` on the connection that sends the unbans (``daz.cytube.bans``).
+
+    Why not resolve the id when the plugin asks: this action is durable and may go out after a
+    reconnect or a restart, by when the id can be stale (the ban lifted by a moderator, the name
+    banned again under a new id). CyTube deletes ``WHERE id=?`` and answers ``banlistRemove`` even
+    when no row matched (kickban.js handleUnban), so a stale id would be "confirmed" while the user
+    stays banned. Resolved at send time, an id is at most one round trip old."""
+
+    kind: ClassVar[str] = "unban_name"
+    name: str
+
+    def validate(self) -> None:
+        _check_name("unban_name", "name", self.name)
+
+    def wire(self) -> tuple[str, Any]:
+        # The first frame only; the rest depends on the answer (ActionSender's unban steps).
+        return "requestBanlist", None
+
+    def describe(self) -> str:
+        return f"unban_name {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
 class SetAfk(Action):
     """Set the bot's own AFK flag. ``/afk`` toggles, so the replica decides whether to send it at all."""
 
@@ -424,8 +449,8 @@ class AssignLeader(Action):
 
 ACTION_TYPES: dict[str, type[Action]] = {
     cls.kind: cls for cls in (QueueMedia, DeleteMedia, MoveMedia, JumpTo, Skip, SetTemp, VoteSkip,
-                              NewPoll, Vote, ClosePoll, Kick, Ban, Unban, Mute, Unmute, SetAfk,
-                              AssignLeader)
+                              NewPoll, Vote, ClosePoll, Kick, Ban, Unban, UnbanName, Mute, Unmute,
+                              SetAfk, AssignLeader)
 }
 
 

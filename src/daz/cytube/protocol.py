@@ -18,6 +18,7 @@ from typing import Any
 
 from daz.cytube import channel_wire as cw
 from daz.cytube import shapes
+from daz.cytube.ban_wire import BAN_EVENTS, Banlist, BanRemoved, parse_ban_event
 
 MAX_TEXT_CHARS = 10_000  # the server cuts chat at 320 chars; escaping and links can grow it a little
 MAX_NAME_CHARS = 64
@@ -162,7 +163,7 @@ class Malformed:
 ServerEvent = (
     ChatMessage | PrivateMessage | UserJoined | UserLeft | UserList | UserCount | MediaChanged
     | MediaUpdate | KickNotice | LoginResult | Cooldown | Rank | ErrorMessage | NeedPassword
-    | PasswordAccepted | GenericEvent | Malformed | cw.ChannelEvent
+    | PasswordAccepted | GenericEvent | Malformed | cw.ChannelEvent | Banlist | BanRemoved
 )
 
 KNOWN_EVENTS = frozenset({
@@ -171,7 +172,7 @@ KNOWN_EVENTS = frozenset({
     "setPermissions", "setPlaylistLocked", "emoteList", "drinkCount", "channelCSSJS", "setMotd",
     "channelOpts", "setPlaylistMeta", "playlist", "setCurrent", "channelNotRegistered",
     "setUserRank", "setAFK", "queue", "queueFail", "delete", "spamFiltered", "clearchat",
-    "announcement", "newPoll", "updatePoll", "closePoll", *cw.CHANNEL_EVENTS,
+    "announcement", "newPoll", "updatePoll", "closePoll", *cw.CHANNEL_EVENTS, *BAN_EVENTS,
 })
 
 
@@ -275,6 +276,9 @@ def _parse(name: str, data: Any) -> ServerEvent:
     channel_event = cw.parse_channel(name, data)
     if channel_event is not None:
         return channel_event
+    ban_event = parse_ban_event(name, data)
+    if ban_event is not None:
+        return ban_event  # typed, so the ban list's ip field never reaches the bus as a GenericEvent
     if isinstance(data, str) and len(data) > MAX_TEXT_CHARS * 10:
         raise _Bad("string payload too large")
     return GenericEvent(name[:MAX_NAME_CHARS], data)

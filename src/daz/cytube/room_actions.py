@@ -3,6 +3,9 @@
     ticket = await ctx.actions.queue("lobby", "rt", "rtmp://example.com/live/a", duration=30)
     outcome = await ticket.result(timeout=60)    # ActionSettled, or raises the ActionError
 
+    bans = await ctx.actions.banlist("lobby")    # a query: BanEntry(id, name, reason, banned_by, ip_ban)
+    await ctx.actions.unban_name("lobby", "troll")   # the ban ids are looked up when it is sent
+
 Each call validates the action locally (``ActionInvalid``, nothing queued), fails fast with
 ``ActionNotPermitted`` when the room's live replica says the bot lacks the permission, and
 otherwise puts it in the room's durable outbox, in order with the room's chat lines. The ticket
@@ -14,6 +17,7 @@ restored after a restart (no ticket any more) reports.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -36,11 +40,13 @@ from daz.cytube.actions import (
     SetTemp,
     Skip,
     Unban,
+    UnbanName,
     Unmute,
     Vote,
     VoteSkip,
     poll_options,
 )
+from daz.cytube.ban_wire import BanEntry, Banlist
 from daz.cytube.channel import ChannelState
 from daz.errors import ActionInvalid
 
@@ -79,6 +85,8 @@ class ActionSubmitter(Protocol):
                             correlation_id: str | None = None) -> ActionTicket: ...
 
     def channel(self, room: str) -> ChannelState | None: ...
+
+    async def banlist(self, room: str, *, timeout: float | None = None) -> Banlist: ...
 
 
 class RoomActions:
@@ -151,7 +159,29 @@ class RoomActions:
 
     async def unban(self, room: str, ban_id: int, name: str, *,
                     correlation_id: str | None = None) -> ActionTicket:
+        """Lift ban ``ban_id`` (from ``banlist``). Prefer ``unban_name``: an id kept across a reconnect
+        or restart can be stale, and CyTube confirms the unban of an id it no longer has all the same."""
         return await self.submit(room, Unban(ban_id, name), correlation_id=correlation_id)
+
+    async def unban_name(self, room: str, name: str, *, correlation_id: str | None = None) -> ActionTicket:
+        """Lift every ban on ``name`` (case-insensitive). Durable like every action; its ban ids are
+        looked up in the server's banlist right before sending, never earlier (``UnbanName``). The
+        ticket fails with ``ActionInvalid`` if ``name`` is not on the banlist."""
+        return await self.submit(room, UnbanName(name), correlation_id=correlation_id)
+
+    # queries (not durable: answered now, on the live connection, or an error) --------------------
+    async def banlist(self, room: str, *, timeout: float | None = None) -> tuple[BanEntry, ...]:
+        """The channel's ban list: ``BanEntry(id, name, reason, banned_by, ip_ban)`` per row, in the
+        server's order (addresses are never exposed). Needs the ``ban`` permission in a registered
+        channel: ``ActionNotPermitted`` at once otherwise, nothing sent. ``RoomNotReady`` when the
+        room is not READY; ``BanlistUnanswered`` when the server stays silent for ``timeout``
+        seconds (default ``cytube.action_timeout_seconds``)."""
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                    or not math.isfinite(timeout) or timeout <= 0):
+            raise ActionInvalid(f"banlist: timeout must be a positive number of seconds (or None for the "
+                                f"default), not {timeout!r}", retryable=False, kind="banlist",
+                                operation_type="cytube_query")
+        return (await self.rooms.banlist(room, timeout=timeout)).entries
 
     async def mute(self, room: str, name: str, *, correlation_id: str | None = None) -> ActionTicket:
         return await self.submit(room, Mute(name), correlation_id=correlation_id)

@@ -24,6 +24,7 @@ from daz.cytube.action_flight import ActionSettled
 from daz.cytube.action_rules import bind_items, check_permission
 from daz.cytube.actions import Action, to_record
 from daz.cytube.admission import Admission
+from daz.cytube.ban_wire import Banlist
 from daz.cytube.channel import ChannelState
 from daz.cytube.channel.summary import summarize
 from daz.cytube.discovery import Endpoint, HttpEndpoint
@@ -33,7 +34,7 @@ from daz.cytube.room_actions import ActionTicket
 from daz.cytube.scheduler import ServerCapacity
 from daz.cytube.states import RoomState
 from daz.cytube.supervisor import RoomStatus, RoomSupervisor
-from daz.errors import DazError, SendInvalid
+from daz.errors import ActionNotPermitted, DazError, SendInvalid
 from daz.events.bus import EventBus
 from daz.metrics import DazMetrics
 from daz.transport.base import TransportFactory
@@ -257,6 +258,15 @@ class RoomManager:
             await supervisor.outbox.hand_off(line)
         self.metrics.actions.labels(room=room, kind=action.kind, outcome="queued").inc()
         return ticket
+
+    async def banlist(self, room: str, *, timeout: float | None = None) -> Banlist:
+        """``room``'s ban list, asked for now (see ``RoomSupervisor.banlist``)."""
+        supervisor = self._get(room)
+        try:
+            return await supervisor.banlist(timeout)
+        except ActionNotPermitted:
+            self.metrics.actions.labels(room=room, kind="banlist", outcome="not_permitted").inc()
+            raise
 
     def _action_settled(self, outcome: ActionSettled) -> None:
         ticket = self._tickets.pop(outcome.key, None)

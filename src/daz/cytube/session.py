@@ -24,6 +24,7 @@ from daz.aio import wait_for
 from daz.clock import Clock
 from daz.config import CytubeConfig
 from daz.cytube import protocol as p
+from daz.cytube.ban_wire import Banlist, BanRemoved
 from daz.cytube.channel_wire import ChannelEvent
 from daz.cytube.outbox import OutboundLine
 from daz.errors import Kicked, LoginFailed, SessionError, SessionTimeout, TransportError
@@ -31,11 +32,13 @@ from daz.metrics import DazMetrics
 from daz.transport.base import Closed, Transport, WireEvent, WireMalformed
 
 log = structlog.get_logger("daz.cytube")
-CHANNEL_EVENT_TYPES = typing.get_args(ChannelEvent)
+# Typed events published under their wire name (cytube.playlist, cytube.banlist, ...).
+TYPED_EVENTS = (*typing.get_args(ChannelEvent), Banlist, BanRemoved)
 
 Publish = Callable[[str, dict[str, Any]], object]
 FrameWatcher = Callable[[str, Any], None]
 Observe = Callable[[object, float], None]
+T = typing.TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,9 @@ class Session:
         self._login_done: asyncio.Future[p.LoginResult] = asyncio.get_running_loop().create_future()
         self._expect: tuple[OutboundLine, str, asyncio.Future[SendOutcome]] | None = None
         self._frame_watcher: FrameWatcher | None = None
+        # Pending queries (``ask``): each looks at every parsed frame for its answer. A list, not
+        # the one watcher slot: a plugin's query may run while an action is in flight.
+        self._askers: list[tuple[Callable[[p.ServerEvent], None], asyncio.Future[Any]]] = []
         # prometheus_client's labels() costs more than the rest of a chat line's parsing: cache the
         # children (bounded: metric_event_label maps unknown names to "other").
         self._received: dict[str, Any] = {}
@@ -136,6 +142,29 @@ class Session:
 
     async def emit_action(self, event: str, payload: Any) -> None:
         await self.transport.emit(event, payload)
+
+    async def ask(self, event: str, payload: Any, answer: Callable[[p.ServerEvent], T | None], *,
+                  timeout: float, label: str) -> T:
+        """Send ``event`` and return the first parsed frame ``answer`` accepts (not None) after it.
+        ``TimeoutError`` after ``timeout`` seconds of silence; the transport's error if the
+        connection ends first. Only frames arriving after the call count: a stale answer is never taken."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def check(parsed: p.ServerEvent) -> None:
+            if not fut.done():
+                found = answer(parsed)
+                if found is not None:
+                    fut.set_result(found)
+
+        entry = (check, fut)
+        self._askers.append(entry)
+        try:
+            await self.transport.emit(event, payload)
+            return await wait_for(self.clock, timeout, lambda: asyncio.shield(fut), label=label)
+        finally:
+            self._askers.remove(entry)
+            if not fut.done():
+                fut.cancel()
 
     async def emit_line(self, line: OutboundLine) -> None:
         if line.kind == "pm" and line.to is not None:
@@ -181,6 +210,7 @@ class Session:
         pending: list[asyncio.Future[Any]] = [self._join_done, self._login_done]
         if self._expect is not None:
             pending.append(self._expect[2])
+        pending.extend(fut for _, fut in self._askers)
         for fut in pending:
             if fut.done():
                 continue
@@ -211,8 +241,7 @@ class Session:
             # The replica first: whoever reacts to this frame (the action watcher, the bus
             # subscribers) already finds its effect in the replica.
             self._observe(event, self.clock.monotonic())
-        if self._frame_watcher is not None:
-            self._frame_watcher(item.name, item.data)
+        self._show(item, event)
         if isinstance(event, p.Malformed):
             self._malformed(event.event, event.size, event.detail)
             return
@@ -246,13 +275,19 @@ class Session:
             self._publish("cytube.error", {"room": room, "event": event})
         elif isinstance(event, p.GenericEvent):
             self._publish(f"cytube.{p.bus_segment(event.name)}", {"room": room, "event": event})
-        elif isinstance(event, CHANNEL_EVENT_TYPES):
-            # Typed channel-state events keep their wire name on the bus (cytube.playlist, ...).
+        elif isinstance(event, TYPED_EVENTS):
             self._publish(f"cytube.{p.bus_segment(item.name)}", {"room": room, "event": event})
         elif isinstance(event, p.UserCount):
             self._publish("cytube.usercount", {"room": room, "event": event})
         elif isinstance(event, p.Rank):
             self._publish("cytube.rank", {"room": room, "event": event})
+
+    def _show(self, item: WireEvent, event: p.ServerEvent) -> None:
+        """The frame to whoever waits for an answer: the action in flight (raw), the queries (parsed)."""
+        if self._frame_watcher is not None:
+            self._frame_watcher(item.name, item.data)
+        for check, _ in list(self._askers):  # a copy: an answered query removes itself
+            check(event)
 
     def _chat(self, event: p.ChatMessage | p.PrivateMessage) -> None:
         own = self._is_self(event.username)

@@ -23,6 +23,8 @@ from daz.clock import Clock
 from daz.config import CytubeConfig, RoomConfig
 from daz.cytube.action_flight import ActionSender, ActionTimings, Settled
 from daz.cytube.admission import Admission, ServerGate
+from daz.cytube.ban_wire import Banlist
+from daz.cytube.bans import check_banlist, fetch_banlist
 from daz.cytube.channel import ChannelState
 from daz.cytube.channel.replica import ChannelReplica
 from daz.cytube.discovery import Endpoint
@@ -49,6 +51,7 @@ from daz.errors import (
     Kicked,
     LoginFailed,
     RateLimited,
+    RoomNotReady,
     ServerUnreachable,
     SessionTimeout,
     TransportError,
@@ -195,6 +198,23 @@ class RoomSupervisor(RoomRecovery):
         """The replica while it follows the server (complete for this connection), else None: what
         actions are decided against (an in-doubt action must see the RESYNCED replica)."""
         return self.channel.snapshot if self.channel.live else None
+
+    async def banlist(self, timeout: float | None = None) -> Banlist:
+        """The channel's ban list, asked for now on the live connection: a query, never queued (a
+        ban list from before a reconnect could be stale). ``RoomNotReady`` unless READY here;
+        ``ActionNotPermitted`` (nothing sent) without the ``ban`` permission; ``BanlistUnanswered``
+        when no answer comes within ``timeout`` (default ``action_timeout_seconds``)."""
+        session, state = self._session, self.live_channel()
+        if self.state is not RoomState.READY or session is None or state is None:
+            raise RoomNotReady(
+                f"banlist: room {self.name} is {self.state.value}, not READY with a complete replica "
+                "(in a cluster, only the instance holding the room can ask); ask again after room.ready",
+                operation_type="cytube_query")
+        denied = check_banlist(state)
+        if denied is not None:
+            raise denied
+        wait = self.config.action_timeout_seconds if timeout is None else timeout
+        return await fetch_banlist(session, room=self.name, timeout=wait)
 
     def request_reconnect(self, reason: str) -> None:
         """Tear the connection down (or cut a wait short) and reconnect now; also restarts a KICKED or

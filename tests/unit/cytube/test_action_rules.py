@@ -29,6 +29,7 @@ from daz.cytube.actions import (
     SetTemp,
     Skip,
     Unban,
+    UnbanName,
     Unmute,
     Vote,
     VoteSkip,
@@ -196,6 +197,7 @@ def test_valid_actions_and_their_wire_form() -> None:
         (Mute("bob"), ("chatMsg", {"msg": "/mute bob", "meta": {}})),
         (Unmute("bob"), ("chatMsg", {"msg": "/unmute bob", "meta": {}})),
         (Unban(7, "bob"), ("unban", {"id": 7, "name": "bob"})),
+        (UnbanName("Bob"), ("requestBanlist", None)),  # its first frame; the unbans follow the answer
         (SetAfk(True), ("chatMsg", {"msg": "/afk", "meta": {}})),
         (AssignLeader(""), ("assignLeader", {"name": ""})),
     ]

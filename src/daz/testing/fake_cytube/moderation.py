@@ -232,9 +232,11 @@ class Moderation:
 
     # socket events ------------------------------------------------------------------------------------
     async def on_request_banlist(self, member: Member, data: Any = None) -> None:
+        """Only to ``ban``-permitted users of a registered channel, else silence; addresses cloaked
+        below EFFECTIVE rank 255 (kickban.js sendBanlist compares ``account.effectiveRank``)."""
         if not self.channel.registered or not self.channel.may(member, "ban"):
             return
-        show_ip = member.global_rank >= ADMIN_RANK
+        show_ip = member.rank >= ADMIN_RANK
         await self.channel.send(
             member,
             "banlist",
@@ -251,6 +253,8 @@ class Moderation:
         )
 
     async def on_unban(self, member: Member, data: dict[str, Any]) -> None:
+        """Delete by id, then ``banlistRemove`` (the request echoed) to ``ban``-permitted users even when
+        no row had that id: CyTube's ``DELETE ... WHERE id=?`` does not check it hit anything."""
         if not self.channel.may(member, "ban"):
             return
         self.channel.bans = [b for b in self.channel.bans if b.id != data["id"]]
