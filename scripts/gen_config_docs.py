@@ -4,7 +4,7 @@
 Blocks between ``<!-- BEGIN GENERATED: x -->`` and ``<!-- END GENERATED: x -->`` are replaced:
 ``config-reference`` (every field of DazConfig: default, constraints, meaning, DAZ_* variable) and
 ``backoff-schedule`` (the reconnect backoff's intervals and a draw with random seed 42 for attempts 1-12).
-Meanings come from each field's docstring in src/daz/config.py (``use_attribute_docstrings``) or
+Meanings come from each field's docstring in src/daz/config/ (``use_attribute_docstrings``) or
 its ``Field(description=...)``. Run with ``--check`` to fail when the page is stale (tests do).
 
 Usage: python scripts/gen_config_docs.py [--check] [PATH]
