@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
-from daz.testing.fake_cytube import names
+from daz.testing.fake_cytube import names, typecheck
 from daz.testing.fake_cytube.channel import FakeChannel
 from daz.testing.fake_cytube.limits import FloodLimiter
 from daz.testing.fake_cytube.members import ADMIN_RANK, Member
@@ -347,15 +347,13 @@ class Sessions:
         server = self.server
         await server.delay()
         sock = self.socks.get(sid)
-        member = sock.member if sock is not None else None
-        if (
-            sock is None
-            or member is None
-            or member.name is None
-            or sock.channel is None
-            or not isinstance(data, dict)
-        ):
-            return  # chat before join/login is dropped silently, as on the real server
+        if sock is None or sock.channel is None:
+            return  # no channel joined: CyTube has no chatMsg handler yet
+        if await self._typecheck_failed(sid, "chatMsg", data):
+            return
+        member = sock.member
+        if member is None or member.name is None:
+            return  # chat before login is dropped silently, as on the real server
         msg = data.get("msg")
         if not isinstance(msg, str) or not msg.strip():
             return
@@ -399,14 +397,27 @@ class Sessions:
             channel.name, member.name or "", msg, skip_sid=member.sid if skip_echo else None
         )
 
+    async def _typecheck_failed(self, sid: str, event: str, data: Any) -> bool:
+        """CyTube typechecks chatMsg and pm once the socket is in a channel: a bad payload gets
+        ``errorMsg`` (typecheck.py)."""
+        error = typecheck.check(event, data)
+        if error is not None:
+            await self.server.sio.emit("errorMsg", {"msg": error}, to=sid)
+        return error is not None
+
     async def on_pm(self, sid: str, data: Any = None) -> None:
         server = self.server
         await server.delay()
         sock = self.socks.get(sid)
-        if sock is None or sock.name is None or sock.channel is None or not isinstance(data, dict):
+        if sock is None or sock.channel is None:
             return
-        msg, to = data.get("msg"), data.get("to")
-        if not isinstance(msg, str) or not isinstance(to, str) or not msg.strip():
+        if await self._typecheck_failed(sid, "pm", data):
+            return
+        if sock.name is None:
+            await server.sio.emit("errorMsg", {"msg": "You must be signed in to send PMs"}, to=sid)
+            return
+        msg, to = data["msg"], data["to"]
+        if not msg.strip():
             return
         channel = server.channel(sock.channel)
         target = channel.find(to)
