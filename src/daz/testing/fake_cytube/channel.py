@@ -276,6 +276,12 @@ class FakeChannel:
         self.bans.append(record)
         return record
 
+    def name_banned(self, member: Member) -> bool:
+        """A ban on the member's name (any row: ``/ipban`` leaves one per address too)."""
+        if not self.registered or not self.limits.enabled or member.name is None:
+            return False
+        return any(b.name == member.lower for b in self.bans)
+
     def banned(self, member: Member) -> bool:
         """An IP ban bites at join, a name ban at login (kickban.js)."""
         if not self.registered or not self.limits.enabled:

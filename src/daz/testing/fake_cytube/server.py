@@ -35,6 +35,25 @@ from daz.testing.fake_cytube.state import ChannelSnapshot, snapshot
 log = structlog.get_logger("daz.testing.fake_cytube")
 
 
+def js_numbers(value: Any) -> Any:
+    """``value`` with every whole float as an int, as JavaScript's JSON.stringify writes numbers:
+    CyTube sends ``"rank":1`` and ``"currentTime":0``, never ``1.0`` (measured on 3.86)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: js_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [js_numbers(item) for item in value]
+    return value
+
+
+class _JsonLikeCytube(socketio.AsyncServer):  # type: ignore[misc]
+    """Every frame's numbers written the way the real (Node.js) server writes them."""
+
+    async def emit(self, event: str, data: Any = None, *args: Any, **kwargs: Any) -> None:
+        await super().emit(event, js_numbers(data), *args, **kwargs)
+
+
 class FakeCytubeServer(SimulationControls):
     """See the package docstring. Knobs are keyword arguments with CyTube's values as defaults."""
 
@@ -87,7 +106,7 @@ class FakeCytubeServer(SimulationControls):
         self._channels: dict[str, FakeChannel] = {}
         self.gate = ConnectionGate(self.limits)
         # plumbing
-        self.sio = socketio.AsyncServer(
+        self.sio = _JsonLikeCytube(
             async_mode="aiohttp",
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,

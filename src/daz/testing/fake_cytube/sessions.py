@@ -298,11 +298,14 @@ class Sessions:
             return
         channel = server.channel(sock.channel)
         await self._kick_duplicates(channel, sock)
-        if channel.banned(member):
-            await server.kick_sid(sid, BANNED_ON_JOIN)
-            return
         server.note_session(channel.name, name)
         await channel.logged_in(member)
+        if channel.name_banned(member):
+            # CyTube checks a name ban only once the login is done (kickban.js onUserPostJoin waits
+            # for U_LOGGED_IN): everyone saw the addUser and setUserRank, then the kick, the
+            # userLeave and a whisper to moderators (measured on 3.86).
+            await server.kick_sid(sid, BANNED_ON_JOIN)
+            await channel.moderation.mod_whisper(f"{name} was kicked (name is banned)", 2)
 
     def _login_error(self, sock: Sock, name: str, password: str) -> str | None:
         server = self.server
