@@ -50,6 +50,7 @@ async def test_socket_cap_accepts_then_kicks_the_extra_socket_and_it_cost_a_toke
         kick = await extra.wait_for("kick")  # ... then kicked and disconnected
         assert kick == {"reason": "Too many connections from your IP address"}
         await asyncio.wait_for(extra.disconnected.wait(), 5)
+        assert extra.names() == ["kick"]  # no `rank -1`: CyTube kicks it before making a user of it
         assert first.connected
         assert second.connected
         with pytest.raises(socketio.exceptions.ConnectionError, match="Rate limit exceeded"):

@@ -182,10 +182,12 @@ class Sessions:
             await asyncio.sleep(0.001)
         else:
             return
-        await self.server.sio.emit("rank", -1, to=sid)
         if over_cap:
-            # CyTube 3.86 accepts the socket (its token is spent) and then kicks it.
+            # CyTube 3.86 accepts the socket (its token is spent) and kicks it before it makes a
+            # user of it: the kick is all it gets, no `rank -1` (ioserver.js checkIPLimit; measured).
             await self.server.kick_sid(sid, TOO_MANY_CONNECTIONS)
+            return
+        await self.server.sio.emit("rank", -1, to=sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         sock = self.socks.pop(sid, None)
