@@ -142,3 +142,47 @@ async def test_chat_is_cut_escaped_and_links_become_anchors() -> None:
         action = await bot.wait_for("chatMsg", lambda d: d["msg"] == "waves")
         assert action["meta"] == {"addClass": "action", "action": True}
         await bot.close()
+
+
+async def test_a_jump_away_from_a_temp_item_deletes_it_before_the_media_change() -> None:
+    # CyTube's changeMedia waits for an asynchronous onPreMediaChange round, so the delete of the
+    # old temp item goes out first (measured on 3.86: delete, setPlaylistMeta, setCurrent, changeMedia).
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
+        bot = await joined(server, "bot", "10.0.0.1")
+        for n in range(2):
+            await bot.emit("queue", {"id": f"rtmp://example.com/live/{n}", "type": "rt", "pos": "end",
+                                     "temp": True, "duration": 30})
+        await bot.wait_for("setPlaylistMeta", lambda d: d["count"] == 2)
+        mark = len(bot.events)
+        await bot.emit("jumpTo", 1)
+        await bot.wait_for("changeMedia", after=mark)
+        frames = [(name, data) for name, data in bot.events[mark:] if name != "usercount"][:4]
+        await bot.close()
+    assert [name for name, _ in frames] == ["delete", "setPlaylistMeta", "setCurrent", "changeMedia"]
+    assert frames[0][1] == {"uid": 0}
+
+
+async def test_queue_fail_links_and_the_media_cytube_takes_without_a_lookup() -> None:
+    # utilities.js formatLink and get-info.js, measured on 3.86 (no internet needed for tw/li).
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST) as server:
+        bot = await joined(server, "bot", "10.0.0.1")
+        sent = [("yt", "dQw4w9WgXcQ"), ("zz", "q"), ("cu", "<b>no</b>"), ("tw", "!!!"), ("li", "abc"),
+                ("sc", "x"), ("tw", "some_chan/extra")]
+        for media_type, media_id in sent:
+            await bot.emit("queue", {"id": media_id, "type": media_type, "pos": "end", "temp": True})
+        await bot.wait_for("queue")
+        await bot.wait_for("queueFail", lambda d: d["id"] == "x")
+        fails = {d["id"]: (d["msg"], d["link"]) for d in bot.received("queueFail")}
+        queued = bot.received("queue")[0]["item"]["media"]
+        await bot.close()
+    assert fails == {
+        "dQw4w9WgXcQ": (fails["dQw4w9WgXcQ"][0], "https://youtu.be/dQw4w9WgXcQ"),
+        "q": ("Unknown media type &#39;zz&#39;", ""),
+        "<b>no</b>": ("Invalid embed.  Input must be an &lt;iframe&gt; tag", ""),
+        "!!!": ("Invalid ID", "https://twitch.tv/!!!"),
+        "abc": ("Invalid ID", "https://livestream.com/abc"),
+        "x": ("Soundcloud is not supported anymore due to requiring OAuth but not accepting new API key "
+              "registrations.", "x"),
+    }
+    assert queued == {"id": "some_chan", "title": "Twitch.tv - some_chan", "seconds": 0, "duration": "--:--",
+                      "type": "tw", "meta": {}}

@@ -175,7 +175,7 @@ async def test_simulated_users_and_ranks_and_the_state_snapshot() -> None:
         await server.user_act("lobby", "alice", "queue", {"id": "v1", "type": "yt", "pos": "end"})
         await bot.wait_for("changeMedia")
         await server.user_act("lobby", "alice", "queue", {"id": "nope", "type": "zz", "pos": "end"})
-        assert ("queueFail", {"msg": "Unknown media type &#39;zz&#39;", "link": "nope", "id": "nope"}) in (
+        assert ("queueFail", {"msg": "Unknown media type &#39;zz&#39;", "link": "", "id": "nope"}) in (
             server.inbox("lobby", "alice")
         )
         await server.set_rank("lobby", "bot", 1.5)

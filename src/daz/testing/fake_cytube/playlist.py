@@ -47,14 +47,38 @@ class PlaybackTiming:
                 raise ValueError(f"PlaybackTiming.{name} must be a positive number, got {value!r}")
 
 
+_LINK_PREFIX = {
+    "yt": "https://youtu.be/",
+    "vi": "https://vimeo.com/",
+    "dm": "https://dailymotion.com/video/",
+    "li": "https://livestream.com/",
+    "tw": "https://twitch.tv/",
+    "gd": "https://docs.google.com/file/d/",
+    "sb": "https://streamable.com/",
+    "tc": "https://clips.twitch.tv/",
+    "nv": "https://www.nicovideo.jp/watch/",
+}
+
+
 def link_for(media_type: str, media_id: str) -> str:
-    if media_type == "yt":
-        return f"https://youtube.com/watch?v={media_id}"
-    if media_type == "vi":
-        return f"https://vimeo.com/{media_id}"
-    if media_type == "dm":
-        return f"https://dailymotion.com/video/{media_id}"
-    return media_id
+    """``queueFail``'s ``link``: CyTube's utilities.js ``formatLink`` of the id as sent (measured on
+    3.86: ``https://youtu.be/<id>`` for yt, the id itself for sc/rt/fi/hl/cm, ``""`` for cu and
+    unknown types)."""
+    if media_type in _LINK_PREFIX:
+        return _LINK_PREFIX[media_type] + media_id
+    if media_type in {"sc", "rt", "fi", "hl", "cm"}:
+        return media_id
+    parts = media_id.split(";")
+    first, second = parts[0], parts[1] if len(parts) > 1 else "undefined"
+    if media_type == "pt":
+        return f"https://{first}/videos/watch/{second}"
+    if media_type == "bc":
+        return f"https://www.bitchute.com/video/{media_id}/"
+    if media_type == "bn":
+        return f"https://{first}.bandcamp.com/track/{second}"
+    if media_type == "od":
+        return f"https://odysee.com/@{first}/{second}"
+    return ""
 
 
 class Playlist:

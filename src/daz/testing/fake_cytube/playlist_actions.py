@@ -118,9 +118,12 @@ class PlaylistActions:
         if target is None:
             return
         old, self.pl.current = self.pl.current, target
-        await self.pl.start_playback()
         if old is not None and old.temp and old is not target:
+            # CyTube calls startPlayback first, but its changeMedia waits for the onPreMediaChange
+            # round (asynchronous), so the old item's delete and setPlaylistMeta reach the clients
+            # BEFORE setCurrent/changeMedia (measured on 3.86).
             await self.pl.delete(old.uid)
+        await self.pl.start_playback()
 
     async def on_play_next(self, member: Member, data: Any = None) -> None:
         if self.channel.may(member, "playlistjump"):
