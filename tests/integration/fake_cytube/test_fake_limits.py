@@ -237,3 +237,25 @@ def test_limits_are_on_by_default_with_cytubes_numbers() -> None:
     assert (limits.chat_burst, limits.chat_rate_per_second) == (20, 10.0)
     assert (limits.queue_burst, limits.queue_rate_per_second) == (3, 1.0)
     assert limits.usercount_interval_seconds == 10.0
+
+
+async def test_the_chat_limiter_gives_no_fresh_burst_after_a_pause_shorter_than_its_cooldown() -> None:
+    # CyTube's newRateLimiter is a counter, not a token bucket: once the burst is spent, one line per
+    # 1/rate s passes until a full cooldown without a passing line (measured on 3.86 with burst 20,
+    # 10/s: 20 at once, 1 s of quiet, 10 at once -> 1 passed, 9 got cooldown).
+    limits = CytubeLimits(chat_burst=4, chat_rate_per_second=1, chat_quiet_reset_seconds=30,
+                          guest_login_window_seconds=0.05, usercount_interval_seconds=0.2)
+    async with FakeCytubeServer(limits=limits) as server:
+        client = await CytubeTestClient.joined(server.url, "talker", ip="10.0.0.1")
+        for n in range(4):
+            await client.emit("chatMsg", {"msg": f"a{n}", "meta": {}})
+        await client.wait_for("chatMsg", lambda d: d["msg"] == "a3")
+        await asyncio.sleep(3.0)  # a token bucket refilling 1/s would let 3 of the next 4 through
+        mark = len(client.events)
+        for n in range(4):
+            await client.emit("chatMsg", {"msg": f"b{n}", "meta": {}})
+        await client.wait_for("chatMsg", lambda d: d["msg"] == "b0", after=mark)
+        heard = [(name, data) for name, data in (*client.events[mark:], *await client.quiet(0.3))]
+        await client.close()
+    assert [data["msg"] for name, data in heard if name == "chatMsg"] == ["b0"]
+    assert [name for name, _ in heard].count("cooldown") == 3
