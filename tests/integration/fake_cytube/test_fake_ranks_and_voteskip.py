@@ -128,3 +128,56 @@ async def test_channel_rank_changes_and_their_refusals() -> None:
         ]
         for client in (admin, user, guest):
             await client.close()
+
+
+async def test_voteskip_counts_follow_cytubes_update_rules() -> None:
+    # voteskip.js update(), measured on CyTube 3.86: an AFK change re-counts an open vote (and can pass
+    # it), the passing vote sends no {count, need} of its own (whisper, then {0, 0}), and counts go
+    # out BEFORE the AFK meta.
+    media = {("yt", "a"): ("A", 60), ("yt", "b"): ("B", 60), ("yt", "c"): ("C", 60)}
+    server = FakeCytubeServer(limits=LIMITS, playback=FAST, media=media, accounts={"mod": "pw"},
+                              global_ranks={"mod": 2})
+    async with server:
+        mod = await joined(server, "mod", "10.0.0.1", password="pw")  # sees voteskip counts (1.5)
+        one = await joined(server, "one", "10.0.0.2")
+        two = await joined(server, "two", "10.0.0.3")
+        for media_id in ("a", "b", "c"):
+            await mod.emit("queue", {"id": media_id, "type": "yt", "pos": "end", "temp": False})
+        await mod.wait_for("queue", lambda d: d["item"]["media"]["id"] == "c")
+        mark = len(mod.events)
+        await one.emit("voteskip")  # 1 of 3 eligible: need 2
+        await mod.wait_for("voteskip", lambda d: d == {"count": 1, "need": 2}, after=mark)
+        await two.emit("chatMsg", {"msg": "/afk", "meta": {}})  # 2 eligible now: need 1, so it passes
+        await mod.wait_for("setAFK", after=mark)
+        first = watched(mod.events[mark:])
+        mark = len(mod.events)
+        await two.emit("chatMsg", {"msg": "back", "meta": {}})  # 3 eligible again
+        await mod.wait_for("setAFK", after=mark)
+        await one.emit("voteskip")
+        await mod.wait_for("voteskip", lambda d: d == {"count": 1, "need": 2}, after=mark)
+        await two.emit("voteskip")  # the passing vote
+        await mod.wait_for("changeMedia", after=mark)
+        changed = max(i for i, (name, _) in enumerate(mod.events) if name == "changeMedia")
+        await mod.wait_for("voteskip", after=changed)  # the {0, 0} that follows every media change
+        second = watched(mod.events[mark:])
+        for client in (mod, one, two):
+            await client.close()
+    passed = ("[voteskip] Voteskip passed: {} skipped; eligible voters: {} = total (3) - AFK ({}) - "
+              "no permission (0); ratio = 0.5")
+    assert first == ["voteskip 1/2", passed.format("1/2", 2, 1), "voteskip 0/0", "changeMedia",
+                     "voteskip 0/0", "setAFK"]
+    assert second == ["setAFK", "voteskip 1/2", passed.format("2/3", 3, 0), "voteskip 0/0", "changeMedia",
+                      "voteskip 0/0"]
+
+
+def watched(events: list[tuple[str, object]]) -> list[str]:
+    """The voteskip counts, the [voteskip] whisper, media changes and AFK changes, in order."""
+    out = []
+    for name, data in events:
+        if name == "voteskip" and isinstance(data, dict):
+            out.append(f"voteskip {data['count']}/{data['need']}")
+        elif name == "chatMsg" and isinstance(data, dict) and data["username"] == "[voteskip]":
+            out.append(f"[voteskip] {data['msg']}")
+        elif name in {"changeMedia", "setAFK"}:
+            out.append(name)
+    return out

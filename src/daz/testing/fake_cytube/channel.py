@@ -247,7 +247,7 @@ class FakeChannel:
             await self.broadcast("userLeave", {"name": member.name})
         await self.playlist.user_left(member)
         await self.polls.user_left(member)
-        await self.voteskip.unvote(member)
+        await self.voteskip.user_left(member)
         if not self.members:
             # CyTube unloads a channel the moment its last socket leaves (server.js "empty"): a
             # registered one is saved and loaded again on the next join with every uid renumbered

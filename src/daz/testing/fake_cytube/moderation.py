@@ -218,6 +218,9 @@ class Moderation:
         if afk:
             await self.channel.send(member, "clearVoteskipVote")
             await self.channel.voteskip.unvote(member)
+        # the eligible count changed: new voteskip counts (if a vote is open) BEFORE the meta (user.js
+        # setAFK updates the voteskip, then emits 'afk', on which the channel sends the meta)
+        await self.channel.voteskip.update()
         await self.send_user_meta(member)
         await self.channel.broadcast("setAFK", {"name": member.name, "afk": afk})
 

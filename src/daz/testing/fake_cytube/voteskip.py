@@ -17,6 +17,7 @@ class Voteskip:
     def __init__(self, channel: FakeChannel) -> None:
         self.channel = channel
         self.votes: set[str] = set()  # voter IPs
+        self.active = False  # CyTube's voteskip "poll": from the first vote to the next reset
 
     def _tally(self) -> tuple[int, int, int, int]:
         """(eligible, total, afk, no permission) over the logged-in users."""
@@ -30,28 +31,34 @@ class Voteskip:
         return math.ceil(self._tally()[0] * ratio)
 
     async def send_counts(self) -> None:
-        counts = {"count": len(self.votes), "need": self._need()}
+        """``voteskip {count, need}`` to rank >= viewvoteskip; ``need`` here is not raised to 1, and
+        without an open vote it is ``{0, 0}`` (voteskip.js sendVoteskipData)."""
+        counts = {"count": len(self.votes), "need": self._need()} if self.active else {"count": 0, "need": 0}
         await self.channel.broadcast("voteskip", counts, where=lambda m: self.channel.may(m, "viewvoteskip"))
 
     def reset(self) -> None:
-        """A media change clears every vote."""
+        """A media change clears every vote (the ``{0, 0}`` goes out with the changeMedia frames)."""
         self.votes.clear()
+        self.active = False
 
     async def unvote(self, member: Member) -> None:
-        if member.ip in self.votes:
-            self.votes.discard(member.ip)
-            await self.send_counts()
+        """A voter's vote goes when it goes AFK or leaves; nothing is sent here (see ``update``)."""
+        self.votes.discard(member.ip)
 
-    async def on_voteskip(self, member: Member, data: Any = None) -> None:
-        channel = self.channel
-        if not channel.options.get("allow_voteskip") or not channel.may(member, "voteskip"):
+    async def user_left(self, member: Member) -> None:
+        if not self.active:
             return
-        if channel.playlist.current is None or member.ip in self.votes:
-            return  # nothing to skip, or a repeat vote: silent
-        self.votes.add(member.ip)
-        await self.send_counts()
-        need = self._need()
-        if len(self.votes) < max(1, need):
+        await self.unvote(member)
+        await self.update()
+
+    async def update(self) -> None:
+        """voteskip.js update: silent without an open vote or with an empty playlist; else the skip
+        (whisper, ``{0, 0}``, next item) once ``count >= max(1, need)``, or the new counts."""
+        channel = self.channel
+        if not channel.options.get("allow_voteskip") or not self.active or not channel.playlist.items:
+            return
+        if len(self.votes) < max(1, self._need()):
+            await self.send_counts()
             return
         eligible, total, afk, no_perm = self._tally()
         ratio = float(channel.options.get("voteskip_ratio", 0.5))
@@ -65,4 +72,20 @@ class Voteskip:
                 "time": now_ms(),
             },
         )
+        self.reset()
+        await self.send_counts()
         await channel.playlist.play_next()
+
+    async def on_voteskip(self, member: Member, data: Any = None) -> None:
+        """A vote opens the count (even on an empty playlist, where it stays silent); a repeat from the
+        same IP is silent; the voter stops being AFK (measured on 3.86: no ``voteskip`` frame before
+        the pass — the passing vote gets the whisper and ``{0, 0}`` only)."""
+        channel = self.channel
+        if not channel.options.get("allow_voteskip") or not channel.may(member, "voteskip"):
+            return
+        self.active = True
+        if member.ip in self.votes:
+            return
+        self.votes.add(member.ip)
+        await channel.moderation.set_afk(member, False)
+        await self.update()
