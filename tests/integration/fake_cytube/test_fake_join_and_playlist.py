@@ -343,3 +343,50 @@ async def test_channel_opts_carry_the_channel_password_in_clear_as_the_real_serv
             open_opts = await other.wait_for("channelOpts")
     assert opts["password"] == "s3cret-pw"
     assert open_opts["password"] is False
+
+
+async def test_the_channel_password_is_an_option_that_moderators_walk_past() -> None:
+    # accesscontrol.js and opts.js, measured on CyTube 3.86: setOptions {password} (rank >= 3) locks
+    # the channel for new joiners; a wrong password gets needPassword true; a moderator who logs in
+    # (before the join, or while asked) is let in with cancelNeedPassword; "" unlocks it.
+    accounts = {"owner": "pw", "mod": "pw", "member": "pw"}
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST, registered_channels=["lobby"],
+                                accounts=accounts) as server:
+        await server.set_rank("lobby", "owner", 3)
+        await server.set_rank("lobby", "mod", 2)
+        owner = await CytubeTestClient.joined(server.url, "owner", ip="10.0.0.1", password="pw")
+        await owner.emit("setOptions", {"password": "sekrit"})
+        await owner.wait_for("channelOpts", lambda d: d["password"] == "sekrit")
+        async with CytubeTestClient(server.url, ip="10.0.0.2") as guest:
+            await guest.emit("joinChannel", {"name": "lobby", "pw": "wrong"})
+            asked = await guest.wait_for("needPassword")
+            await guest.emit("channelPassword", "sekrit")
+            await guest.wait_for("userlist")
+            guest_heard = guest.names()
+        async with CytubeTestClient(server.url, ip="10.0.0.3") as member:
+            await member.join("lobby")
+            await member.wait_for("needPassword")
+            reply = await member.login("member", "pw")  # not a moderator: still asked
+            member_after_login = [name for name, _ in await member.quiet(0.3)]
+        async with CytubeTestClient(server.url, ip="10.0.0.4") as mod:
+            await mod.join("lobby")
+            await mod.wait_for("needPassword")
+            await mod.login("mod", "pw")  # a moderator's login lets it in
+            await mod.wait_for("cancelNeedPassword")
+            mod_heard = mod.names()
+        await owner.emit("setOptions", {"password": ""})
+        await owner.wait_for("channelOpts", lambda d: d["password"] is False)
+        async with CytubeTestClient(server.url, ip="10.0.0.5") as later:
+            await later.join("lobby")
+            await later.wait_for("userlist")
+            later_heard = later.names()
+        await owner.close()
+    assert asked is True  # joinChannel carried a wrong pw
+    assert guest_heard[guest_heard.index("needPassword") + 1] == "cancelNeedPassword"
+    assert reply["success"] is True
+    assert "userlist" not in member_after_login
+    assert "cancelNeedPassword" not in member_after_login
+    after_login = mod_heard[mod_heard.index("login"):]  # the join burst, THEN the cancel (measured)
+    assert after_login[:3] == ["login", "rank", "setPermissions"]
+    assert after_login.index("userlist") < after_login.index("cancelNeedPassword")
+    assert "needPassword" not in later_heard

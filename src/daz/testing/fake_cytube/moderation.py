@@ -271,7 +271,11 @@ class Moderation:
             await self.channel.server.kick_member(member, "Attempted setOptions as a non-moderator")
             return
         for key, value in data.items():
-            if key in self.channel.options and (
+            if key == "password":
+                if member.rank >= 3:  # opts.js: "" clears it, at most 100 characters
+                    text = str(value).lower() if isinstance(value, bool) else str(value)  # JS `+ ""`
+                    self.channel.options["password"] = text[:100] if text else False
+            elif key in self.channel.options and (
                 key not in {"pagetitle", "externalcss", "externaljs"} or member.rank >= 3
             ):
                 self.channel.options[key] = value

@@ -217,16 +217,31 @@ class Sessions:
         if channel.banned(probe):
             await server.kick_sid(sid, BANNED_ON_JOIN)
             return
-        if sock.channel in server.channel_passwords:
-            await server.sio.emit("needPassword", False, to=sid)
+        password = channel.options.get("password", False)
+        given = data.get("pw")
+        if password is not False and given != password:
+            # accesscontrol.js: a moderator who logged in first walks in; everyone else is asked
+            # (needPassword true when joinChannel carried a wrong `pw`) and waits for channelPassword,
+            # or for a login that turns out to be a moderator's.
+            if sock.name is not None and self._effective_rank(sock, channel) >= 2:
+                await self._join(sock, channel)  # the join runs first, then the cancel (measured)
+                await server.sio.emit("cancelNeedPassword", to=sid)
+                return
+            await server.sio.emit("needPassword", given is not None, to=sid)
             return
         await self._join(sock, channel)
+
+    @staticmethod
+    def _effective_rank(sock: Sock, channel: FakeChannel) -> float:
+        probe = Member(key=sock.sid, ip=sock.ip, name=sock.name, registered=sock.account is not None,
+                       global_rank=sock.global_rank)
+        return channel.stored_rank(probe)
 
     async def on_channel_password(self, sid: str, data: Any = None) -> None:
         sock = self.socks.get(sid)
         if sock is None or sock.channel is None or sock.member is not None:
             return
-        if data != self.server.channel_passwords.get(sock.channel):
+        if data != self.server.channel(sock.channel).options.get("password", False):
             await self.server.sio.emit("needPassword", True, to=sid)
             return
         await self.server.sio.emit("cancelNeedPassword", to=sid)
@@ -296,6 +311,16 @@ class Sessions:
         if not registered:
             reply["guest"] = True
         await server.sio.emit("login", reply, to=sid)
+        if member is None and sock.channel is not None and registered:
+            # Still at the channel password prompt: the channel-rank lookup runs all the same (`rank`
+            # again, measured on 3.86), and a moderator is let in (accesscontrol.js, option 1).
+            waiting = server.channel(sock.channel)
+            rank = self._effective_rank(sock, waiting)
+            await server.sio.emit("rank", rank, to=sid)
+            if rank >= 2:
+                await self._join(sock, waiting)
+                await server.sio.emit("cancelNeedPassword", to=sid)
+            return
         if member is None or sock.channel is None:
             return
         channel = server.channel(sock.channel)
