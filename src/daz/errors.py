@@ -121,6 +121,14 @@ class LoginFailed(SessionError):
         self.reason = reason
 
 
+class ChannelPasswordRefused(SessionError):
+    """The channel asks for a password daz has not got or got wrong (``needPassword``); a moderator
+    account needs none, so this is also what a lower rank without a channel password gets."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 class SessionTimeout(SessionError):
     """The server did not answer a session step within its timeout."""
 

@@ -182,8 +182,9 @@ class RoomConfig(_Model):
     """Name of an environment variable holding the account password; `daz run` refuses to start if it is
     unset."""
     channel_password: SecretStr | None = None
-    """Password of a password-protected channel, sent when the server asks for it; missing or wrong, the
-    join fails and is retried with backoff."""
+    """Password of a password-protected channel, sent when the server asks for it. Without one, an account
+    logs in at the prompt (CyTube lets a channel moderator in without the password); wrong, or missing for
+    a lower rank, the room stops (outcome `channel_password`), retried after `login_failure_retry_seconds`."""
     server_url: str | None = None
     """Socket.IO server to connect to directly (e.g. `http://127.0.0.1:8880` for a private or fake server),
     skipping `/socketconfig` discovery; probes then are a plain TCP connect."""

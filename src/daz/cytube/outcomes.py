@@ -27,6 +27,7 @@ class Outcome(Enum):
     BAD_CREDENTIALS = "bad_credentials"  # wrong password or unknown account
     INVALID_NAME = "invalid_name"  # the server refuses the name itself
     LOGIN_REFUSED = "login_refused"  # any other login refusal: treated as transient
+    CHANNEL_PASSWORD = "channel_password"  # noqa: S105 (a name)  needPassword: none configured, or wrong
 
 
 # Exact strings (CyTube 3.86). Prefixes where the server appends details.
@@ -145,3 +146,7 @@ def decide(
             )
         case Outcome.LOGIN_REFUSED:
             return Decision(Action.BACK_OFF, f"login refused: {detail}")
+        case Outcome.CHANNEL_PASSWORD:
+            # A configuration matter like a wrong account password: each retry costs the server a
+            # connection token and changes nothing until an operator acts.
+            return Decision(Action.STOP, detail, delay=config.login_failure_retry_seconds)

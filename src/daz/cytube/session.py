@@ -27,7 +27,13 @@ from daz.cytube import protocol as p
 from daz.cytube.ban_wire import Banlist, BanRemoved
 from daz.cytube.channel_wire import ChannelEvent
 from daz.cytube.outbox import OutboundLine
-from daz.errors import Kicked, LoginFailed, SessionError, SessionTimeout, TransportError
+from daz.errors import (
+    ChannelPasswordRefused,
+    Kicked,
+    LoginFailed,
+    SessionTimeout,
+    TransportError,
+)
 from daz.metrics import DazMetrics
 from daz.transport.base import Closed, Transport, WireEvent, WireMalformed
 
@@ -95,6 +101,11 @@ class Session:
         self._join_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._login_done: asyncio.Future[p.LoginResult] = asyncio.get_running_loop().create_future()
         self._expect: tuple[OutboundLine, str, asyncio.Future[SendOutcome]] | None = None
+        # Logged in at the channel-password prompt: CyTube lets a moderator (effective rank >= 2) in
+        # without the password once its login is done (accesscontrol.js), so an account with no
+        # channel password configured tries that; the rank that follows the login decides.
+        self._login_sent = False
+        self._login_at_prompt = False
         self._frame_watcher: FrameWatcher | None = None
         # Pending queries (``ask``): each looks at every parsed frame for its answer. A list, not
         # the one watcher slot: a plugin's query may run while an action is in flight.
@@ -109,7 +120,9 @@ class Session:
         await self.transport.emit("joinChannel", p.join_payload(self.channel))
         await self._await(self._join_done, self.config.join_timeout_seconds, "join")
         creds = self.credentials
-        await self.transport.emit("login", p.login_payload(creds.name, creds.password))
+        if not self._login_sent:  # (already sent at a channel-password prompt)
+            self._login_sent = True
+            await self.transport.emit("login", p.login_payload(creds.name, creds.password))
         result = await self._await(self._login_done, self.config.login_timeout_seconds, "login")
         if not result.success:
             reason = result.error or "login refused"
@@ -261,8 +274,7 @@ class Session:
         elif isinstance(event, p.MediaChanged | p.MediaUpdate):
             self._media(event)
         elif isinstance(event, p.LoginResult):
-            if not self._login_done.done():
-                self._login_done.set_result(event)
+            self._login_result(event)
         elif isinstance(event, p.Cooldown):
             if self._expect is not None and not self._expect[2].done():
                 self._expect[2].set_result(CooledDown(event.milliseconds))
@@ -280,6 +292,7 @@ class Session:
         elif isinstance(event, p.UserCount):
             self._publish("cytube.usercount", {"room": room, "event": event})
         elif isinstance(event, p.Rank):
+            self._rank_at_prompt(event)
             self._publish("cytube.rank", {"room": room, "event": event})
 
     def _show(self, item: WireEvent, event: p.ServerEvent) -> None:
@@ -312,12 +325,34 @@ class Session:
         else:
             self._publish("cytube.media.update", {"room": self.room, "event": event})
 
+    def _login_result(self, event: p.LoginResult) -> None:
+        if not self._login_done.done():
+            self._login_done.set_result(event)
+        if self._login_at_prompt and not event.success and not self._join_done.done():
+            self._join_done.set_result(None)  # establish reports the refused login as usual
+
+    def _rank_at_prompt(self, event: p.Rank) -> None:
+        """The rank that follows a login made at the password prompt: below 2 the prompt stays."""
+        if not self._login_at_prompt or not self._login_done.done() or self._join_done.done():
+            return
+        if event.rank < 2:
+            why = (f"channel needs a password; none configured (the account's rank here is "
+                   f"{event.rank:g}; only moderators, rank 2 and up, enter without it)")
+            self._join_done.set_exception(ChannelPasswordRefused(f"room {self.room}: {why}"))
+
     async def _need_password(self, event: p.NeedPassword) -> None:
-        password = self.credentials.channel_password
+        creds = self.credentials
+        password = creds.channel_password
+        if password is None and not event.wrong and creds.password is not None and not self._login_sent:
+            # No channel password, but an account: CyTube lets a moderator in once it has logged in
+            # (measured on 3.86: rank, login, rank 2, the join burst, cancelNeedPassword).
+            self._login_sent = self._login_at_prompt = True
+            await self.transport.emit("login", p.login_payload(creds.name, creds.password))
+            return
         if event.wrong or password is None:
             why = "wrong channel password" if event.wrong else "channel needs a password; none configured"
             if not self._join_done.done():
-                self._join_done.set_exception(SessionError(f"room {self.room}: {why}", retryable=False))
+                self._join_done.set_exception(ChannelPasswordRefused(f"room {self.room}: {why}"))
             return
         await self.transport.emit("channelPassword", password)
 

@@ -29,7 +29,7 @@ from daz.cytube.channel import ChannelState
 from daz.cytube.channel.replica import ChannelReplica
 from daz.cytube.discovery import Endpoint
 from daz.cytube.outbox import Outbox
-from daz.cytube.outcomes import classify_kick, classify_login_error
+from daz.cytube.outcomes import Outcome, classify_kick, classify_login_error
 from daz.cytube.recovery import SUSPECT_REASONS, Failure, RoomRecovery
 from daz.cytube.scheduler import Priority, priority
 from daz.cytube.sender import LineSender
@@ -45,6 +45,7 @@ from daz.cytube.states import (
     record_flap,
 )
 from daz.errors import (
+    ChannelPasswordRefused,
     ConfigError,
     ConnectFailed,
     DazError,
@@ -420,6 +421,10 @@ class RoomSupervisor(RoomRecovery):
             return self._kick_or(session, Failure("login_failed", exc.reason, outcome=outcome))
         except SessionTimeout as exc:
             return self._kick_or(session, Failure("session_timeout", str(exc)))
+        except ChannelPasswordRefused as exc:
+            return self._kick_or(
+                session, Failure("channel_password", str(exc), outcome=Outcome.CHANNEL_PASSWORD)
+            )
         except TransportError as exc:
             return self._kick_or(session, Failure("disconnected", exc.reason or ""))
         except DazError as exc:
