@@ -316,14 +316,22 @@ def decode_text(raw: str) -> str:
     return html.unescape(_TAG.sub("", raw))
 
 
+# A registered channel's default chat filters (CyTube filters.js) turn `code`, *bold*, _italic_,
+# ~~strike~~ and [sp]...[/sp] into tags, so the echo (tags stripped) has lost the markers: "a *b*"
+# comes back as "a <strong>b</strong>" (measured on 3.86). Both keys drop every marker character,
+# paired or not, so a line is recognised with or without the filters.
+_FILTER_MARKS = re.compile(r"\[/?sp\]|[*_`~]", re.IGNORECASE)
+
+
 def sent_key(text: str) -> str:
     """The comparable form of a line we sent (the server cuts at 320 characters before escaping)."""
-    return _SPACE.sub(" ", text[:CHAT_LIMIT_CHARS]).strip()
+    return _SPACE.sub(" ", _FILTER_MARKS.sub("", text[:CHAT_LIMIT_CHARS])).strip()
 
 
 def echo_key(raw: str) -> str:
-    """The comparable form of an echoed line: the server's HTML decoded, whitespace folded."""
-    return _SPACE.sub(" ", decode_text(raw)).strip()
+    """The comparable form of an echoed line: the server's HTML decoded, filter markers dropped
+    (as in ``sent_key``), whitespace folded."""
+    return _SPACE.sub(" ", _FILTER_MARKS.sub("", decode_text(raw))).strip()
 
 
 def split_line(text: str, limit: int = CHAT_LIMIT_CHARS, *, guarded: bool = False) -> list[str]:

@@ -133,7 +133,7 @@ async def test_chat_is_cut_escaped_and_links_become_anchors() -> None:
         line = await bot.wait_for("chatMsg", lambda d: d["username"] == "bot")
         assert line["msg"] == (
             'see <a href="https://example.com/a?b=1&amp;c=2" target="_blank" rel="noopener noreferrer">'
-            "https://example.com/a?b=1&amp;c=2</a> &#40;now&#41; &lt;b&gt;"
+            "https://example.com/a?b=1&amp;c=2</a> (now) &lt;b&gt;"  # parentheses as sent (measured)
         )
         await bot.emit("chatMsg", {"msg": "<" * 400, "meta": {}})
         cut = await bot.wait_for("chatMsg", lambda d: d["msg"].startswith("&lt;"))
@@ -186,3 +186,42 @@ async def test_queue_fail_links_and_the_media_cytube_takes_without_a_lookup() ->
     }
     assert queued == {"id": "some_chan", "title": "Twitch.tv - some_chan", "seconds": 0, "duration": "--:--",
                       "type": "tw", "meta": {}}
+
+
+# (sent, msg, meta) as CyTube 3.86 broadcast them in a registered channel (measured 2026-12-02)
+CHAT_RENDERING = [
+    ("b *w* _i_ `c` ~~s~~ [sp]h[/sp] [SP]u[/SP]",
+     'b <strong>w</strong> <em>i</em> <code>c</code> <s>s</s> <span class="spoiler">h</span> '
+     '<span class="spoiler">u</span>', {}),
+    ("q \"x\" 'y' (z) &amp; &#39;", "q \"x\" 'y' (z) &amp;amp; &amp;#39;", {}),
+    ("5 * 3 * 2", "5 <strong> 3 </strong> 2", {}),
+    ("a_b_c http://e.com/a_b_(c)?d='1'&e=\"2\" *x*",
+     "a<em>b</em>c <a href=\"http://e.com/a_b_(c)?d='1'&amp;e=&quot;2&quot;\" target=\"_blank\" "
+     "rel=\"noopener noreferrer\">http://e.com/a_b_(c)?d='1'&amp;e=\"2\"</a> <strong>x</strong>", {}),
+    ("/me", "", {"addClass": "action", "action": True}),
+    ("/sp *b*", "<strong>b</strong>", {"addClass": "spoiler"}),
+    (">q \"x\"", "&gt;q \"x\"", {"addClass": "greentext"}),
+    ("/say hi", "hi", {"addClass": "shout", "addClassToNameAndTimestamp": True, "forceShowName": True}),
+]
+
+
+async def test_chat_is_rendered_as_cytube_renders_it() -> None:
+    async with FakeCytubeServer(limits=LIMITS, playback=FAST, accounts={"boss": "pw"},
+                                registered_channels=["lobby", "other"]) as server:
+        await server.set_rank("lobby", "boss", 5)
+        boss = await joined(server, "boss", "10.0.0.1", password="pw")
+        for text, _, _ in CHAT_RENDERING:
+            await boss.emit("chatMsg", {"msg": text, "meta": {}})
+        await boss.wait_for("chatMsg", lambda d: d["msg"] == "hi")  # the last one
+        got = [(d["msg"], d["meta"]) for d in boss.received("chatMsg") if d["username"] == "boss"]
+        await boss.close()
+        server.register_channel("other", registered=False)  # no filters in an unregistered channel
+        guest = await joined(server, "guest", "10.0.0.2", room="other")
+        await guest.emit("chatMsg", {"msg": "b *w* (p) /say x", "meta": {}})
+        plain = await guest.wait_for("chatMsg", lambda d: d["username"] == "guest")
+        await guest.emit("chatMsg", {"msg": "/say hi", "meta": {}})  # a guest is below 1.5: silence
+        heard = await guest.quiet(0.3)
+        await guest.close()
+    assert got == [(msg, meta) for _, msg, meta in CHAT_RENDERING]
+    assert plain["msg"] == "b *w* (p) /say x"
+    assert "chatMsg" not in [name for name, _ in heard]

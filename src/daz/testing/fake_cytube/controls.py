@@ -55,10 +55,12 @@ class SimulationControls:
         """
         room = room.lower()
         frames: list[str] = []
+        filtered = self.channel(room).registered
         for username, text in lines:
             record = ChatRecord(room, username, text[:CHAT_LIMIT_CHARS], now_ms())
             self._chat[room].append(record)
-            frames.append("2" + json.dumps(["chatMsg", chat_payload(record)], separators=(",", ":")))
+            payload = chat_payload(record, filtered=filtered)
+            frames.append("2" + json.dumps(["chatMsg", payload], separators=(",", ":")))
         for sid in self._room_sids(room):
             eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
             if eio_sid is None:

@@ -387,8 +387,8 @@ class FakeCytubeServer(SimulationControls):
     ) -> ChatRecord:
         record = ChatRecord(room, username, text[:CHAT_LIMIT_CHARS], now_ms())
         self._chat[room].append(record)
-        payload = chat_payload(record)
         channel = self.channel(room)
+        payload = chat_payload(record, filtered=channel.registered)
         for member in channel.members:
             if member.sid is None:
                 member.inbox.append(("chatMsg", payload))

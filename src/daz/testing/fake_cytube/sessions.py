@@ -77,17 +77,74 @@ _CONTROL = re.compile(r"[\x00-\x1f]+")  # CyTube: ASCII control runs → one spa
 _LINK = re.compile(r"(\w+://(?:[^:/\[\]\s]+|\[[0-9a-f:]+\])(?::\d+)?(?:/[^/\s]*)*)", re.IGNORECASE)
 
 
-def chat_payload(record: ChatRecord) -> dict[str, Any]:
-    text = record.text
-    action = text.startswith("/me ")
-    if action:
-        text = text[4:]
+# A registered channel's default chat filters (filters.js DEFAULT_FILTERS, in this order; links are
+# kept out of them). An unregistered channel has none (measured on 3.86).
+_DEFAULT_FILTERS = (
+    (re.compile(r"`(.+?)`"), r"<code>\1</code>"),
+    (re.compile(r"\*(.+?)\*"), r"<strong>\1</strong>"),
+    (re.compile(r"_(.+?)_"), r"<em>\1</em>"),
+    (re.compile(r"~~(.+?)~~"), r"<s>\1</s>"),
+    (re.compile(r"\[sp\](.*?)\[/sp\]", re.IGNORECASE), r'<span class="spoiler">\1</span>'),
+)
+_LINK_PLACEHOLDER = "\ueeee"
+# sanitize-html, CyTube's last pass, writes text with only & < > escaped: the quotes, apostrophes
+# and parentheses sanitizeText escaped come back as themselves ('"' stays &quot; in an attribute).
+_TEXT_ENTITIES = {"&quot;": '"', "&#39;": "'", "&#40;": "(", "&#41;": ")"}
+_ATTRIBUTE_ENTITIES = {"&#39;": "'", "&#40;": "(", "&#41;": ")"}
+_SHOUT = {"addClass": "shout", "addClassToNameAndTimestamp": True, "forceShowName": True}
+# chat commands whose text is broadcast with a meta (chat.js handleCmdMe/Sp/Say)
+CHAT_META_COMMANDS: dict[str, dict[str, Any]] = {
+    "me": {"addClass": "action", "action": True},
+    "sp": {"addClass": "spoiler"},
+    "say": _SHOUT,
+    "shout": _SHOUT,
+    "rcv": _SHOUT,
+}
+
+
+def _unescape(text: str, entities: dict[str, str]) -> str:
+    for entity, char in entities.items():
+        text = text.replace(entity, char)
+    return text
+
+
+def render_chat(text: str, *, filtered: bool) -> str:
+    """A chat line's ``msg`` as CyTube 3.86 sends it: sanitizeText, the default filters outside links
+    (``filtered``: a registered channel), links as ``<a>``, then sanitize-html's re-serialising."""
     escaped = names.sanitize_text(text)
+    links = [match.group(0) for match in _LINK.finditer(escaped)]
+    body = _LINK.sub(_LINK_PLACEHOLDER, escaped)
+    if filtered:
+        for pattern, replacement in _DEFAULT_FILTERS:
+            body = pattern.sub(replacement, body)
+    body = _unescape(body, _TEXT_ENTITIES)
+    found = iter(links)
+
+    def anchor(_: re.Match[str]) -> str:
+        link = next(found, "")
+        href, shown = _unescape(link, _ATTRIBUTE_ENTITIES), _unescape(link, _TEXT_ENTITIES)
+        return f'<a href="{href}" target="_blank" rel="noopener noreferrer">{shown}</a>' if link else ""
+
+    return re.sub(_LINK_PLACEHOLDER, anchor, body)
+
+
+def chat_payload(record: ChatRecord, *, filtered: bool = False, commands: bool = True) -> dict[str, Any]:
+    """The ``chatMsg``/``pm`` payload of a recorded line: ``/me``, ``/sp`` and ``/say`` (chat only,
+    ``commands``) lose their command word and carry their meta; a line starting with ``>`` is
+    greentext (measured on 3.86: ``"/me"`` alone is an empty action)."""
+    text = record.text
+    meta: dict[str, Any] = {}
+    word = text[1:].split(" ", 1)[0] if commands and text.startswith("/") else ""
+    if word in CHAT_META_COMMANDS:
+        meta = dict(CHAT_META_COMMANDS[word])
+        text = text[len(word) + 2:]
+    elif text.startswith(">"):
+        meta = {"addClass": "greentext"}
     return {
         "username": record.username,
-        "msg": _LINK.sub(r'<a href="\1" target="_blank" rel="noopener noreferrer">\1</a>', escaped),
+        "msg": render_chat(text, filtered=filtered),
         "time": record.time_ms,
-        "meta": {"addClass": "action", "action": True} if action else {},
+        "meta": meta,
     }
 
 
@@ -259,7 +316,10 @@ class Sessions:
         member.rank = channel.stored_rank(member) if sock.name is not None else -1.0
         sock.member = member
         await self.server.sio.enter_room(sock.sid, channel.name)
-        backlog = [chat_payload(r) for r in self.server.chat_lines(channel.name)[-BACKLOG_LINES:]]
+        backlog = [
+            chat_payload(r, filtered=channel.registered)
+            for r in self.server.chat_lines(channel.name)[-BACKLOG_LINES:]
+        ]
         if sock.name is not None:
             await self._kick_duplicates(channel, sock)
         await channel.join(member, backlog)
@@ -408,6 +468,9 @@ class Sessions:
             return  # CyTube's /me runs its text through the command check again: "/me /kick x" kicks
         if not channel.may(member, "chat"):
             return
+        word = msg[1:].split(" ", 1)[0] if msg.startswith("/") else ""
+        if word in {"say", "shout", "rcv"} and member.rank < 1.5:
+            return  # chat.js handleCmdSay: below rank 1.5, silence
         if member.muted and not member.smuted:
             await channel.send(member, "noflood", {"action": "chat", "msg": MUTED_NOTICE})
             return
@@ -415,7 +478,7 @@ class Sessions:
             await channel.moderation.set_afk(member, False)
         if member.smuted:
             record = ChatRecord(channel.name, member.name or "", msg[:CHAT_LIMIT_CHARS], now_ms())
-            payload = chat_payload(record)
+            payload = chat_payload(record, filtered=channel.registered)
             await channel.send(member, "chatMsg", payload)
             need = channel.permissions.get("mute")
             shadow = {**payload, "meta": {**payload["meta"], "shadow": True}}
@@ -459,6 +522,6 @@ class Sessions:
             return
         record = ChatRecord(sock.channel, sock.name, msg[:CHAT_LIMIT_CHARS], now_ms(), to=target.name)
         server.record_chat(record)
-        payload = {**chat_payload(record), "to": target.name}
+        payload = {**chat_payload(record, filtered=channel.registered, commands=False), "to": target.name}
         await server.sio.emit("pm", payload, to=sid)
         await channel.send(target, "pm", payload)
