@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 the instance answered with an unexpected error; 3 the inst
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
@@ -15,6 +16,16 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 TOKEN_ENV = "DAZ_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a token
 REQUEST_TIMEOUT_SECONDS = 10.0
 EXIT_ERROR, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_NOT_FOUND = 1, 3, 4, 5
+
+# The options every admin command takes. A subcommand's --url defaults to None so that the one given
+# to the group (``daz rooms --url X stop NAME``) is used unless the subcommand names its own.
+URL_OPTION = typer.Option(DEFAULT_URL, "--url", help="Base URL of the instance's health server.")
+SUB_URL_OPTION = typer.Option(
+    None, "--url", show_default=False,
+    # round brackets: rich would take "[default: ...]" for markup and drop it from the help
+    help=f"Base URL of the instance's health server (default: the group's --url, else {DEFAULT_URL}).")
+TOKEN_OPTION = typer.Option(None, "--token", envvar=TOKEN_ENV, help="Admin token (or set DAZ_ADMIN_TOKEN).",
+                            show_default=False)
 
 
 class _Failure(Exception):
@@ -59,3 +70,20 @@ def run_admin(command: str, method: str, url: str, token: str | None) -> Any:
     except _Failure as failure:
         typer.echo(f"daz {command}: {failure}", err=True)
         raise typer.Exit(failure.code) from None
+
+
+def admin_target(ctx: typer.Context, url: str | None, token: str | None) -> tuple[str, str | None]:
+    """A subcommand's base URL (no trailing slash) and token: its own options, else the group's
+    (kept in ``ctx.obj`` by the group's callback), else the defaults."""
+    parent = ctx.obj if isinstance(ctx.obj, dict) else {}
+    base = (url or parent.get("url") or DEFAULT_URL).rstrip("/")
+    return base, token or parent.get("token")
+
+
+def text_table(columns: Sequence[tuple[str, str]], rows: list[dict[str, Any]],
+               cell: Callable[[dict[str, Any], str], str]) -> str:
+    """``rows`` as aligned text columns: a title line, then one line per row (``cell`` renders one)."""
+    cells = [[title for title, _ in columns]] + [[cell(r, key) for _, key in columns] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in cells)

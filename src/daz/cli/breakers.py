@@ -16,18 +16,16 @@ from daz.cli.admin_client import (  # noqa: F401 - the exit codes are part of th
     EXIT_ERROR,
     EXIT_NOT_FOUND,
     EXIT_UNREACHABLE,
+    SUB_URL_OPTION,
     TOKEN_ENV,
+    TOKEN_OPTION,
+    URL_OPTION,
+    admin_target,
     run_admin,
+    text_table,
 )
 
 app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
-
-_URL = typer.Option(DEFAULT_URL, "--url", help="Base URL of the instance's health server.")
-_SUB_URL = typer.Option(None, "--url", show_default=False,
-                        help=f"Base URL of the instance's health server [default: {DEFAULT_URL}].")
-_TOKEN = typer.Option(None, "--token", envvar=TOKEN_ENV, help="Admin token (or set DAZ_ADMIN_TOKEN).",
-                      show_default=False)
-
 
 def _run(method: str, url: str, token: str | None) -> Any:
     return run_admin("breakers", method, url, token)
@@ -53,14 +51,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """The breakers as aligned text columns (one line per breaker)."""
     if not rows:
         return "no circuit breakers yet"
-    cells = [[title for title, _ in _COLUMNS]] + [[_cell(r, key) for _, key in _COLUMNS] for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-                     for line in cells)
+    return text_table(_COLUMNS, rows, _cell)
 
 
 @app.callback()
-def show(ctx: typer.Context, url: str = _URL, token: str | None = _TOKEN) -> None:
+def show(ctx: typer.Context, url: str = URL_OPTION, token: str | None = TOKEN_OPTION) -> None:
     """Show every breaker: state, window figures, failure and slow-call rates, next probe time."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = {"url": url, "token": token}
@@ -75,10 +70,7 @@ def _rows(body: Any) -> list[dict[str, Any]]:
 
 
 def _act(ctx: typer.Context, action: str, name: str, url: str | None, token: str | None) -> None:
-    parent = ctx.obj if isinstance(ctx.obj, dict) else {}
-    url = url or parent.get("url") or DEFAULT_URL
-    token = token or parent.get("token")
-    base = url.rstrip("/")
+    base, token = admin_target(ctx, url, token)
     body = _run("POST", f"{base}/api/breakers/{name}/{action}", token)
     new_state = body.get("state") if isinstance(body, dict) else None
     if new_state is None:  # the server did not say: read it back
@@ -88,18 +80,21 @@ def _act(ctx: typer.Context, action: str, name: str, url: str | None, token: str
 
 
 @app.command("open")
-def open_(ctx: typer.Context, name: str, url: str | None = _SUB_URL, token: str | None = _TOKEN) -> None:
+def open_(ctx: typer.Context, name: str, url: str | None = SUB_URL_OPTION,
+        token: str | None = TOKEN_OPTION) -> None:
     """Force NAME open: every call is refused until `close` or `reset`."""
     _act(ctx, "open", name, url, token)
 
 
 @app.command("close")
-def close(ctx: typer.Context, name: str, url: str | None = _SUB_URL, token: str | None = _TOKEN) -> None:
+def close(ctx: typer.Context, name: str, url: str | None = SUB_URL_OPTION,
+        token: str | None = TOKEN_OPTION) -> None:
     """Force NAME closed with a fresh window."""
     _act(ctx, "close", name, url, token)
 
 
 @app.command("reset")
-def reset(ctx: typer.Context, name: str, url: str | None = _SUB_URL, token: str | None = _TOKEN) -> None:
+def reset(ctx: typer.Context, name: str, url: str | None = SUB_URL_OPTION,
+        token: str | None = TOKEN_OPTION) -> None:
     """Reset NAME: closed, fresh window, counters cleared."""
     _act(ctx, "reset", name, url, token)

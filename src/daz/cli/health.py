@@ -12,9 +12,10 @@ from typing import Any
 
 import typer
 
+from daz.cli.admin_client import DEFAULT_URL
+
 EXIT_CODES = {"pass": 0, "warn": 1, "fail": 2}
 EXIT_UNREACHABLE = 3
-DEFAULT_URL = "http://127.0.0.1:8080"
 
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 

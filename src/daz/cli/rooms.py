@@ -12,15 +12,17 @@ from typing import Any
 
 import typer
 
-from daz.cli.admin_client import DEFAULT_URL, TOKEN_ENV, run_admin
+from daz.cli.admin_client import (
+    SUB_URL_OPTION,
+    TOKEN_OPTION,
+    URL_OPTION,
+    admin_target,
+    run_admin,
+    text_table,
+)
 
 app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
 
-_URL = typer.Option(DEFAULT_URL, "--url", help="Base URL of the instance's health server.")
-_SUB_URL = typer.Option(None, "--url", show_default=False,
-                        help=f"Base URL of the instance's health server [default: {DEFAULT_URL}].")
-_TOKEN = typer.Option(None, "--token", envvar=TOKEN_ENV, help="Admin token (or set DAZ_ADMIN_TOKEN).",
-                      show_default=False)
 _COLUMNS = (("ROOM", "name"), ("STATE", "state"), ("ATTEMPT", "attempt"), ("SERVER", "server"),
             ("REASON", "reason"))
 
@@ -34,10 +36,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         if key == "reason" and row.get("state") == "ready":
             return ""
         return "-" if value is None or value == "" else str(value)
-    cells = [[title for title, _ in _COLUMNS]] + [[cell(r, key) for _, key in _COLUMNS] for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-                     for line in cells)
+    return text_table(_COLUMNS, rows, cell)
 
 
 def _summary(rows: list[dict[str, Any]]) -> str:
@@ -48,7 +47,7 @@ def _summary(rows: list[dict[str, Any]]) -> str:
 
 
 @app.callback()
-def show(ctx: typer.Context, url: str = _URL, token: str | None = _TOKEN) -> None:
+def show(ctx: typer.Context, url: str = URL_OPTION, token: str | None = TOKEN_OPTION) -> None:
     """Show every room: state, attempt, server and the reason of every room that is not READY."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = {"url": url, "token": token}
@@ -61,20 +60,20 @@ def show(ctx: typer.Context, url: str = _URL, token: str | None = _TOKEN) -> Non
 
 
 def _act(ctx: typer.Context, action: str, name: str, url: str | None, token: str | None) -> None:
-    parent = ctx.obj if isinstance(ctx.obj, dict) else {}
-    base = (url or parent.get("url") or DEFAULT_URL).rstrip("/")
-    token = token or parent.get("token")
+    base, token = admin_target(ctx, url, token)
     run_admin("rooms", "POST", f"{base}/api/rooms/{name}/{action}", token)
     typer.echo(f"{name}: {action} requested")
 
 
 @app.command("stop")
-def stop(ctx: typer.Context, name: str, url: str | None = _SUB_URL, token: str | None = _TOKEN) -> None:
+def stop(ctx: typer.Context, name: str, url: str | None = SUB_URL_OPTION,
+        token: str | None = TOKEN_OPTION) -> None:
     """Leave room NAME and keep it STOPPED until `restart` (its socket slot goes to a parked room)."""
     _act(ctx, "stop", name, url, token)
 
 
 @app.command("restart")
-def restart(ctx: typer.Context, name: str, url: str | None = _SUB_URL, token: str | None = _TOKEN) -> None:
+def restart(ctx: typer.Context, name: str, url: str | None = SUB_URL_OPTION,
+        token: str | None = TOKEN_OPTION) -> None:
     """Make room NAME try again now (STOPPED, KICKED or PARKED; e.g. after fixing a password)."""
     _act(ctx, "restart", name, url, token)
