@@ -4,11 +4,12 @@ gets ``banlist`` and with which addresses, silence for everyone else, and ``banl
 
 from __future__ import annotations
 
-from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
+from fake_kit import LIMITS
+
+from daz.testing.fake_cytube import FakeCytubeServer
 from daz.testing.fake_cytube.client import CytubeTestClient
 from daz.testing.fake_cytube.members import cloak
 
-LIMITS = CytubeLimits(guest_login_window_seconds=0.05, usercount_interval_seconds=0.2)
 ACCOUNTS = {"mod": "pw", "boss": "pw", "member": "pw"}
 TROLL_IP = "10.0.0.99"
 

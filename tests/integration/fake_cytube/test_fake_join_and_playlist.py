@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
-from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer, PlaybackTiming
+from fake_kit import FAST, LIMITS, joined
+
+from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
 from daz.testing.fake_cytube.client import CytubeTestClient
 from daz.testing.fake_cytube.permissions import REGISTERED_PERMISSIONS, UNREGISTERED_PERMISSIONS
 
-FAST = PlaybackTiming(tick_seconds=0.05, lead_in_seconds=0.15, end_grace_seconds=0.1)  # updates every 0.25 s
-LIMITS = CytubeLimits(guest_login_window_seconds=0.05, usercount_interval_seconds=0.2)
 TIMED = {"id": "rtmp://example.com/live/a", "type": "rt", "pos": "end", "temp": True, "duration": 0.5}
 
 
 def timed(n: int, *, temp: bool = True, duration: float = 0.5, pos: str = "end") -> dict[str, object]:
     return {**TIMED, "id": f"rtmp://example.com/live/{n}", "temp": temp, "duration": duration, "pos": pos}
-
-
-async def joined(server: FakeCytubeServer, name: str, ip: str, room: str = "lobby") -> CytubeTestClient:
-    return await CytubeTestClient.joined(server.url, name, ip=ip, room=room)
 
 
 async def test_unregistered_join_sequence_in_the_real_order() -> None:
@@ -354,7 +350,7 @@ async def test_the_channel_password_is_an_option_that_moderators_walk_past() -> 
                                 accounts=accounts) as server:
         await server.set_rank("lobby", "owner", 3)
         await server.set_rank("lobby", "mod", 2)
-        owner = await CytubeTestClient.joined(server.url, "owner", ip="10.0.0.1", password="pw")
+        owner = await joined(server, "owner", "10.0.0.1", "pw")
         await owner.emit("setOptions", {"password": "sekrit"})
         await owner.wait_for("channelOpts", lambda d: d["password"] == "sekrit")
         async with CytubeTestClient(server.url, ip="10.0.0.2") as guest:

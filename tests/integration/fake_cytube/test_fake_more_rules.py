@@ -3,19 +3,16 @@ ban list, a leader leaving, hidden poll counts for moderators (../shared/cytube-
 
 from __future__ import annotations
 
-from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer, PlaybackTiming
+from dataclasses import replace
+
+from fake_kit import FAST, joined
+from fake_kit import LIMITS as KIT_LIMITS
+
+from daz.testing.fake_cytube import FakeCytubeServer
 from daz.testing.fake_cytube.client import CytubeTestClient
 
-FAST = PlaybackTiming(tick_seconds=0.05, lead_in_seconds=0.15, end_grace_seconds=0.1)
-LIMITS = CytubeLimits(guest_login_window_seconds=0.05, usercount_interval_seconds=0.2, queue_burst=10)
+LIMITS = replace(KIT_LIMITS, queue_burst=10)
 MEDIA = {("yt", f"v{i}"): (f"Video {i}", 60) for i in range(3)}
-
-
-
-async def joined(
-    server: FakeCytubeServer, name: str, ip: str, password: str | None = None, room: str = "lobby"
-) -> CytubeTestClient:
-    return await CytubeTestClient.joined(server.url, name, ip=ip, password=password, room=room)
 
 
 async def test_shuffle_gives_new_uids_with_the_current_item_first() -> None:

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer, PlaybackTiming
-from daz.testing.fake_cytube.client import CytubeTestClient
+from fake_kit import FAST, LIMITS, joined
 
-FAST = PlaybackTiming(tick_seconds=0.05, lead_in_seconds=0.15, end_grace_seconds=0.1)
-LIMITS = CytubeLimits(guest_login_window_seconds=0.05, usercount_interval_seconds=0.2)
-
-
-
-async def joined(
-    server: FakeCytubeServer, name: str, ip: str, password: str | None = None, room: str = "lobby"
-) -> CytubeTestClient:
-    return await CytubeTestClient.joined(server.url, name, ip=ip, password=password, room=room)
+from daz.testing.fake_cytube import FakeCytubeServer
 
 
 async def test_poll_votes_are_per_ip_and_obscured_counts_are_revealed_on_close() -> None:

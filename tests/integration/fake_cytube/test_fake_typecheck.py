@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fake_kit import LIMITS
 
-from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer
+from daz.testing.fake_cytube import FakeCytubeServer
 from daz.testing.fake_cytube.client import CytubeTestClient
 
-LIMITS = CytubeLimits(guest_login_window_seconds=0.05, usercount_interval_seconds=0.2)
 PREFIX = "Unexpected error for message "
 
 # (event, payload, the real server's errorMsg text after PREFIX)
