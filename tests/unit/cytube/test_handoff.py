@@ -4,7 +4,9 @@ holder's puller brings it into the room's outbox in store order, once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 
 from daz.cluster.gate import LeaseGate
 from daz.config import CytubeConfig, DazConfig, ProbeConfig, RoomConfig
@@ -302,26 +304,31 @@ async def test_a_hand_off_that_commits_after_the_new_holders_restore_still_goes_
     assert [line.text for line in network.chat_log] == ["line 0", "line 1"]
 
 
-async def test_a_new_holders_first_line_does_not_make_it_resend_what_the_old_holder_delivered() -> None:
-    """b delivers "old" (the server has it, the echo came) and dies before its store ack: "old" is
-    still pending. a takes the room and sends "new" at once. "old" must be recognised in a's join
-    backlog. With "new" queued ahead of it, "new"'s echo became the bound below which the backlog
-    was not searched, and "old" went out a second time."""
+class _DiesBeforeAck(StoreJournal):
+    """An instance that dies before its store acks: what it delivered stays pending in the store."""
+
+    async def ack(self, key: str) -> None:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def _b_holds_the_room_and_never_acks() -> AsyncIterator[
+    tuple[FakeClock, InMemoryStore, FakeNetwork, dict[str, LeaseGate], dict[str, RoomManager]]
+]:
+    """Two instances on one store, both running: b holds the lobby (READY, settled) and never acks
+    what it delivers; a holds nothing yet. Yields (clock, store, network, gates, managers) and stops
+    both managers when the block ends."""
     clock = FakeClock()
     store = InMemoryStore(clock)
     network = FakeNetwork()
     metrics = DazMetrics()
-
-    class DiesBeforeAck(StoreJournal):
-        async def ack(self, key: str) -> None:
-            return None
 
     gates = {name: LeaseGate() for name in ("a", "b")}
     async with EventBus(clock=clock, metrics=metrics) as bus, asyncio.TaskGroup() as group:
         managers = {
             "a": _lobby_manager(clock, StoreJournal(store, clock, hold_seconds=300, max_retries=5),
                                 network, gates["a"], bus, metrics),
-            "b": _lobby_manager(clock, DiesBeforeAck(store, clock, hold_seconds=300, max_retries=5),
+            "b": _lobby_manager(clock, _DiesBeforeAck(store, clock, hold_seconds=300, max_retries=5),
                                 network, gates["b"], bus, metrics),
         }
         stopping = asyncio.Event()
@@ -329,6 +336,16 @@ async def test_a_new_holders_first_line_does_not_make_it_resend_what_the_old_hol
             group.create_task(manager.run(stopping), name=f"test.rooms.{name}")
         await gates["b"].on_acquire("lobby", 1)
         await _run_until_ready_and_settled(managers["b"], clock)
+        yield clock, store, network, gates, managers
+        stopping.set()
+
+
+async def test_a_new_holders_first_line_does_not_make_it_resend_what_the_old_holder_delivered() -> None:
+    """b delivers "old" (the server has it, the echo came) and dies before its store ack: "old" is
+    still pending. a takes the room and sends "new" at once. "old" must be recognised in a's join
+    backlog. With "new" queued ahead of it, "new"'s echo became the bound below which the backlog
+    was not searched, and "old" went out a second time."""
+    async with _b_holds_the_room_and_never_acks() as (clock, _, network, gates, managers):
         await managers["b"].send_chat("lobby", "old")
         for _ in range(20):
             await clock.advance(0.1)
@@ -336,7 +353,6 @@ async def test_a_new_holders_first_line_does_not_make_it_resend_what_the_old_hol
         await gates["a"].on_acquire("lobby", 2)
         await managers["a"].send_chat("lobby", "new")
         await _run_until_ready_and_settled(managers["a"], clock)
-        stopping.set()
     assert [line.text for line in network.chat_log] == ["old", "new"]
 
 
@@ -344,28 +360,7 @@ async def _take_over_after_an_unacked_delivery(unsent: str, delivered: str) -> l
     """b holds the room; another instance stores ``unsent`` (b has not pulled it: no puller here);
     b sends ``delivered`` (the server has it) and dies before its store ack; a takes the room.
     Returns the server's chat log."""
-    clock = FakeClock()
-    store = InMemoryStore(clock)
-    network = FakeNetwork()
-    metrics = DazMetrics()
-
-    class DiesBeforeAck(StoreJournal):
-        async def ack(self, key: str) -> None:
-            return None
-
-    gates = {name: LeaseGate() for name in ("a", "b")}
-    async with EventBus(clock=clock, metrics=metrics) as bus, asyncio.TaskGroup() as group:
-        managers = {
-            "a": _lobby_manager(clock, StoreJournal(store, clock, hold_seconds=300, max_retries=5),
-                                network, gates["a"], bus, metrics),
-            "b": _lobby_manager(clock, DiesBeforeAck(store, clock, hold_seconds=300, max_retries=5),
-                                network, gates["b"], bus, metrics),
-        }
-        stopping = asyncio.Event()
-        for name, manager in managers.items():
-            group.create_task(manager.run(stopping), name=f"test.rooms.{name}")
-        await gates["b"].on_acquire("lobby", 1)
-        await _run_until_ready_and_settled(managers["b"], clock)
+    async with _b_holds_the_room_and_never_acks() as (clock, store, network, gates, managers):
         other = StoreJournal(store, clock, hold_seconds=300, max_retries=5)  # a third instance's
         await other.hand_off(OutboundLine(key="c:1", room="lobby", kind="chat", text=unsent,
                                           created_at=clock.now().timestamp()))
@@ -375,7 +370,6 @@ async def _take_over_after_an_unacked_delivery(unsent: str, delivered: str) -> l
         await gates["b"].on_lose("lobby", "lease_lost")
         await gates["a"].on_acquire("lobby", 2)
         await _run_until_ready_and_settled(managers["a"], clock)
-        stopping.set()
     return [line.text for line in network.chat_log]
 
 
