@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from daz.testing.fake_cytube import CytubeLimits, FakeCytubeServer, PlaybackTiming
 from daz.testing.fake_cytube.client import CytubeTestClient
 
@@ -14,3 +17,16 @@ async def joined(
 ) -> CytubeTestClient:
     """``CytubeTestClient.joined`` on ``server``: connected, in ``room``, logged in as ``name``."""
     return await CytubeTestClient.joined(server.url, name, ip=ip, password=password, room=room)
+
+
+@contextlib.asynccontextmanager
+async def moderated_lobby(
+    limits: CytubeLimits = LIMITS,
+) -> AsyncIterator[tuple[FakeCytubeServer, CytubeTestClient]]:
+    """A server with a registered ``lobby`` where the account ``mod`` (password ``pw``) has channel
+    rank 2; yields it and ``mod`` joined from 10.0.0.1 (the test closes ``mod``)."""
+    async with FakeCytubeServer(
+        limits=limits, playback=FAST, registered_channels=["lobby"], accounts={"mod": "pw"}
+    ) as server:
+        await server.set_rank("lobby", "mod", 2)
+        yield server, await joined(server, "mod", "10.0.0.1", "pw")

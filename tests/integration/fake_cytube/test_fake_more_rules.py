@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fake_kit import FAST, joined
+from fake_kit import FAST, joined, moderated_lobby
 from fake_kit import LIMITS as KIT_LIMITS
 
 from daz.testing.fake_cytube import FakeCytubeServer
@@ -48,11 +48,7 @@ async def test_request_playlist_is_limited_to_once_a_minute() -> None:
 
 
 async def test_smute_echoes_only_to_the_sender_and_moderators_and_clear_reaches_all() -> None:
-    async with FakeCytubeServer(
-        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"mod": "pw"}
-    ) as server:
-        await server.set_rank("lobby", "mod", 2)
-        mod = await joined(server, "mod", "10.0.0.1", "pw")
+    async with moderated_lobby(LIMITS) as (server, mod):
         other = await joined(server, "other", "10.0.0.2")
         troll = await joined(server, "troll", "10.0.0.3")
         await mod.emit("chatMsg", {"msg": "/smute troll", "meta": {}})
@@ -71,11 +67,7 @@ async def test_smute_echoes_only_to_the_sender_and_moderators_and_clear_reaches_
 
 
 async def test_ban_list_and_unban() -> None:
-    async with FakeCytubeServer(
-        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"mod": "pw"}
-    ) as server:
-        await server.set_rank("lobby", "mod", 2)
-        mod = await joined(server, "mod", "10.0.0.1", "pw")
+    async with moderated_lobby(LIMITS) as (server, mod):
         await mod.emit("chatMsg", {"msg": "/ban gone for spam", "meta": {}})
         await mod.emit("requestBanlist")
         banlist = await mod.wait_for("banlist")
@@ -108,11 +100,7 @@ async def test_a_leaving_leader_hands_the_clock_back_to_the_server() -> None:
 
 
 async def test_moderators_see_hidden_counts_with_a_question_mark() -> None:
-    async with FakeCytubeServer(
-        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"mod": "pw"}
-    ) as server:
-        await server.set_rank("lobby", "mod", 2)
-        mod = await joined(server, "mod", "10.0.0.1", "pw")
+    async with moderated_lobby(LIMITS) as (server, mod):
         guest = await joined(server, "guest", "10.0.0.2")
         await mod.emit("newPoll", {"title": "t", "opts": ["a", "b"], "obscured": True})
         await guest.wait_for("newPoll")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fake_kit import FAST, LIMITS, joined
+from fake_kit import FAST, LIMITS, joined, moderated_lobby
 
 from daz.testing.fake_cytube import FakeCytubeServer
 
@@ -81,11 +81,7 @@ async def test_admin_actions_without_the_rank_are_kicks() -> None:
 
 async def test_mute_sends_the_meta_then_the_whisper_and_unmute_the_other_way_round() -> None:
     # The order CyTube 3.86 sends them in (measured), as a moderator sees it.
-    async with FakeCytubeServer(
-        limits=LIMITS, playback=FAST, registered_channels=["lobby"], accounts={"mod": "pw"}
-    ) as server:
-        await server.set_rank("lobby", "mod", 2)
-        mod = await joined(server, "mod", "10.0.0.1", "pw")
+    async with moderated_lobby() as (server, mod):
         await joined(server, "guest", "10.0.0.3")
         await mod.wait_for("addUser", lambda d: d["name"] == "guest")
         mark = len(mod.events)
