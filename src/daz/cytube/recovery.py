@@ -139,13 +139,12 @@ class RoomRecovery:
             )
         )
         self._last_delay = delay
-        self.reconnects += 1
-        self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
-        self._transition(RoomState.BACKING_OFF, f"{failure.reason}: {failure.detail}", next_delay=delay)
         use_probe = (
             self.config.probe.enabled and not failure.rate_limited and failure.reason in PROBE_REASONS
         )
-        return await self._back_off(stopping, delay, use_probe)
+        return await self._reconnect_after(
+            failure, f"{failure.reason}: {failure.detail}", delay, stopping, use_probe=use_probe
+        )
 
     def _decide(self, failure: Failure) -> Decision | None:
         """The taxonomy's decision for a refusal or kick (None: an ordinary failure, back off)."""
@@ -192,20 +191,14 @@ class RoomRecovery:
                 return True
             case Action.RETRY:
                 delay = decision.delay or 0.0
-                self.reconnects += 1
-                self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
-                self._transition(RoomState.BACKING_OFF, decision.reason, next_delay=delay)
-                return await self._back_off(stopping, delay, use_probe=False)
+                return await self._reconnect_after(failure, decision.reason, delay, stopping)
             case Action.BACK_OFF:
                 self.attempt += 1
                 delay = reconnect_delay(
                     self.attempt, self.rng, self.config.backoff, previous=self._last_delay
                 )
                 self._last_delay = delay
-                self.reconnects += 1
-                self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
-                self._transition(RoomState.BACKING_OFF, decision.reason, next_delay=delay)
-                return await self._back_off(stopping, delay, use_probe=False)
+                return await self._reconnect_after(failure, decision.reason, delay, stopping)
 
     def _stop(self, reason: str, *, retry_after: float | None, outcome: Outcome | None = None) -> None:
         self._release_slot()
@@ -218,6 +211,14 @@ class RoomRecovery:
              "retry_in": retry_after},
             source="cytube",
         )
+
+    async def _reconnect_after(self, failure: Failure, reason: str, delay: float, stopping: asyncio.Event,
+                               *, use_probe: bool = False) -> bool:
+        """Count a reconnect for ``failure``, enter BACKING_OFF and wait ``delay``; False on stop."""
+        self.reconnects += 1
+        self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
+        self._transition(RoomState.BACKING_OFF, reason, next_delay=delay)
+        return await self._back_off(stopping, delay, use_probe)
 
     async def _back_off(self, stopping: asyncio.Event, delay: float, use_probe: bool) -> bool:
         """Wait ``delay`` (or until a probe succeeds / a reconnect is requested); False on stop."""
@@ -281,9 +282,6 @@ class RoomRecovery:
         waits until the server has dropped the old socket and with it the name."""
         hold, self._hold_name_until = self._hold_name_until, None
         delay = 0.0 if hold is None else max(0.0, hold - self.clock.monotonic())
-        self.reconnects += 1
-        self.metrics.room_reconnects.labels(room=self.name, reason=failure.reason).inc()
-        self._transition(
-            RoomState.BACKING_OFF, f"{failure.reason}: replacing a suspect connection", next_delay=delay
+        return await self._reconnect_after(
+            failure, f"{failure.reason}: replacing a suspect connection", delay, stopping
         )
-        return await self._back_off(stopping, delay, use_probe=False)
