@@ -96,6 +96,13 @@ class TokenBucket:
         if self.tokens >= 1.0 - 1e-9:
             self.hold_until = -math.inf
 
+    def refill(self, now: float, *, in_use: int) -> None:
+        """The server restarted: its bucket is full again, minus ``in_use`` tokens already on their way."""
+        self.tokens = float(max(0, self.size - in_use))
+        self.updated_at = now
+        self.hold_until = -math.inf
+        self._hold_if_empty(now)
+
     def drain(self, now: float) -> None:
         """The server said ``Rate limit exceeded``: its bucket is empty, so ours is too."""
         self._update(now)
@@ -251,11 +258,7 @@ class ServerLedger:
             return False
         self.down_seen = False
         self.last_guest_login = None
-        self.bucket.tokens = float(max(0, self.bucket.size - self.in_flight))
-        self.bucket.updated_at = now
-        self.bucket.hold_until = -math.inf
-        if self.bucket.tokens < 1:
-            self.bucket._hold_if_empty(now)
+        self.bucket.refill(now, in_use=self.in_flight)
         return True
 
     # guest logins ----------------------------------------------------------------------------
