@@ -299,7 +299,9 @@ class Session:
         """The frame to whoever waits for an answer: the action in flight (raw), the queries (parsed)."""
         if self._frame_watcher is not None:
             self._frame_watcher(item.name, item.data)
-        for check, _ in list(self._askers):  # a copy: an answered query removes itself
+        # No copy per frame: an answered query leaves the list only when its ``ask`` resumes
+        # (set_result schedules that, never runs it here).
+        for check, _ in self._askers:
             check(event)
 
     def _chat(self, event: p.ChatMessage | p.PrivateMessage) -> None:
