@@ -26,7 +26,7 @@ import asyncpg
 import structlog
 
 from daz import __version__
-from daz.aio import wait_any
+from daz.aio import sleep_or_stop, wait_any
 from daz.clock import Clock
 from daz.cluster import sql
 from daz.cluster.plan import (
@@ -163,7 +163,8 @@ class ClusterCoordinator:
                     log.warning("cluster.lease.unconfirmed", room=room, instance=self.instance_id,
                                 since_renew=round(now - held.renewed_at, 2))
                     await self._lose(room, "lease_unconfirmed")
-            await self.clock.sleep(WATCHDOG_PERIOD_SECONDS)
+            if await sleep_or_stop(self.clock, WATCHDOG_PERIOD_SECONDS, stopping, label="cluster.watchdog"):
+                return
 
     async def _tick_safely(self) -> None:
         try:
@@ -316,7 +317,8 @@ class ClusterCoordinator:
             except StoreError as exc:
                 log.warning("cluster.presence_failed", instance=self.instance_id, error=exc.message)
                 await self._drop_presence()
-            await self.clock.sleep(period)
+            if await sleep_or_stop(self.clock, period, stopping, label="cluster.presence"):
+                return
 
     async def prove_presence(self) -> None:
         """One proof on the locked connection; also watches the others' locks (survivor side)."""
