@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -26,7 +27,7 @@ import asyncpg
 import structlog
 
 from daz import __version__
-from daz.aio import sleep_or_stop, wait_any
+from daz.aio import race, sleep_or_stop
 from daz.clock import Clock
 from daz.cluster import sql
 from daz.cluster.plan import (
@@ -140,9 +141,11 @@ class ClusterCoordinator:
                     await self._tick_safely()
                     wait = (PRESENCE_RETRY_SECONDS if self._retry_soon
                             else self.config.renew_interval_seconds)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(wait):
-                            await wait_any(stopping, self._kick, label="cluster.renew_wait")
+                    # On the injected clock, like every behavioural wait (daz.aio); a kick (a peer
+                    # handed rooms back, an owner judged gone) or stopping ends it early.
+                    await race({"stop": stopping.wait, "kick": self._kick.wait,
+                                "sleep": functools.partial(self.clock.sleep, wait)},
+                               label="cluster.renew_wait")
             finally:
                 await asyncio.shield(self._leave_all("shutdown"))
                 await self._drop_presence()
