@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from daz.aio import sleep_or_stop
 from daz.clock import Clock
 from daz.errors import StoreError
 
@@ -61,7 +62,8 @@ class DatabaseClock:
 
 
 class DatabaseClockSync:
-    """A ``Service`` that keeps a ``DatabaseClock`` measured (a failed measure keeps the last offset)."""
+    """A ``Service`` that keeps a ``DatabaseClock`` measured every ``interval_seconds`` after the first
+    measure, which its owner takes before starting it (a failed measure keeps the last offset)."""
 
     name = "dbclock"
 
@@ -72,13 +74,10 @@ class DatabaseClockSync:
         self.interval = interval_seconds
 
     async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
+        # The app measured the offset once at start (before the queue could use it): the next
+        # measure is one interval later.
+        while not await sleep_or_stop(self.clock, self.interval, stopping, label="dbclock.sync_wait"):
             try:
                 await self.clock.sync(self.read)
             except StoreError as exc:
                 log.warning("store.clock_sync_failed", error=exc.message)
-            try:
-                async with asyncio.timeout(self.interval):
-                    await stopping.wait()
-            except TimeoutError:
-                continue
