@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,18 +81,22 @@ def waiting_rooms(
     server, each with the reason (for the status page and health)."""
     live_set = set(live)
     shares = capacity_shares(rooms, live_set, server_of, capacity)
+    on_server = Counter(server_of.get(room, DEFAULT_SERVER) for room in rooms)
+    # Once per server: why its unheld rooms wait (absent: the caps there hold every room, or some
+    # live instance has no cap there).
+    full: dict[str, str] = {}
+    for server, count in on_server.items():
+        total = sum(shares[server].values())
+        if total < count and all(capacity.get(i, {}).get(server) is not None for i in live_set):
+            full[server] = (f"cluster full on {server}: {len(live_set)} instance(s) hold at most "
+                            f"{total} socket(s) there for {count} rooms; start another instance")
     waiting: dict[str, str] = {}
     for room in rooms:
-        server = server_of.get(room, DEFAULT_SERVER)
+        why = full.get(server_of.get(room, DEFAULT_SERVER))
         lease = leases.get(room)
-        if lease is not None and lease.owner in live_set and lease.expires_in > 0:
+        if why is None or (lease is not None and lease.owner in live_set and lease.expires_in > 0):
             continue
-        on_server = sum(1 for r in rooms if server_of.get(r, DEFAULT_SERVER) == server)
-        total = sum(shares[server].values())
-        caps = [capacity.get(i, {}).get(server) for i in live_set]
-        if total < on_server and all(cap is not None for cap in caps):
-            waiting[room] = (f"cluster full on {server}: {len(live_set)} instance(s) hold at most "
-                             f"{total} socket(s) there for {on_server} rooms; start another instance")
+        waiting[room] = why
     return waiting
 
 
