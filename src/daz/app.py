@@ -268,7 +268,7 @@ class DazApp:
                          clock=queue_clock)
         lag_probe = LoopLagProbe(clock, cfg.health.loop_lag_interval_seconds, metrics)
         monitor = HealthMonitor(
-            self._checks(views, store, rooms, plugin_statuses, lag_probe, database=database),
+            self._checks(views, lag_probe, database=database),
             bus, metrics, clock, cfg.health, lag_probe=lag_probe)
         status_line = StatusLine(health=monitor.latest, rooms=views.rooms, queue=views.queue_view,
                                  breakers=breakers.snapshot, plugins=plugin_statuses.verdicts)
@@ -334,20 +334,20 @@ class DazApp:
             on_acquire=leases.on_acquire, on_lose=leases.on_lose, server_of=server_of, capacity=capacity,
         )
 
-    def _checks(self, views: BotViews, store: RetryStore, rooms: RoomManager,
-                plugin_statuses: PluginStatuses, lag_probe: LoopLagProbe, *,
-                database: PgDatabase | None) -> list[Any]:
+    def _checks(self, views: BotViews, lag_probe: LoopLagProbe, *, database: PgDatabase | None) -> list[Any]:
+        """The health checks, reading the parts through ``views`` (the store, rooms, plugin board)."""
         th = self.config.health.thresholds
         cluster = views.cluster
         return [
-            RoomsCheck(views.rooms, rooms.reconnect, self.clock, RoomLimits.from_config(self.config.cytube)),
-            DatabaseCheck(store.ping, self.clock, th,
+            RoomsCheck(views.rooms, views.room_manager.reconnect, self.clock,
+                       RoomLimits.from_config(self.config.cytube)),
+            DatabaseCheck(views.store.ping, self.clock, th,
                           pool=(lambda: pool_view(database)) if database is not None else None,
                           pool_health_threshold=self.config.database.pool.health_score_threshold),
             QueueCheck(views.queue_view, self.clock, th),
             BreakersCheck(views.breakers.snapshot, self.clock, th),
             SpoolCheck(views.spool.count, self.clock, th, self.config.spool.max_items),
-            PluginsCheck(plugin_statuses, self.clock),
+            PluginsCheck(views.plugins, self.clock),
             ProcessCheck(self.clock, th, lag_probe),
             *self._external_checks(),
             *([ClusterCheck(cluster, self.clock)] if cluster is not None else []),
